@@ -1,0 +1,38 @@
+# firedrill — see README.md. `make drill` and `make test` do all set-up themselves.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+FIREDRILL := target/debug/firedrill
+
+.PHONY: help setup build test drill review clean down fuzz
+
+help:
+	@echo "make drill   set up, bring up the local backend, run every suite, write reports/latest"
+	@echo "make test    set up and run every test (unit, CLI, local-backend integration, drills)"
+	@echo "make setup   Debian packages and pinned upstream binaries (cached; seconds when warm)"
+	@echo "make review  review snapshot changes (cargo insta review)"
+	@echo "make down    tear down every local cluster firedrill created on this machine"
+	@echo "make clean   make down, then cargo clean"
+
+setup:
+	ci/setup.sh >/dev/null
+
+build: setup
+	$(CARGO) build --workspace --bins
+
+test: build
+	$(CARGO) test --workspace
+	ci/leftovers.sh
+
+drill: build
+	$(FIREDRILL) run --backend local --report reports/latest
+
+review:
+	@command -v cargo-insta >/dev/null || $(CARGO) install cargo-insta --locked
+	$(CARGO) insta review --workspace
+
+down:
+	@if [[ -x $(FIREDRILL) ]]; then $(FIREDRILL) down --all; fi
+
+clean: down
+	$(CARGO) clean

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Install and build everything firedrill needs on this machine, idempotently.
+#
+#   - Debian packages the drills use, installed only when missing;
+#   - the pinned upstream binaries (fixtures/versions.env), built from the Go module
+#     proxy through the wrapper modules in fixtures/upstream/, into a per-user cache
+#     keyed by version and by the hash of the wrapper module. A warm rerun builds nothing.
+#
+# Prints the cache directory on its last line. Build times of the last cold build of each
+# component are kept in "$cache/build-times".
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../fixtures/versions.env
+. "$root/fixtures/versions.env"
+cache=${FIREDRILL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/firedrill}
+mkdir -p "$cache"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- Debian packages -----------------------------------------------------------------
+# Each entry: package:command-that-proves-it-is-installed
+debs=(
+  nftables:nft
+  iproute2:ip
+  util-linux:nsenter
+  slapd:slapd
+  ldap-utils:ldapsearch
+  haproxy:haproxy
+  prometheus:prometheus
+  curl:curl
+  procps:pgrep
+)
+missing=()
+for entry in "${debs[@]}"; do
+  pkg=${entry%%:*} cmd=${entry##*:}
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "missing Debian packages (${missing[*]}) and not root: install them or run as root"
+    exit 1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  # Packages such as slapd, haproxy and prometheus start a system service from their
+  # postinst. firedrill starts its own instances; keep the system ones from starting.
+  policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  trap '[[ $own_policy == 1 ]] && rm -f "$policy"' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Upstream binaries ---------------------------------------------------------------
+export GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0
+
+# Refuse to build a wrapper module that disagrees with versions.env.
+check_pin() { # module-dir module version
+  if ! grep -qE "^[[:space:]]*(require )?$2 $3( |$)" "$root/fixtures/upstream/$1/go.mod"; then
+    log "fixtures/upstream/$1/go.mod does not require $2 $3 (fixtures/versions.env); run ci/upstream-mod.sh"
+    exit 1
+  fi
+}
+check_pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION"
+check_pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+check_pin dex github.com/dexidp/dex "$DEX_VERSION"
+
+# build NAME VERSION MODULE-DIR BINARY... -- COMMAND...
+# Runs COMMAND in fixtures/upstream/MODULE-DIR with $out set to the cache directory,
+# unless every BINARY already exists there and the stamp (versions + module files) matches.
+build() {
+  local name=$1 version=$2 module=$3; shift 3
+  local bins=()
+  while [[ $1 != -- ]]; do bins+=("$1"); shift; done
+  shift
+  out="$cache/bin/$name-$version"
+  local stamp
+  stamp=$( {
+    echo "$name $version $(go env GOVERSION)"
+    if [[ -d $root/fixtures/upstream/$module ]]; then
+      find "$root/fixtures/upstream/$module" -type f | sort | xargs cat
+    fi
+  } | sha256sum | cut -c1-16)
+  local ok=1
+  for b in "${bins[@]}"; do [[ -x $out/$b ]] || ok=0; done
+  if [[ $ok == 1 && -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
+    return 0
+  fi
+  log "building $name $version (cold builds take minutes on 2 cores)"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  local start=$SECONDS
+  local final=$out
+  export out="$out.tmp"
+  (cd "$root/fixtures/upstream/$module" 2>/dev/null || cd "$root"; "$@")
+  echo "$stamp" >"$out/.stamp"
+  rm -rf "$final" && mv "$out" "$final"
+  out=$final
+  local took=$((SECONDS - start))
+  log "built $name $version in ${took}s"
+  { grep -v "^$name " "$cache/build-times" 2>/dev/null || true; echo "$name $version ${took}s"; } \
+    >"$cache/build-times.tmp" && mv "$cache/build-times.tmp" "$cache/build-times"
+}
+
+k8s_minor=${KUBERNETES_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
+k8s_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+export k8s_ldflags DEX_VERSION KIND_VERSION
+# Each command runs with $out (exported by build) naming the directory to fill.
+build kubernetes "$KUBERNETES_VERSION" kubernetes \
+  kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
+  sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" ./cmd/...'
+
+build etcd "$ETCD_VERSION" etcd etcd -- \
+  sh -c 'go build -trimpath -ldflags "-s -w" -o "$out/etcd" .'
+
+# dex v2.41 compiles its SQLite storage only with cgo (cmd/dex refers to it either way).
+build dex "$DEX_VERSION" dex dex -- \
+  sh -c 'CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" -o "$out/dex" github.com/dexidp/dex/cmd/dex'
+
+build kind "$KIND_VERSION" kind kind -- \
+  sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
+
+echo "$cache"

@@ -1,0 +1,53 @@
+//! Components under test, as data in `fixtures/components/<name>/component.yaml`: the
+//! hosts they need outside the clusters and the users probes may log in as. Deploying
+//! them is `deploy::<name>`.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::FixtureError;
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Component {
+    /// Must equal the directory name.
+    pub component: String,
+    pub description: String,
+    /// Hosts outside the clusters (a network namespace each on the run's bridge).
+    #[serde(default)]
+    pub hosts: Vec<HostSpec>,
+    /// Users the component provisions, by the name probes use.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Where the component's files are (set when loaded).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostSpec {
+    pub name: String,
+    pub description: String,
+}
+
+impl Component {
+    pub fn load(fixtures: &Path, name: &str) -> Result<Component, FixtureError> {
+        let dir = fixtures.join("components").join(name);
+        let path = dir.join("component.yaml");
+        let text = std::fs::read_to_string(&path).map_err(|source| FixtureError::Read { path: path.clone(), source })?;
+        let mut c: Component = serde_saphyr::from_str(&text).map_err(|e| FixtureError::parse(&path, &e))?;
+        if c.component != name {
+            return Err(FixtureError::Invalid { path, message: format!("`component` is `{}`, expected the directory name `{name}`", c.component) });
+        }
+        for h in &c.hosts {
+            if !crate::names::is_name(&h.name) {
+                return Err(FixtureError::Invalid { path, message: format!("host name `{}` must be lowercase letters, digits and dashes", h.name) });
+            }
+        }
+        c.dir = dir;
+        Ok(c)
+    }
+}

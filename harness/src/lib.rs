@@ -1,0 +1,19 @@
+//! firedrill: bring up clusters, deploy the systems a failure-domain document describes,
+//! inject the document's faults, observe what still works, and check the observed
+//! impact table against the documented one.
+//!
+//! The data flow is `suite` → `runner` → `backend` (provision) → `deploy` → per
+//! scenario: `journal` + `fault` inject, `probe` sampling, revert, recovery → `model`
+//! tables → `snapshot` comparison → `report`.
+
+pub mod cli;
+pub mod component;
+pub mod error;
+pub mod fault;
+pub mod fixtures;
+pub mod model;
+pub mod names;
+pub mod probe;
+pub mod snapshot;
+pub mod suite;
+pub mod topology;

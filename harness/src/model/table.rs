@@ -1,0 +1,175 @@
+//! Impact tables in the documents' form, and the expected table of a scenario.
+//!
+//! Only stable content is rendered: glyphs, notes, whether recovery was within the
+//! documented bound, whether each claim held. Counts, ratios and times go to the report.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::Impact;
+use crate::suite::{Claim, RECOVERY, ScenarioSpec, Suite};
+
+/// Allowance on top of a documented MTTR for the measurement itself: the probe cadence
+/// and the moment a reverted fault takes effect. Part of the rule in `impact.rs`.
+pub const RECOVERY_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImpactTable {
+    pub title: String,
+    pub rows: Vec<Row>,
+    pub recovery: RecoveryLine,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub operation: String,
+    pub impact: Impact,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecoveryLine {
+    /// The bound in the document's words (`5–60 s`), or the bound itself.
+    pub bound: String,
+    pub within: bool,
+    pub note: String,
+    pub claims: Vec<(Claim, bool)>,
+}
+
+impl ImpactTable {
+    /// Markdown, one row per operation, as the documents print their tables.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "### {}\n", self.title);
+        out.push_str("| Operation | Impact | Note |\n| --- | --- | --- |\n");
+        for r in &self.rows {
+            let _ = writeln!(out, "| {} | {} | {} |", escape(&r.operation), r.impact.glyph(), escape(&r.note));
+        }
+        let r = &self.recovery;
+        let _ = write!(
+            out,
+            "\nRecovery: {} the documented MTTR ({})",
+            if r.within { "within" } else { "over" },
+            r.bound
+        );
+        if !r.note.is_empty() {
+            let _ = write!(out, " — {}", r.note);
+        }
+        out.push('\n');
+        for (claim, held) in &r.claims {
+            let _ = writeln!(out, "Claim: {} — {}", claim.words(), if *held { "holds" } else { "does not hold" });
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The note beside an operation's glyph: the document's note, and for a recorded
+/// deviation a pointer to it. Shared by the expected and the observed table so that only
+/// glyphs, bounds and claims can differ between them.
+pub fn note_for(scenario: &ScenarioSpec, op: &str) -> String {
+    let documented = scenario.documented.notes.iter().find(|(k, _)| k.value == op).map(|(_, v)| v.clone());
+    let deviation = scenario.deviations.iter().find(|d| d.operation.value == op).map(|d| {
+        format!(
+            "deviation recorded: documented {}",
+            d.documented.map(|i| i.glyph()).unwrap_or("?")
+        )
+    });
+    match (documented, deviation) {
+        (Some(n), Some(d)) => format!("{n} ({d})"),
+        (Some(n), None) => n,
+        (None, Some(d)) => d,
+        (None, None) => String::new(),
+    }
+}
+
+/// The recovery line's note: a pointer to a recorded recovery deviation.
+pub fn recovery_note(scenario: &ScenarioSpec) -> String {
+    if scenario.deviations.iter().any(|d| d.operation.value == RECOVERY) {
+        "deviation recorded".into()
+    } else {
+        String::new()
+    }
+}
+
+pub fn bound_words(scenario: &ScenarioSpec) -> String {
+    let r = &scenario.documented.recovery;
+    r.mttr_words.clone().unwrap_or_else(|| r.mttr.to_string())
+}
+
+/// The table a scenario must produce: the document's glyphs, with every recorded
+/// deviation's observed glyph in its cell. This is what `snapshots/` holds.
+pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
+    let rows = suite
+        .spec
+        .operations
+        .iter()
+        .map(|op| {
+            let id = op.id.value.as_str();
+            let documented = scenario
+                .documented
+                .impact
+                .iter()
+                .find(|(k, _)| k.value == id)
+                .map(|(_, v)| *v)
+                .expect("suite::load checks that every operation has a documented impact");
+            let impact = scenario
+                .deviations
+                .iter()
+                .find(|d| d.operation.value == id)
+                .and_then(|d| d.observed)
+                .unwrap_or(documented);
+            Row { operation: op.name.clone(), impact, note: note_for(scenario, id) }
+        })
+        .collect();
+    let recovery_deviates = scenario.deviations.iter().any(|d| d.operation.value == RECOVERY);
+    ImpactTable {
+        title: scenario.title.clone(),
+        rows,
+        recovery: RecoveryLine {
+            bound: bound_words(scenario),
+            within: !recovery_deviates,
+            note: recovery_note(scenario),
+            claims: scenario.documented.recovery.claims.iter().map(|c| (*c, true)).collect(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_documents_form() {
+        let t = ImpactTable {
+            title: "All identity instances down".into(),
+            rows: vec![
+                Row { operation: "Console login".into(), impact: Impact::Lost, note: String::new() },
+                Row { operation: "Cached keys | API".into(), impact: Impact::Unaffected, note: "low risk".into() },
+                Row { operation: "Discovery".into(), impact: Impact::Limited, note: String::new() },
+            ],
+            recovery: RecoveryLine {
+                bound: "5–60 s".into(),
+                within: true,
+                note: String::new(),
+                claims: vec![(Claim::NothingLost, true), (Claim::QueuedAndApplied, false)],
+            },
+        };
+        insta::assert_snapshot!(t.render(), @r"
+        ### All identity instances down
+
+        | Operation | Impact | Note |
+        | --- | --- | --- |
+        | Console login | ❌ |  |
+        | Cached keys \| API | ✅ | low risk |
+        | Discovery | ⚠️ |  |
+
+        Recovery: within the documented MTTR (5–60 s)
+        Claim: nothing lost — holds
+        Claim: changes queued and applied on recovery — does not hold
+        ");
+    }
+}

@@ -1,0 +1,335 @@
+//! Parse → check → [`Suite`]. Every failure is a [`SuiteError::Invalid`] with the file,
+//! the 1-based line and column, the field, and what was expected.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::{Location, Spanned};
+
+use super::{RECOVERY, Suite, SuiteSpec};
+use crate::component::Component;
+use crate::error::SuiteError;
+use crate::names::is_name;
+use crate::topology::Topology;
+
+/// Larger than any real suite by two orders of magnitude; refuses pathological input early.
+const MAX_SUITE_BYTES: usize = 1 << 20;
+
+/// Load every `*.yaml` in `dir`, sorted by name. All files are checked; every invalid one
+/// is reported. Finding none is an error.
+pub fn load_dir(dir: &Path, fixtures: &Path) -> Result<Vec<Suite>, SuiteError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Read { path: dir.to_path_buf(), source })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(SuiteError::NoSuites(dir.to_path_buf()));
+    }
+    let mut suites = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match load_file(&f, fixtures) {
+            Ok(s) => suites.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(suites),
+        1 => Err(errors.remove(0)),
+        n => Err(SuiteError::Several { count: n, list: errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n") }),
+    }
+}
+
+/// Load one suite file.
+pub fn load_file(path: &Path, fixtures: &Path) -> Result<Suite, SuiteError> {
+    let bytes = std::fs::read(path).map_err(|source| SuiteError::Read { path: path.to_path_buf(), source })?;
+    load_bytes(path, &bytes, fixtures)
+}
+
+/// Load a suite from text, as if read from `path` (used by tests and the fuzz target).
+pub fn load_str(path: &Path, text: &str, fixtures: &Path) -> Result<Suite, SuiteError> {
+    load_bytes(path, text.as_bytes(), fixtures)
+}
+
+fn load_bytes(path: &Path, bytes: &[u8], fixtures: &Path) -> Result<Suite, SuiteError> {
+    let invalid = |line: u64, column: u64, message: String| SuiteError::Invalid { path: path.to_path_buf(), line, column, message };
+    if bytes.len() > MAX_SUITE_BYTES {
+        return Err(invalid(1, 1, format!("file is {} bytes; a suite file may be at most {MAX_SUITE_BYTES}", bytes.len())));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col(&bytes[..e.valid_up_to()]);
+        invalid(line, column, "invalid UTF-8; suite files are UTF-8 text".into())
+    })?;
+    let spec = parse(text).map_err(|(loc, message)| invalid(loc.0, loc.1, message))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    check(&spec, &stem, fixtures).map_err(|(loc, message)| invalid(loc.line(), loc.column(), message))?;
+    Ok(Suite { file: path.to_path_buf(), spec })
+}
+
+fn line_col(prefix: &[u8]) -> (u64, u64) {
+    let line = prefix.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let col_bytes = prefix.iter().rev().take_while(|b| **b != b'\n').count();
+    let column = String::from_utf8_lossy(&prefix[prefix.len() - col_bytes..]).chars().count() as u64 + 1;
+    (line, column)
+}
+
+/// serde-saphyr's message without its `error: line L column C:` prefix and snippet.
+pub fn error_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let mut text = text.to_string();
+    if let Some(rest) = text.strip_prefix("line ")
+        && let Some(idx) = rest.find(": ")
+        && rest[..idx].contains(" column ")
+    {
+        text = rest[idx + 2..].to_string();
+    }
+    // Advice meant for programs calling serde-saphyr, not for people writing suites.
+    if let Some(idx) = text.find(", set DuplicateKeyPolicy in Options") {
+        text.truncate(idx);
+    }
+    // The location is reported separately, as file:line:column.
+    if let Some(idx) = text.rfind(" at line ")
+        && text[idx..].contains(", column ")
+    {
+        text.truncate(idx);
+    }
+    text
+}
+
+type Loc = (u64, u64);
+
+fn parse(text: &str) -> Result<SuiteSpec, (Loc, String)> {
+    let path = RefCell::new(String::new());
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            *path.borrow_mut() = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let loc = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        // serde_path_to_error writes `?` for a mapping key it cannot name.
+        let field = path.into_inner();
+        let field = field.trim_end_matches(".?").trim_end_matches('?').to_string();
+        let message = error_message(&e);
+        // The path names the field unless the error is about the document as a whole.
+        if field.is_empty() || field == "." || message.contains(&format!("`{field}`")) {
+            (loc, message)
+        } else {
+            (loc, format!("`{field}`: {message}"))
+        }
+    })
+}
+
+type Check = Result<(), (Location, String)>;
+
+/// The fixture names in `dir`: `*.yaml` stems when `files`, else sub-directories.
+fn fixture_names(dir: &Path, files: bool) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            if files {
+                (p.extension().is_some_and(|e| e == "yaml")).then(|| p.file_stem()?.to_str().map(String::from)).flatten()
+            } else {
+                p.is_dir().then(|| p.file_name()?.to_str().map(String::from)).flatten()
+            }
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+fn at<T>(s: &Spanned<T>, message: String) -> (Location, String) {
+    (s.referenced, message)
+}
+
+fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
+    if spec.suite.value != stem {
+        return Err(at(&spec.suite, format!("`suite`: `{}` must equal the file name `{stem}`", spec.suite.value)));
+    }
+    if !is_name(&spec.suite.value) {
+        return Err(at(&spec.suite, "`suite`: expected lowercase letters, digits and dashes".into()));
+    }
+
+    // Fixtures: plain names only, so nothing can point outside fixtures/.
+    let topo_name = &spec.topology;
+    if !is_name(&topo_name.value) {
+        return Err(at(topo_name, format!("`topology`: `{}` is not a topology name (lowercase letters, digits, dashes)", topo_name.value)));
+    }
+    if !fixtures.join("topologies").join(format!("{}.yaml", topo_name.value)).is_file() {
+        return Err(at(topo_name, format!("`topology`: no topology `{}` in fixtures/topologies/ (there are: {})", topo_name.value, fixture_names(&fixtures.join("topologies"), true))));
+    }
+    let topology = Topology::load(fixtures, &topo_name.value).map_err(|e| at(topo_name, format!("`topology`: {e}")))?;
+    let mut hosts = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    for c in &spec.components {
+        if !is_name(&c.value) {
+            return Err(at(c, format!("`components`: `{}` is not a component name (lowercase letters, digits, dashes)", c.value)));
+        }
+        if !fixtures.join("components").join(&c.value).join("component.yaml").is_file() {
+            return Err(at(c, format!("`components`: no component `{}` in fixtures/components/ (there are: {})", c.value, fixture_names(&fixtures.join("components"), false))));
+        }
+        let comp = Component::load(fixtures, &c.value).map_err(|e| at(c, format!("`components`: {e}")))?;
+        hosts.extend(comp.hosts.iter().map(|h| h.name.clone()));
+        users.extend(comp.users.iter().cloned());
+    }
+    let clusters = topology.cluster_names();
+    let check_cluster = |s: &Spanned<String>, what: &str, cluster: &str| -> Check {
+        if clusters.contains(&cluster) {
+            Ok(())
+        } else {
+            Err(at(s, format!("{what} names cluster `{cluster}`, which topology `{}` does not have (it has: {})", topology.topology, clusters.join(", "))))
+        }
+    };
+
+    if spec.timing.fault.0.is_zero() {
+        return Err(at(&spec.suite, "`timing.fault` must be longer than 0s".into()));
+    }
+
+    // Operations.
+    if spec.operations.is_empty() {
+        return Err(at(&spec.suite, "`operations`: a suite needs at least one operation".into()));
+    }
+    let mut ops = Vec::new();
+    for op in &spec.operations {
+        let id = &op.id.value;
+        if !is_name(id) {
+            return Err(at(&op.id, format!("`operations`: id `{id}` must be lowercase letters, digits and dashes")));
+        }
+        if id == RECOVERY {
+            return Err(at(&op.id, format!("`operations`: `{RECOVERY}` is reserved for the recovery line")));
+        }
+        if ops.contains(&id.as_str()) {
+            return Err(at(&op.id, format!("`operations`: operation `{id}` is defined twice")));
+        }
+        ops.push(id.as_str());
+        if op.interval.0.is_zero() {
+            return Err(at(&op.id, format!("operation `{id}`: `interval` must be longer than 0s")));
+        }
+        if op.min_samples == 0 {
+            return Err(at(&op.id, format!("operation `{id}`: `min-samples` must be at least 1")));
+        }
+        if op.settle >= spec.timing.fault {
+            return Err(at(&op.id, format!("operation `{id}`: `settle` ({}) leaves nothing of the fault window ({})", op.settle, spec.timing.fault)));
+        }
+        for cluster in op.probe.clusters() {
+            check_cluster(&op.id, &format!("operation `{id}`"), cluster)?;
+        }
+        for user in op.probe.users() {
+            if !users.contains(user) {
+                return Err(at(&op.id, format!("operation `{id}` names user `{user}`, which no component of the suite defines")));
+            }
+        }
+    }
+
+    // Scenarios.
+    if spec.scenarios.is_empty() {
+        return Err(at(&spec.suite, "`scenarios`: a suite needs at least one scenario".into()));
+    }
+    let mut scenario_ids = BTreeSet::new();
+    for sc in &spec.scenarios {
+        let id = &sc.id.value;
+        if !is_name(id) {
+            return Err(at(&sc.id, format!("`scenarios`: id `{id}` must be lowercase letters, digits and dashes")));
+        }
+        if !scenario_ids.insert(id.as_str()) {
+            return Err(at(&sc.id, format!("`scenarios`: scenario `{id}` is defined twice")));
+        }
+        if sc.faults.is_empty() {
+            return Err(at(&sc.id, format!("scenario `{id}`: `faults` is empty; a scenario injects at least one fault")));
+        }
+        for f in &sc.faults {
+            for cluster in f.clusters() {
+                check_cluster(&sc.id, &format!("scenario `{id}`: fault `{}`", f.kind()), cluster)?;
+            }
+            if let crate::fault::FaultSpec::Partition { between } = f
+                && (between.len() != 2 || between[0] == between[1])
+            {
+                return Err(at(&sc.id, format!("scenario `{id}`: fault `partition`: `between` must name two different clusters")));
+            }
+            if let crate::fault::FaultSpec::StopHost { host } = f
+                && !hosts.contains(host)
+            {
+                let known: Vec<_> = hosts.iter().map(String::as_str).collect();
+                return Err(at(&sc.id, format!("scenario `{id}`: fault `stop-host` names host `{host}`, which no component of the suite defines (hosts: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })));
+            }
+        }
+
+        // Documented impact: exactly the suite's operations.
+        let mut covered = BTreeSet::new();
+        for (op, _) in sc.documented.impact.iter() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: documented impact names operation `{}`, which the suite does not define (operations: {})", op.value, ops.join(", "))));
+            }
+            covered.insert(op.value.as_str());
+        }
+        if let Some(missing) = ops.iter().find(|o| !covered.contains(*o)) {
+            return Err(at(&sc.id, format!("scenario `{id}`: `documented.impact` has no entry for operation `{missing}`; every operation needs its documented glyph")));
+        }
+        for (op, _) in sc.documented.notes.iter() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: `documented.notes` names operation `{}`, which the suite does not define", op.value)));
+            }
+        }
+
+        // Deviations: each names a real cell, agrees with the document, and carries evidence.
+        let mut deviated = BTreeSet::new();
+        for d in &sc.deviations {
+            let op = &d.operation;
+            if !deviated.insert(op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: deviation for `{}` is recorded twice", op.value)));
+            }
+            if d.reason.trim().is_empty() || d.evidence.is_empty() || d.evidence.iter().any(|e| e.trim().is_empty()) {
+                return Err(at(op, format!("scenario `{id}`: deviation for `{}` needs a `reason` and non-empty `evidence`", op.value)));
+            }
+            if op.value == RECOVERY {
+                if d.documented.is_some() || d.observed.is_some() {
+                    return Err(at(op, format!("scenario `{id}`: a `{RECOVERY}` deviation has no `documented`/`observed` glyphs")));
+                }
+                continue;
+            }
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: deviation names operation `{}`, which the suite does not define", op.value)));
+            }
+            let documented = sc.documented.impact.iter().find(|(k, _)| k.value == op.value).map(|(_, v)| *v);
+            match (d.documented, d.observed) {
+                (Some(doc), Some(obs)) => {
+                    if Some(doc) != documented {
+                        return Err(at(op, format!("scenario `{id}`: deviation for `{}` says the document has {doc}, but `documented.impact` has {}", op.value, documented.map(|i| i.glyph()).unwrap_or("nothing"))));
+                    }
+                    if doc == obs {
+                        return Err(at(op, format!("scenario `{id}`: deviation for `{}` observes the documented glyph {doc}; that is not a deviation", op.value)));
+                    }
+                }
+                _ => return Err(at(op, format!("scenario `{id}`: deviation for `{}` needs both `documented` and `observed`", op.value))),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_chars_not_bytes() {
+        assert_eq!(line_col(b""), (1, 1));
+        assert_eq!(line_col(b"ab\ncd"), (2, 3));
+        assert_eq!(line_col("é".as_bytes()), (1, 2));
+    }
+
+    #[test]
+    fn message_prefix_is_stripped() {
+        let e = serde_saphyr::from_str::<u32>("x").unwrap_err();
+        let m = error_message(&e);
+        assert!(!m.starts_with("error:"), "{m}");
+        assert!(!m.contains("line 1 column"), "{m}");
+    }
+}

@@ -1,0 +1,245 @@
+//! Suite files: one per failure-domain document, in `suites/`.
+//!
+//! A suite names the topology and components it needs, the operations whose impact the
+//! document states (each with the probe that really performs it), and the scenarios: the
+//! fault(s), the documented impact of every operation, the documented recovery, and any
+//! deviation observed and recorded with its evidence.
+//!
+//! The types here are the file format: every struct denies unknown fields and every
+//! choice is a tagged enum, so a suite that parses is one the runner can execute.
+//! [`load`] adds the checks serde cannot express (references between sections,
+//! duplicates, fixture names) and reports every failure as `file:line:column`.
+
+mod load;
+mod ordered;
+pub mod schema;
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+pub use load::{error_message, load_dir, load_file, load_str};
+pub use ordered::OrderedMap;
+
+use crate::fault::FaultSpec;
+use crate::model::{Dur, Impact};
+use crate::probe::ProbeSpec;
+
+/// A suite as loaded from its file.
+#[derive(Debug)]
+pub struct Suite {
+    /// Where it was loaded from (shown in errors and reports).
+    pub file: PathBuf,
+    pub spec: SuiteSpec,
+}
+
+impl Suite {
+    pub fn id(&self) -> &str {
+        &self.spec.suite.value
+    }
+
+    pub fn operation(&self, id: &str) -> Option<&OperationSpec> {
+        self.spec.operations.iter().find(|o| o.id.value == id)
+    }
+
+    /// `suite::scenario` for every scenario, in file order: the trial names.
+    pub fn trial_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.spec.scenarios.iter().map(move |s| format!("{}::{}", self.id(), s.id.value))
+    }
+}
+
+/// The top level of a suite file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SuiteSpec {
+    /// Identifier; must equal the file name without `.yaml`.
+    #[schemars(with = "String")]
+    pub suite: Spanned<String>,
+    /// One line saying what the suite checks.
+    pub title: String,
+    /// The document the tables come from (a description, not a copy).
+    pub source: String,
+    /// How the document's glyphs were read, when that needed judgement.
+    #[serde(default)]
+    pub transcription: Option<String>,
+    /// Topology in `fixtures/topologies/<name>.yaml`.
+    #[schemars(with = "String")]
+    pub topology: Spanned<String>,
+    /// Components in `fixtures/components/<name>/`, deployed in order before any scenario.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub components: Vec<Spanned<String>>,
+    /// What each of the document's terms is in this topology, and why.
+    #[serde(default)]
+    pub mapping: Vec<MappingEntry>,
+    #[serde(default)]
+    pub timing: Timing,
+    /// The rows of every impact table, in order.
+    pub operations: Vec<OperationSpec>,
+    pub scenarios: Vec<ScenarioSpec>,
+}
+
+/// A document term and the component that plays it here.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MappingEntry {
+    pub term: String,
+    pub component: String,
+    pub reason: String,
+}
+
+/// Phase lengths of every scenario of a suite.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Timing {
+    /// Steady state sampled before the fault; every operation must be ✅ in it.
+    #[serde(default = "Timing::default_baseline")]
+    pub baseline: Dur,
+    /// How long the fault stays in place.
+    #[serde(default = "Timing::default_fault")]
+    pub fault: Dur,
+    /// Longest wait, after revert, for every operation to be ✅ again.
+    #[serde(default = "Timing::default_recovery")]
+    pub recovery: Dur,
+}
+
+impl Timing {
+    fn default_baseline() -> Dur {
+        Dur::secs(10)
+    }
+    fn default_fault() -> Dur {
+        Dur::secs(45)
+    }
+    fn default_recovery() -> Dur {
+        Dur::secs(120)
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { baseline: Self::default_baseline(), fault: Self::default_fault(), recovery: Self::default_recovery() }
+    }
+}
+
+/// One row of the impact tables.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OperationSpec {
+    /// Short identifier used by scenarios (`login-local`).
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// The row label, in the document's words.
+    pub name: String,
+    /// How the operation is really performed.
+    pub probe: ProbeSpec,
+    /// Time between two attempts.
+    #[serde(default = "OperationSpec::default_interval")]
+    pub interval: Dur,
+    /// Samples in the first `settle` after the fault is in place are not judged.
+    #[serde(default = "OperationSpec::default_settle")]
+    pub settle: Dur,
+    /// Fewer samples than this in the fault window is a harness failure.
+    #[serde(default = "OperationSpec::default_min_samples")]
+    pub min_samples: u32,
+}
+
+impl OperationSpec {
+    fn default_interval() -> Dur {
+        Dur::millis(250)
+    }
+    fn default_settle() -> Dur {
+        Dur::secs(5)
+    }
+    fn default_min_samples() -> u32 {
+        10
+    }
+}
+
+/// One failure scenario of the document.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScenarioSpec {
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// The scenario's heading, in the document's words.
+    pub title: String,
+    /// Injected together, reverted in reverse order.
+    pub faults: Vec<FaultSpec>,
+    pub documented: Documented,
+    /// Cells where observation differs from the document, each with its evidence.
+    #[serde(default)]
+    pub deviations: Vec<Deviation>,
+}
+
+/// What the document says happens.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Documented {
+    /// Impact of every operation of the suite, by operation id.
+    #[schemars(with = "std::collections::BTreeMap<String, Impact>")]
+    pub impact: OrderedMap<Spanned<String>, Impact>,
+    /// Short note shown beside an operation's glyph.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub notes: OrderedMap<Spanned<String>, String>,
+    pub recovery: RecoverySpec,
+}
+
+/// The document's recovery claims.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecoverySpec {
+    /// Every affected operation is ✅ again within this long after the fault is reverted.
+    pub mttr: Dur,
+    /// The document's words for the bound (`5–60 s`), shown in the table.
+    #[serde(default)]
+    pub mttr_words: Option<String>,
+    /// Post-checks run after recovery.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+}
+
+/// A recovery claim a post-check verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Claim {
+    /// Changes made during the fault reach the affected clusters after recovery.
+    QueuedAndApplied,
+    /// Every replica holds exactly the directory's objects after recovery.
+    Converged,
+    /// No configuration or data written before or during the fault is missing after it.
+    NothingLost,
+}
+
+impl Claim {
+    pub fn words(self) -> &'static str {
+        match self {
+            Claim::QueuedAndApplied => "changes queued and applied on recovery",
+            Claim::Converged => "replicas converge to the directory",
+            Claim::NothingLost => "nothing lost",
+        }
+    }
+}
+
+/// An observed cell that differs from the document, kept with the reason and evidence.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Deviation {
+    /// The operation, or `recovery` for the MTTR line.
+    #[schemars(with = "String")]
+    pub operation: Spanned<String>,
+    /// For an operation: the documented and the observed glyph.
+    #[serde(default)]
+    pub documented: Option<Impact>,
+    #[serde(default)]
+    pub observed: Option<Impact>,
+    /// Why the system differs from the document.
+    pub reason: String,
+    /// What was seen: log lines, HTTP statuses, measured numbers.
+    pub evidence: Vec<String>,
+}
+
+/// The operation name a recovery deviation uses.
+pub const RECOVERY: &str = "recovery";
