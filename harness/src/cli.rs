@@ -31,16 +31,147 @@ pub enum Command {
     },
     /// Print the JSON Schema of suite files.
     Schema,
+    /// Bring up a topology on the local backend and leave it running.
+    Up {
+        /// A topology of fixtures/topologies/.
+        #[arg(long, default_value = "single")]
+        topology: String,
+        /// Extra hosts outside the clusters (network namespaces on the run's bridge).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// Tear down a local run (the only one, or RUN_DIR), or every run with --all.
+    Down {
+        run_dir: Option<PathBuf>,
+        #[arg(long)]
+        all: bool,
+    },
+    #[command(name = "__daemon", hide = true)]
+    Daemon { run_dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
+    // The shim runs before anything else, single-threaded, and execs.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__shim") {
+        let spec = args.get(2).map(PathBuf::from).unwrap_or_default();
+        crate::backend::local::shim::main(&spec);
+    }
     let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Daemon { .. }));
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let paths = Paths::discover();
     match cli.command {
         Command::List { filters } => list(&paths, &filters),
         Command::Schema => {
             print!("{}", crate::suite::schema::json());
             ExitCode::from(EXIT_MATCH)
+        }
+        Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
+        Command::Down { run_dir, all } => block_on(down(run_dir, all)),
+        Command::Daemon { run_dir } => block_on(async move {
+            match crate::backend::local::daemon::main(run_dir).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "daemon failed");
+                    ExitCode::from(EXIT_HARNESS)
+                }
+            }
+        }),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(f)
+}
+
+/// Logs go to stderr; `RUST_LOG` filters (default: info for firedrill, warn for the rest).
+fn init_tracing(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info" }));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!daemon && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn up(paths: &Paths, topology: &str, hosts: Vec<String>) -> ExitCode {
+    use crate::backend::local::{LocalRun, UpOptions};
+    let topo = match crate::topology::Topology::load(&paths.fixtures, topology) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    if let Some(bad) = hosts.iter().find(|h| !crate::names::is_name(h)) {
+        eprintln!("error: host name `{bad}` must be lowercase letters, digits and dashes");
+        return ExitCode::from(EXIT_HARNESS);
+    }
+    let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
+    match LocalRun::up(paths, UpOptions { topology: &topo, hosts, firedrill }).await {
+        Ok(run) => {
+            println!("run {} is up ({})", run.info.id, run.dir().display());
+            for c in &run.info.clusters {
+                println!("  cluster {}: {}  kubeconfig {}", c.name, c.server, c.admin_kubeconfig.display());
+                for n in &c.nodes {
+                    println!("    node {} {}", n.name, n.ip);
+                }
+            }
+            for h in &run.info.hosts {
+                println!("  host {} {}", h.name, h.ip);
+            }
+            println!("tear down with: firedrill down {}", run.dir().display());
+            ExitCode::from(EXIT_MATCH)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
+    use crate::backend::local;
+    let result = if all {
+        local::down_all().await.map(|dirs| {
+            for d in &dirs {
+                println!("down: {}", d.display());
+            }
+            if dirs.is_empty() {
+                println!("down: no local run");
+            }
+        })
+    } else {
+        let dir = match run_dir {
+            Some(d) => d,
+            None => {
+                let runs = local::state::all_runs();
+                match runs.as_slice() {
+                    [] => {
+                        println!("down: no local run");
+                        return ExitCode::from(EXIT_MATCH);
+                    }
+                    [one] => one.clone(),
+                    many => {
+                        eprintln!("error: {} local runs exist; name one or use --all:", many.len());
+                        for d in many {
+                            eprintln!("  {}", d.display());
+                        }
+                        return ExitCode::from(EXIT_HARNESS);
+                    }
+                }
+            }
+        };
+        local::down(&dir).await.map(|()| println!("down: {}", dir.display()))
+    };
+    match result {
+        Ok(()) => ExitCode::from(EXIT_MATCH),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
         }
     }
 }

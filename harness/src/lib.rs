@@ -6,6 +6,7 @@
 //! scenario: `journal` + `fault` inject, `probe` sampling, revert, recovery → `model`
 //! tables → `snapshot` comparison → `report`.
 
+pub mod backend;
 pub mod cli;
 pub mod component;
 pub mod error;
@@ -17,3 +18,4 @@ pub mod probe;
 pub mod snapshot;
 pub mod suite;
 pub mod topology;
+pub mod wait;

@@ -1,0 +1,148 @@
+//! Hosts as network namespaces on a bridge with no uplink.
+//!
+//! Every run gets one /24 of 198.18.0.0/15 (the range reserved for network testing) and one
+//! bridge holding the host side of each namespace's veth. The bridge has an address so the
+//! harness reaches every host; nothing routes, NATs or forwards anywhere else: hosts get no
+//! default route and the machine's forwarding setting is never touched.
+
+use std::net::Ipv4Addr;
+
+use super::state::Ledger;
+use crate::backend::BackendError;
+
+/// Run `ip` (or any command) and turn a failure into an error naming the command.
+pub fn run(program: &str, args: &[&str]) -> Result<String, BackendError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| BackendError::Command { command: format!("{program} {}", args.join(" ")), stderr: e.to_string() })?;
+    if !out.status.success() {
+        return Err(BackendError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The addresses of run number `index` (1..=250).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub index: u8,
+}
+
+impl Subnet {
+    pub fn bridge_ip(self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.index, 1)
+    }
+    pub fn host_ip(self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.index, n)
+    }
+    /// Service cluster-IP range of cluster number `k` (0..4): allocated by the API server,
+    /// never routed; kept inside the test range all the same.
+    pub fn service_range(self, k: usize) -> String {
+        format!("198.19.{}.{}/26", self.index, k * 64)
+    }
+    pub fn bridge_name(self) -> String {
+        format!("fd{}br", self.index)
+    }
+    pub fn veth_name(self, n: u8) -> String {
+        format!("fd{}v{}", self.index, n)
+    }
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    std::path::Path::new("/run/netns").join(name).exists()
+}
+
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Create the run's bridge. Recorded in the ledger before it is created.
+pub fn create_bridge(ledger: &Ledger, subnet: Subnet) -> Result<(), BackendError> {
+    let br = subnet.bridge_name();
+    ledger.record("link", &br)?;
+    if !link_exists(&br) {
+        run("ip", &["link", "add", &br, "type", "bridge"])?;
+    }
+    // Idempotent: `replace` rather than `add` for the address.
+    run("ip", &["addr", "replace", &format!("{}/24", subnet.bridge_ip()), "dev", &br])?;
+    run("ip", &["link", "set", &br, "up"])?;
+    Ok(())
+}
+
+/// Create a namespace with one veth on the bridge at `ip`. Recorded before it is created.
+pub fn create_host(ledger: &Ledger, subnet: Subnet, netns: &str, veth_n: u8, ip: Ipv4Addr) -> Result<(), BackendError> {
+    let veth = subnet.veth_name(veth_n);
+    ledger.record("netns", netns)?;
+    ledger.record("link", &veth)?;
+    if !netns_exists(netns) {
+        run("ip", &["netns", "add", netns])?;
+    }
+    run("ip", &["-n", netns, "link", "set", "lo", "up"])?;
+    let peer = format!("{veth}p");
+    if !link_exists(&veth) {
+        run("ip", &["link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
+        run("ip", &["link", "set", &peer, "netns", netns])?;
+        run("ip", &["-n", netns, "link", "set", &peer, "name", "eth0"])?;
+    }
+    run("ip", &["-n", netns, "addr", "replace", &format!("{ip}/24"), "dev", "eth0"])?;
+    run("ip", &["-n", netns, "link", "set", "eth0", "up"])?;
+    run("ip", &["link", "set", &veth, "master", &subnet.bridge_name()])?;
+    run("ip", &["link", "set", &veth, "up"])?;
+    Ok(())
+}
+
+/// Delete a namespace (its veth goes with it). Absent is fine.
+pub fn delete_netns(name: &str) -> Result<(), BackendError> {
+    if netns_exists(name) {
+        run("ip", &["netns", "del", name])?;
+    }
+    Ok(())
+}
+
+/// Delete a link. Absent is fine.
+pub fn delete_link(name: &str) -> Result<(), BackendError> {
+    if link_exists(name) {
+        run("ip", &["link", "del", name])?;
+    }
+    Ok(())
+}
+
+/// Every namespace and link name this machine has that firedrill's naming could have made.
+pub fn firedrill_names() -> (Vec<String>, Vec<String>) {
+    let netns = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_ours(n))
+        .collect();
+    let links = std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_ours(n))
+        .collect();
+    (netns, links)
+}
+
+/// `fd<digits>…`: the prefix of every namespace, bridge and veth firedrill creates.
+fn is_ours(name: &str) -> bool {
+    name.strip_prefix("fd").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_interface_limits_and_stay_in_the_test_range() {
+        let s = Subnet { index: 250 };
+        assert!(s.bridge_name().len() <= 15);
+        assert!(s.veth_name(250).len() + 1 <= 15, "peer name adds one char");
+        assert_eq!(s.host_ip(10).octets()[..2], [198, 18]);
+        assert!(s.service_range(3).starts_with("198.19.250.192/"));
+        assert!(is_ours("fd3br") && is_ours("fd12-main-worker-1") && !is_ours("fdisk") && !is_ours("eth0"));
+    }
+}

@@ -1,0 +1,73 @@
+//! The local daemon's control socket: one JSON request per connection, one JSON reply.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::backend::BackendError;
+
+/// What a client can ask the daemon. Every request is idempotent: starting what runs and
+/// stopping what is stopped succeed without doing anything.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Status,
+    /// Run a process on a host outside the clusters; kept and restarted by `start-host`.
+    AddHostProcess { host: String, name: String, argv: Vec<String>, env: Vec<(String, String)> },
+    StopHost { host: String },
+    StartHost { host: String },
+    /// Stop or start a cluster's etcd member(s).
+    StopStorage { cluster: String },
+    StartStorage { cluster: String },
+    /// A node is lost: its agent stops and its pods' processes are killed. Restoring starts
+    /// a fresh agent, as after a reboot.
+    LoseNode { cluster: String, node: String },
+    RestoreNode { cluster: String, node: String },
+    /// Every process of a cluster: control plane, node agents, pods.
+    StopCluster { cluster: String },
+    StartCluster { cluster: String },
+    /// One more kube-apiserver on the cluster's first API-server node, on `port`.
+    StartExtraApiserver { cluster: String, port: u16 },
+    StopProcess { name: String },
+    Shutdown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Names of the processes the request affected.
+    #[serde(default)]
+    pub affected: Vec<String>,
+}
+
+pub fn socket(run_dir: &Path) -> std::path::PathBuf {
+    run_dir.join("daemon.sock")
+}
+
+/// Send one request; `timeout` bounds the whole exchange (starting a cluster takes a while).
+pub async fn call(run_dir: &Path, req: &Request, timeout: Duration) -> Result<Reply, BackendError> {
+    let path = socket(run_dir);
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(&path)
+            .await
+            .map_err(|e| BackendError::Daemon(format!("cannot reach the local daemon at {}: {e}", path.display())))?;
+        let (r, mut w) = stream.into_split();
+        let mut line = serde_json::to_string(req).expect("serialises");
+        line.push('\n');
+        w.write_all(line.as_bytes()).await.map_err(|e| BackendError::Daemon(format!("sending {req:?}: {e}")))?;
+        let mut reply = String::new();
+        BufReader::new(r).read_line(&mut reply).await.map_err(|e| BackendError::Daemon(format!("reading the reply to {req:?}: {e}")))?;
+        if reply.is_empty() {
+            return Err(BackendError::Daemon(format!("the local daemon closed the connection during {req:?}")));
+        }
+        serde_json::from_str::<Reply>(&reply).map_err(|e| BackendError::Daemon(format!("bad reply to {req:?}: {e}")))
+    };
+    let reply = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| BackendError::Timeout { condition: format!("the local daemon to answer {req:?}"), after: timeout })??;
+    if reply.ok { Ok(reply) } else { Err(BackendError::Daemon(reply.error.unwrap_or_else(|| format!("{req:?} failed")))) }
+}

@@ -1,0 +1,87 @@
+//! Backends: where clusters come from. One set of suites runs on all of them; what a
+//! backend cannot do is declared in its [`Capabilities`] and a scenario that needs it is
+//! reported as not runnable there, never silently skipped.
+
+pub mod kind;
+pub mod local;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which backend a run uses (`FIREDRILL_BACKEND`, `--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// Real upstream binaries as processes in network namespaces (default; needs root).
+    Local,
+    /// kind clusters (needs Docker).
+    Kind,
+    /// Clusters the user names by kubeconfig context; API-level faults only.
+    Existing,
+}
+
+impl BackendKind {
+    /// `FIREDRILL_BACKEND`, default `local`.
+    pub fn from_env() -> Result<BackendKind, String> {
+        match std::env::var("FIREDRILL_BACKEND").ok().as_deref() {
+            None | Some("") | Some("local") => Ok(BackendKind::Local),
+            Some("kind") => Ok(BackendKind::Kind),
+            Some("existing") => Ok(BackendKind::Existing),
+            Some(other) => Err(format!("FIREDRILL_BACKEND={other}: expected local, kind or existing")),
+        }
+    }
+}
+
+/// The fault kinds a backend can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Scale, RBAC revocation: anything done through the Kubernetes API.
+    pub api_faults: bool,
+    pub stop_host: bool,
+    pub partition: bool,
+    pub stop_storage: bool,
+    pub lose_node: bool,
+    pub stop_cluster: bool,
+    /// Starting a fresh API server during a fault (the cold-start probe).
+    pub extra_apiserver: bool,
+}
+
+/// The harness failing to provide or control clusters.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("timed out after {after:?} waiting for {condition}")]
+    Timeout { condition: String, after: Duration },
+    #[error("{what}")]
+    Kube {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{0}")]
+    Daemon(String),
+    /// A capability the backend does not have; the message names it and where it exists.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl BackendError {
+    pub fn io(path: &Path, source: std::io::Error) -> BackendError {
+        BackendError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+impl From<crate::wait::Timeout> for BackendError {
+    fn from(t: crate::wait::Timeout) -> Self {
+        BackendError::Timeout { condition: t.condition, after: t.after }
+    }
+}
