@@ -79,7 +79,7 @@ build() {
   out="$cache/bin/$name-$version"
   local stamp
   stamp=$( {
-    echo "$name $version $(go env GOVERSION)"
+    echo "$name $version ${GOTOOLCHAIN:-} $(go env GOVERSION)"
     if [[ -d $root/fixtures/upstream/$module ]]; then
       find "$root/fixtures/upstream/$module" -type f | sort | xargs cat
     fi
@@ -110,7 +110,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
   k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-export k8s_ldflags DEX_VERSION KIND_VERSION
+export k8s_ldflags DEX_VERSION KIND_VERSION DEX_GO_TOOLCHAIN
 # Each command runs with $out (exported by build) naming the directory to fill.
 build kubernetes "$KUBERNETES_VERSION" kubernetes \
   kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
@@ -119,8 +119,9 @@ build kubernetes "$KUBERNETES_VERSION" kubernetes \
 build etcd "$ETCD_VERSION" etcd etcd -- \
   sh -c 'go build -trimpath -ldflags "-s -w" -o "$out/etcd" .'
 
-# dex v2.41 compiles its SQLite storage only with cgo (cmd/dex refers to it either way).
-build dex "$DEX_VERSION" dex dex -- \
+# dex v2.41 compiles its SQLite storage only with cgo (cmd/dex refers to it either way),
+# and is built with the Go toolchain of its release (see versions.env).
+GOTOOLCHAIN=$DEX_GO_TOOLCHAIN build dex "$DEX_VERSION" dex dex -- \
   sh -c 'CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" -o "$out/dex" github.com/dexidp/dex/cmd/dex'
 
 build kind "$KIND_VERSION" kind kind -- \

@@ -20,14 +20,13 @@ staging_version="v0.${k8s_minor}"       # v0.36.3
   cd "$up/kubernetes"
   rm -f go.mod go.sum
   go mod init firedrill.local/upstream/kubernetes >/dev/null 2>&1
-  go mod edit -require="k8s.io/kubernetes@${KUBERNETES_VERSION}"
+  go mod edit -go=1.26.0 -require="k8s.io/kubernetes@${KUBERNETES_VERSION}"
   # k8s.io/kubernetes replaces its staging modules with ./staging paths, which do not
   # exist outside its repository: point each one at the published module of the same release.
   for m in $(curl -fsS "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod" \
       | awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}'); do
     go mod edit -replace="${m}=${m}@${staging_version}"
   done
-  go mod edit -go=1.26.0
   go mod tidy
 )
 
@@ -46,7 +45,7 @@ staging_version="v0.${k8s_minor}"       # v0.36.3
   go mod init firedrill.local/upstream/dex >/dev/null 2>&1
   go mod edit -require="github.com/dexidp/dex@${DEX_VERSION}"
   go mod edit -replace="github.com/dexidp/dex/api/v2=github.com/dexidp/dex/api/v2@${DEX_API_VERSION}"
-  go mod edit -go=1.26.0
-  go mod tidy
+  go mod edit -go=1.21
+  GOTOOLCHAIN=$DEX_GO_TOOLCHAIN go mod tidy
 )
 echo "wrapper modules regenerated from fixtures/versions.env"

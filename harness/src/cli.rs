@@ -46,6 +46,27 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run the scenarios matching FILTERs (all by default) and check their tables.
+    Run {
+        /// Only scenarios whose `suite::scenario` name contains one of these.
+        filters: Vec<String>,
+        #[arg(long, value_enum, env = "FIREDRILL_BACKEND", default_value = "local")]
+        backend: crate::backend::BackendKind,
+        /// Write report.md, junit.xml and results.json here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Run everything N times and report every cell whose verdict changed.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
+        /// Directory of suite files (default: the repository's suites/).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Leave the environment running afterwards (tear down with `firedrill down`).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Revert the faults a killed run left in place, from its journal.
+    Recover { run_dir: Option<PathBuf> },
     #[command(name = "__daemon", hide = true)]
     Daemon { run_dir: PathBuf },
 }
@@ -69,6 +90,10 @@ pub fn main() -> ExitCode {
         }
         Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
         Command::Down { run_dir, all } => block_on(down(run_dir, all)),
+        Command::Run { filters, backend, report, repeat, suites, keep } => {
+            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, backend, report, repeat, suites, keep }))
+        }
+        Command::Recover { run_dir } => block_on(crate::cli_run::recover(paths, run_dir)),
         Command::Daemon { run_dir } => block_on(async move {
             match crate::backend::local::daemon::main(run_dir).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -133,6 +158,23 @@ async fn up(paths: &Paths, topology: &str, hosts: Vec<String>) -> ExitCode {
     }
 }
 
+/// The only local run, or an error listing them.
+pub fn only_run(run_dir: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
+    if let Some(d) = run_dir {
+        return Ok(Some(d));
+    }
+    let runs = crate::backend::local::state::all_runs();
+    match runs.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => Err(format!(
+            "{} local runs exist; name one:\n{}",
+            many.len(),
+            many.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n")
+        )),
+    }
+}
+
 async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
     use crate::backend::local;
     let result = if all {
@@ -145,24 +187,15 @@ async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
             }
         })
     } else {
-        let dir = match run_dir {
-            Some(d) => d,
-            None => {
-                let runs = local::state::all_runs();
-                match runs.as_slice() {
-                    [] => {
-                        println!("down: no local run");
-                        return ExitCode::from(EXIT_MATCH);
-                    }
-                    [one] => one.clone(),
-                    many => {
-                        eprintln!("error: {} local runs exist; name one or use --all:", many.len());
-                        for d in many {
-                            eprintln!("  {}", d.display());
-                        }
-                        return ExitCode::from(EXIT_HARNESS);
-                    }
-                }
+        let dir = match only_run(run_dir) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                println!("down: no local run");
+                return ExitCode::from(EXIT_MATCH);
+            }
+            Err(e) => {
+                eprintln!("error: {e} (or use --all)");
+                return ExitCode::from(EXIT_HARNESS);
             }
         };
         local::down(&dir).await.map(|()| println!("down: {}", dir.display()))

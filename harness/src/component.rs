@@ -21,6 +21,12 @@ pub struct Component {
     /// Users the component provisions, by the name probes use.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Which deployer sets it up (`deploy::<name>`); defaults to the component's name.
+    #[serde(default)]
+    pub deploy: Option<String>,
+    /// Settings the deployer understands (it rejects any other).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
     /// Where the component's files are (set when loaded).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -34,6 +40,10 @@ pub struct HostSpec {
 }
 
 impl Component {
+    pub fn deployer(&self) -> &str {
+        self.deploy.as_deref().unwrap_or(&self.component)
+    }
+
     pub fn load(fixtures: &Path, name: &str) -> Result<Component, FixtureError> {
         let dir = fixtures.join("components").join(name);
         let path = dir.join("component.yaml");

@@ -6,16 +6,24 @@
 //! scenario: `journal` + `fault` inject, `probe` sampling, revert, recovery → `model`
 //! tables → `snapshot` comparison → `report`.
 
+pub mod apply;
 pub mod backend;
 pub mod cli;
+pub mod cli_run;
+pub mod env;
+pub mod journal;
 pub mod component;
+pub mod deploy;
 pub mod error;
 pub mod fault;
 pub mod fixtures;
 pub mod model;
 pub mod names;
 pub mod probe;
+pub mod report;
+pub mod runner;
 pub mod snapshot;
 pub mod suite;
+pub mod template;
 pub mod topology;
 pub mod wait;

@@ -13,21 +13,21 @@ use crate::suite::{Claim, RECOVERY, ScenarioSpec, Suite};
 /// and the moment a reverted fault takes effect. Part of the rule in `impact.rs`.
 pub const RECOVERY_GRACE: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ImpactTable {
     pub title: String,
     pub rows: Vec<Row>,
     pub recovery: RecoveryLine,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Row {
     pub operation: String,
     pub impact: Impact,
     pub note: String,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RecoveryLine {
     /// The bound in the document's words (`5–60 s`), or the bound itself.
     pub bound: String,

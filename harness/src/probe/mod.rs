@@ -1,9 +1,73 @@
 //! Probes: one per operation family, each really performing the operation.
 
+pub mod identity;
+pub mod oidc;
+pub mod sampler;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Dur;
+use crate::deploy::Deployed;
+use crate::env::Env;
+use crate::model::{Dur, Outcome};
+
+/// How one attempt ended, and why when it did not succeed.
+pub type Attempt = (Outcome, Option<String>);
+
+pub fn ok() -> Attempt {
+    (Outcome::Ok, None)
+}
+pub fn fail(why: impl Into<String>) -> Attempt {
+    (Outcome::Failed, Some(why.into()))
+}
+pub fn partial(why: impl Into<String>) -> Attempt {
+    (Outcome::Partial, Some(why.into()))
+}
+
+/// An operation performed for real, again and again.
+pub trait Probe: Send + Sync {
+    /// Run once per scenario before sampling starts: whatever "before the fault" means for
+    /// the operation (a login whose tokens are used during the fault). An error here is a
+    /// harness failure, not a sample.
+    fn prepare(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Perform the operation once.
+    fn attempt(&self) -> BoxFuture<'_, Attempt>;
+}
+
+/// Build the probe of an operation from what was deployed.
+pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Arc<dyn Probe>, String> {
+    let oidc = || -> Result<Arc<oidc::OidcClient>, String> {
+        let id = deployed.identity.as_ref().ok_or("this probe needs the identity component in the suite's components")?;
+        Ok(Arc::new(oidc::OidcClient::new(id)?))
+    };
+    let cluster = |name: &str| env.cluster(name).map_err(|e| e.to_string());
+    Ok(match spec {
+        ProbeSpec::OidcLogin { user } => Arc::new(identity::Login { client: oidc()?, user: user.clone() }),
+        ProbeSpec::TokenRefresh { user } => Arc::new(identity::Refresh { client: oidc()?, user: user.clone(), token: Default::default() }),
+        ProbeSpec::CachedKeyAuth { user, cluster: c } => Arc::new(identity::CachedKeys::new(oidc()?, user, cluster(c)?)?),
+        ProbeSpec::ApiserverColdStart { user, cluster: c, timeout } => Arc::new(identity::ColdStart {
+            env: env.clone(),
+            cached: identity::CachedKeys::new(oidc()?, user, cluster(c)?)?,
+            cluster: c.clone(),
+            timeout: timeout.0,
+            port: Default::default(),
+        }),
+        ProbeSpec::KeyRotation { window } => {
+            let client = oidc()?;
+            Arc::new(identity::KeyRotation { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone(), window: window.0, seen: Default::default() })
+        }
+        ProbeSpec::BreakGlass { cluster: c } => Arc::new(identity::BreakGlass { client: cluster(c)?.client.clone() }),
+        ProbeSpec::IssuerEndpoints => {
+            let client = oidc()?;
+            Arc::new(identity::IssuerEndpoints { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone() })
+        }
+    })
+}
 
 /// How an operation is performed; the `kind` picks the probe.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

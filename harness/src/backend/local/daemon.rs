@@ -461,7 +461,10 @@ impl Daemon {
                 let c = self.run.cluster(&cluster)?.clone();
                 let node = c.node(&c.apiserver_nodes[0])?.clone();
                 let name = format!("{cluster}/kube-apiserver-extra-{port}");
-                let argv = controlplane::apiserver_args(&c, &self.bins, &controlplane::etcd_servers(&c)?, &node.ip.to_string(), port);
+                let mut argv = controlplane::apiserver_args(&c, &self.bins, &controlplane::etcd_servers(&c)?, &node.ip.to_string(), port);
+                // A second server on the same address must not rewrite the `kubernetes`
+                // Service's endpoints with its own port.
+                argv.push("--endpoint-reconciler-type=none".into());
                 {
                     let mut procs = self.procs.lock().await;
                     procs.retain(|(n, m)| *n != name || m.proc.is_some());

@@ -1,0 +1,190 @@
+//! `firedrill run` and `firedrill recover`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::backend::BackendKind;
+use crate::cli::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH, matches};
+use crate::fixtures::Paths;
+use crate::report;
+use crate::runner::{self, ScenarioResult, Session, Verdict};
+
+pub struct RunArgs {
+    pub filters: Vec<String>,
+    pub backend: BackendKind,
+    pub report: Option<PathBuf>,
+    pub repeat: u32,
+    pub suites: Option<PathBuf>,
+    pub keep: bool,
+}
+
+pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
+    let suites_dir = args.suites.clone().unwrap_or_else(|| paths.suites.clone());
+    let suites = match crate::suite::load_dir(&suites_dir, &paths.fixtures) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let selected: Vec<(usize, Vec<usize>)> = suites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.spec.scenarios.iter().enumerate().filter(|(_, sc)| matches(&format!("{}::{}", s.id(), sc.id.value), &args.filters)).map(|(j, _)| j).collect::<Vec<_>>()))
+        .filter(|(_, scs)| !scs.is_empty())
+        .collect();
+    if selected.is_empty() {
+        eprintln!("error: no scenario matches {:?} in {}", args.filters, suites_dir.display());
+        return ExitCode::from(EXIT_HARNESS);
+    }
+    let emit = report::terminal::emitter();
+    let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
+    let mut rounds: Vec<Vec<ScenarioResult>> = Vec::new();
+    for round in 1..=args.repeat {
+        if args.repeat > 1 {
+            eprintln!("firedrill: round {round} of {}", args.repeat);
+        }
+        let mut results = Vec::new();
+        for (i, scs) in &selected {
+            let suite = &suites[*i];
+            let session = match Session::open(&paths, args.backend, suite, &firedrill, emit.clone(), args.keep).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: suite {}: {e}", suite.id());
+                    for j in scs {
+                        let sc = &suite.spec.scenarios[*j];
+                        results.push(setup_failed(suite, sc, &e.to_string()));
+                    }
+                    continue;
+                }
+            };
+            for j in scs {
+                let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &paths.snapshots).await;
+                report::terminal::print_result(&r);
+                results.push(r);
+            }
+            if let Err(e) = session.close().await {
+                eprintln!("error: suite {}: {e}", suite.id());
+            }
+        }
+        rounds.push(results);
+    }
+    let all: Vec<ScenarioResult> = rounds.iter().flatten().cloned().collect();
+    if let Some(dir) = &args.report {
+        match report::write_all(dir, &all) {
+            Ok(()) => eprintln!("firedrill: report written to {}", dir.join("report.md").display()),
+            Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
+        }
+    }
+    if args.repeat > 1 {
+        print_flakiness(&rounds);
+    }
+    exit_code(&all)
+}
+
+fn setup_failed(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, error: &str) -> ScenarioResult {
+    ScenarioResult {
+        suite: suite.id().into(),
+        scenario: sc.id.value.clone(),
+        title: sc.title.clone(),
+        verdict: Verdict::HarnessError { error: format!("environment: {error}") },
+        operations: vec![],
+        mttr: None,
+        mttr_bound: sc.documented.recovery.mttr.0,
+        observed: None,
+        expected: crate::model::table::expected(suite, sc),
+        deviations: vec![],
+        reverted: vec![],
+        took: Default::default(),
+    }
+}
+
+/// 2 if the harness failed anywhere, else 1 if a table differs, else 0.
+pub fn exit_code(results: &[ScenarioResult]) -> ExitCode {
+    if results.iter().any(|r| matches!(r.verdict, Verdict::HarnessError { .. } | Verdict::NotRunnable { .. })) {
+        ExitCode::from(EXIT_HARNESS)
+    } else if results.iter().any(|r| matches!(r.verdict, Verdict::Mismatch { .. })) {
+        ExitCode::from(EXIT_MISMATCH)
+    } else {
+        ExitCode::from(EXIT_MATCH)
+    }
+}
+
+/// Every (scenario, operation) cell whose glyph was not the same in every round.
+pub fn unstable_cells(rounds: &[Vec<ScenarioResult>]) -> Vec<String> {
+    let mut cells: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for round in rounds {
+        for r in round {
+            for o in &r.operations {
+                let glyph = o.classification.as_ref().map(|c| c.impact.glyph().to_string()).unwrap_or_else(|| "—".into());
+                cells.entry((r.name(), o.name.clone())).or_default().push(glyph);
+            }
+            if r.operations.is_empty() {
+                cells.entry((r.name(), "(verdict)".into())).or_default().push(crate::report::markdown::verdict_word(&r.verdict).into());
+            }
+        }
+    }
+    cells
+        .into_iter()
+        .filter(|(_, v)| v.windows(2).any(|w| w[0] != w[1]))
+        .map(|((sc, op), v)| format!("{sc} / {op}: {}", v.join(" ")))
+        .collect()
+}
+
+fn print_flakiness(rounds: &[Vec<ScenarioResult>]) {
+    let unstable = unstable_cells(rounds);
+    if unstable.is_empty() {
+        println!("\nfiredrill: every verdict was identical in all {} rounds", rounds.len());
+    } else {
+        println!("\nfiredrill: {} cell(s) changed verdict across {} rounds:", unstable.len(), rounds.len());
+        for u in unstable {
+            println!("  {u}");
+        }
+    }
+}
+
+pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
+    let dir = match crate::cli::only_run(run_dir) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            println!("recover: no local run; nothing to recover");
+            return ExitCode::from(EXIT_MATCH);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let journal = crate::journal::Journal::at(&dir);
+    if journal.pending().is_empty() {
+        println!("recover: {}: nothing to revert", dir.display());
+        return ExitCode::from(EXIT_MATCH);
+    }
+    let run = match crate::backend::local::LocalRun::attach(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let env = match crate::env::Env::from_local(&paths, run).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: attaching to {}: {e}", dir.display());
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    match runner::revert_journal(&env, &journal, None, &report::terminal::emitter()).await {
+        Ok(done) => {
+            for d in &done {
+                println!("recover: reverted: {d}");
+            }
+            ExitCode::from(EXIT_MATCH)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}

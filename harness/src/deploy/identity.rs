@@ -1,0 +1,205 @@
+//! The identity component: slapd on host `ldap`, dex as a Deployment in the topology's
+//! first cluster, haproxy on host `lb` at the issuer address, and the cluster's API server
+//! trusting dex through its structured authentication configuration.
+//!
+//! Options (`fixtures/components/<name>/component.yaml`):
+//! - `signing-key-rotation`: dex's `expiry.signingKeys` (default `20s`);
+//! - `apiserver-trusts`: `issuer-ca` (default) or `unrelated-ca`, which breaks the setup
+//!   on purpose — the API server then cannot verify dex's certificate.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+
+use super::{random_hex, vars};
+use crate::backend::local::pki::{self, Ca, Leaf};
+use crate::component::Component;
+use crate::env::Env;
+use crate::template;
+use crate::wait::{self, Deadline};
+
+/// A user probes log in as.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// `local` (dex's password database) or `ldap`.
+    pub connector: String,
+    pub login: String,
+    pub password: String,
+}
+
+/// What probes need to use the identity service.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The cluster running dex and trusting it.
+    pub cluster: String,
+    pub issuer: String,
+    /// PEM of the CA that signed dex's certificate.
+    pub ca_pem: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    /// By the names suites use (`local`, `ldap`).
+    pub users: BTreeMap<String, User>,
+    pub lb: Ipv4Addr,
+}
+
+const NAMESPACE: &str = "identity";
+
+pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
+    let mut rotation = "20s".to_string();
+    let mut trust_unrelated = false;
+    for (k, v) in &c.options {
+        match (k.as_str(), v.as_str()) {
+            ("signing-key-rotation", v) => rotation = v.to_string(),
+            ("apiserver-trusts", "issuer-ca") => {}
+            ("apiserver-trusts", "unrelated-ca") => trust_unrelated = true,
+            (k, v) => return Err(format!("unknown option {k}: {v} (known: signing-key-rotation, apiserver-trusts: issuer-ca|unrelated-ca)")),
+        }
+    }
+    let cluster = env.clusters.first().ok_or("the environment has no cluster")?;
+    let lb = env.host("lb").map_err(|e| e.to_string())?;
+    let ldap = env.host("ldap").map_err(|e| e.to_string())?;
+    let issuer = format!("https://{lb}:5556/dex");
+    let ca_dir = env.harness_pki();
+    let ca = if ca_dir.join("ca.key").is_file() { Ca::load(&ca_dir) } else { Ca::create(&ca_dir, &format!("firedrill {} harness", env.run_id)) }.map_err(|e| e.to_string())?;
+
+    let local_password = random_hex(12);
+    let users: BTreeMap<String, User> = [
+        ("local".to_string(), User { connector: "local".into(), login: "alice@firedrill.test".into(), password: local_password.clone() }),
+        ("ldap".to_string(), User { connector: "ldap".into(), login: "bob".into(), password: random_hex(12) }),
+    ]
+    .into();
+    let ldap_admin_password = random_hex(12);
+    let client_id = "firedrill".to_string();
+    let client_secret = random_hex(16);
+    let redirect_uri = "http://127.0.0.1:5555/callback".to_string();
+    let fixtures = env.paths.fixtures.join("components/identity");
+    let read = |f: &str| std::fs::read_to_string(fixtures.join(f)).map_err(|e| format!("reading fixtures/components/identity/{f}: {e}"));
+
+    // The authentication provider, outside the cluster.
+    let ldap_dir = env.run_dir.join("hosts/ldap");
+    std::fs::create_dir_all(ldap_dir.join("db")).map_err(|e| format!("{}: {e}", ldap_dir.display()))?;
+    let v = vars(&[
+        ("dir", ldap_dir.display().to_string()),
+        ("ldap_admin_password", ldap_admin_password.clone()),
+        ("ldap_login", users["ldap"].login.clone()),
+        ("ldap_password", users["ldap"].password.clone()),
+        ("ldap_email", "bob@firedrill.test".into()),
+    ]);
+    pki::write_private(&ldap_dir.join("slapd.conf"), &template::render("slapd.conf", &read("slapd.conf")?, &v)?).map_err(|e| e.to_string())?;
+    pki::write_private(&ldap_dir.join("seed.ldif"), &template::render("seed.ldif", &read("seed.ldif")?, &v)?).map_err(|e| e.to_string())?;
+    if !ldap_dir.join("db/data.mdb").exists() {
+        let out = std::process::Command::new("/usr/sbin/slapadd")
+            .arg("-f")
+            .arg(ldap_dir.join("slapd.conf"))
+            .arg("-l")
+            .arg(ldap_dir.join("seed.ldif"))
+            .output()
+            .map_err(|e| format!("running slapadd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("slapadd: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+    }
+    let slapd = vec![
+        "/usr/sbin/slapd".to_string(),
+        "-d".into(),
+        "0".into(),
+        "-h".into(),
+        format!("ldap://{ldap}:389/"),
+        "-f".into(),
+        ldap_dir.join("slapd.conf").display().to_string(),
+    ];
+    env.add_host_process("ldap", "slapd", slapd, vec![("PATH".into(), "/usr/sbin:/usr/bin:/bin".into())]).await.map_err(|e| e.to_string())?;
+    wait_tcp(ldap, 389, "slapd on host ldap to accept connections").await?;
+
+    // dex.
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let workers: Vec<Ipv4Addr> = nodes
+        .list(&Default::default())
+        .await
+        .map_err(|e| format!("listing nodes: {e}"))?
+        .items
+        .iter()
+        .filter(|n| !n.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| t.iter().any(|t| t.key == "node-role.kubernetes.io/control-plane")))
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref()?.iter().find(|a| a.type_ == "InternalIP")?.address.parse().ok())
+        .collect();
+    if workers.len() < 2 {
+        return Err(format!("dex runs 2 replicas on different nodes; cluster {} has {} schedulable node(s)", cluster.name, workers.len()));
+    }
+    let mut ips: Vec<std::net::IpAddr> = workers.iter().map(|w| (*w).into()).collect();
+    ips.push(lb.into());
+    let tls = ca.issue(&Leaf { common_name: "dex".into(), ips, server: true, ..Default::default() }).map_err(|e| e.to_string())?;
+    let hash = bcrypt::hash(&local_password, 10).map_err(|e| format!("hashing the local user's password: {e}"))?;
+    let v = vars(&[
+        ("issuer", issuer.clone()),
+        ("signing_key_rotation", rotation),
+        ("client_id", client_id.clone()),
+        ("client_secret", client_secret.clone()),
+        ("redirect_uri", redirect_uri.clone()),
+        ("local_login", users["local"].login.clone()),
+        ("local_password_hash", hash),
+        ("ldap_ip", ldap.to_string()),
+        ("ldap_admin_password", ldap_admin_password),
+    ]);
+    let dex_config = template::render("dex-config.yaml", &read("dex-config.yaml")?, &v)?;
+    let v = vars(&[("tls_crt", tls.cert_pem.clone()), ("tls_key", tls.key_pem.clone()), ("dex_config", dex_config)]);
+    let manifests = template::render("manifests.yaml", &read("manifests.yaml")?, &v)?;
+    // Kept (0600: it holds dex's key) for whoever debugs the run.
+    let rendered = env.run_dir.join("components/identity/manifests.yaml");
+    pki::write_private(&rendered, &manifests).map_err(|e| e.to_string())?;
+    crate::apply::apply(&cluster.client, &rendered.display().to_string(), &manifests).await?;
+
+    // The load balancer at the issuer address.
+    let lb_dir = env.run_dir.join("hosts/lb");
+    let servers: String = workers.iter().enumerate().map(|(i, ip)| format!("  server dex-{i} {ip}:5556\n")).collect();
+    let v = vars(&[("lb_ip", lb.to_string()), ("servers", servers.trim_end().to_string())]);
+    let cfg = lb_dir.join("haproxy.cfg");
+    pki::write_public(&cfg, &template::render("haproxy.cfg", &read("haproxy.cfg")?, &v)?).map_err(|e| e.to_string())?;
+    let haproxy = vec!["/usr/sbin/haproxy".to_string(), "-db".into(), "-f".into(), cfg.display().to_string()];
+    env.add_host_process("lb", "haproxy", haproxy, vec![("PATH".into(), "/usr/sbin:/usr/bin:/bin".into())]).await.map_err(|e| e.to_string())?;
+
+    // The API server trusts the issuer (or, to break the setup on purpose, a CA that did not sign its certificate).
+    let trusted = if trust_unrelated { Ca::generate("unrelated CA").map_err(|e| e.to_string())?.0.cert_pem } else { ca.cert_pem.clone() };
+    let v = vars(&[("issuer", issuer.clone()), ("client_id", client_id.clone()), ("issuer_ca", trusted)]);
+    let auth = template::render("authentication-config.yaml", &read("authentication-config.yaml")?, &v)?;
+    env.set_authentication_config(&cluster.name, &auth).map_err(|e| e.to_string())?;
+
+    // Ready: both instances available and the issuer answering through the load balancer.
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    wait::until(Deadline::after(Duration::from_secs(120)), "deployment identity/dex to have 2 available replicas", || {
+        let api = deployments.clone();
+        async move {
+            let d = api.get("dex").await.ok()?;
+            (d.status?.available_replicas? >= 2).then_some(())
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).map_err(|e| e.to_string())?)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let discovery = format!("{issuer}/.well-known/openid-configuration");
+    wait::until(Deadline::after(Duration::from_secs(60)), &format!("the issuer to answer at {discovery}"), || {
+        let http = http.clone();
+        let url = discovery.clone();
+        async move { http.get(&url).send().await.ok()?.status().is_success().then_some(()) }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+
+    Ok(Identity { cluster: cluster.name.clone(), issuer, ca_pem: ca.cert_pem, client_id, client_secret, redirect_uri, users, lb })
+}
+
+async fn wait_tcp(ip: Ipv4Addr, port: u16, condition: &str) -> Result<(), String> {
+    wait::until(Deadline::after(Duration::from_secs(30)), condition, || async move {
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await.ok()?.ok().map(|_| ())
+    })
+    .await
+    .map_err(|e| e.to_string())
+}

@@ -1,0 +1,46 @@
+//! Deploying the components under test into a provisioned environment.
+
+pub mod identity;
+
+use std::collections::BTreeMap;
+
+use crate::component::Component;
+use crate::env::Env;
+
+/// Handles to what was deployed, for probes.
+#[derive(Clone, Default)]
+pub struct Deployed {
+    pub identity: Option<identity::Identity>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("deploying component {component}: {message}")]
+pub struct DeployError {
+    pub component: String,
+    pub message: String,
+}
+
+/// Deploy `components` in order.
+pub async fn deploy(env: &Env, components: &[Component]) -> Result<Deployed, DeployError> {
+    let mut out = Deployed::default();
+    for c in components {
+        let err = |message: String| DeployError { component: c.component.clone(), message };
+        match c.deployer() {
+            "identity" => out.identity = Some(identity::deploy(env, c).await.map_err(err)?),
+            other => return Err(err(format!("no deployer `{other}` (known: identity)"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Random hex of `bytes` bytes from the kernel's generator (passwords, secrets).
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("reading /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn vars(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}

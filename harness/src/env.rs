@@ -1,0 +1,177 @@
+//! A provisioned environment: the clusters and hosts of one topology on one backend, and
+//! the backend operations faults and probes use. Environment lifecycle (once per suite)
+//! is kept apart from scenario lifecycle (once per scenario, in `runner`).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::backend::local::{self, LocalRun, UpOptions, rpc::Request};
+use crate::backend::{BackendError, BackendKind, Capabilities};
+use crate::fixtures::Paths;
+use crate::topology::Topology;
+
+/// One cluster as the harness uses it.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    pub name: String,
+    /// The API server address clients use.
+    pub server: String,
+    pub ca_pem: String,
+    /// Client-certificate admin kubeconfig (the break-glass path).
+    pub admin_kubeconfig: PathBuf,
+    /// Admin client.
+    pub client: kube::Client,
+    /// The local backend's view of the cluster (nodes, namespaces, files).
+    pub local: Option<local::ClusterInfo>,
+}
+
+enum Provider {
+    Local(LocalRun),
+}
+
+pub struct Env {
+    pub backend: BackendKind,
+    pub capabilities: Capabilities,
+    pub paths: Paths,
+    pub run_id: String,
+    /// Where the journal, certificates and logs of the run live.
+    pub run_dir: PathBuf,
+    pub clusters: Vec<ClusterHandle>,
+    pub hosts: BTreeMap<String, Ipv4Addr>,
+    /// Set by a second Ctrl-C: reverts skip waiting for grace periods.
+    pub hurry: Arc<AtomicBool>,
+    provider: Provider,
+}
+
+impl Env {
+    /// Bring up `topology` with `hosts` on `backend`.
+    pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
+        match backend {
+            BackendKind::Local => {
+                let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
+                Env::from_local(paths, run).await
+            }
+            BackendKind::Kind => {
+                crate::backend::kind::preflight()?;
+                Err(BackendError::Unsupported(
+                    "the kind backend can check for Docker but cannot provision clusters yet: cluster creation, image loading and node-level faults through kind are not implemented".into(),
+                ))
+            }
+            BackendKind::Existing => Err(BackendError::Unsupported(
+                "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard".into(),
+            )),
+        }
+    }
+
+    /// The environment of a local run that is already up.
+    pub async fn from_local(paths: &Paths, run: LocalRun) -> Result<Env, BackendError> {
+        let mut clusters = Vec::new();
+        for c in &run.info.clusters {
+            let ca_pem = std::fs::read_to_string(&c.ca).map_err(|e| BackendError::io(&c.ca, e))?;
+            clusters.push(ClusterHandle {
+                name: c.name.clone(),
+                server: c.server.clone(),
+                ca_pem,
+                admin_kubeconfig: c.admin_kubeconfig.clone(),
+                client: local::daemon::kube_client(&c.admin_kubeconfig).await?,
+                local: Some(c.clone()),
+            });
+        }
+        Ok(Env {
+            backend: BackendKind::Local,
+            capabilities: local::CAPABILITIES,
+            paths: paths.clone(),
+            run_id: run.info.id.clone(),
+            run_dir: run.info.dir.clone(),
+            hosts: run.info.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect(),
+            clusters,
+            hurry: Arc::new(AtomicBool::new(false)),
+            provider: Provider::Local(run),
+        })
+    }
+
+    pub async fn teardown(&self) -> Result<(), BackendError> {
+        match &self.provider {
+            Provider::Local(run) => run.down().await,
+        }
+    }
+
+    pub fn cluster(&self, name: &str) -> Result<&ClusterHandle, BackendError> {
+        self.clusters.iter().find(|c| c.name == name).ok_or_else(|| BackendError::Setup(format!("no cluster `{name}` in this environment")))
+    }
+
+    pub fn host(&self, name: &str) -> Result<Ipv4Addr, BackendError> {
+        self.hosts.get(name).copied().ok_or_else(|| BackendError::Setup(format!("no host `{name}` in this environment")))
+    }
+
+    pub fn local(&self) -> Option<&LocalRun> {
+        match &self.provider {
+            Provider::Local(r) => Some(r),
+        }
+    }
+
+    /// The run's harness CA directory (signs components' serving certificates).
+    pub fn harness_pki(&self) -> PathBuf {
+        self.run_dir.join("pki").join("harness")
+    }
+
+    async fn daemon(&self, req: Request) -> Result<Vec<String>, BackendError> {
+        match &self.provider {
+            Provider::Local(run) => run.call(req).await,
+        }
+    }
+
+    pub async fn add_host_process(&self, host: &str, name: &str, argv: Vec<String>, env: Vec<(String, String)>) -> Result<(), BackendError> {
+        self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ())
+    }
+    pub async fn stop_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StopHost { host: host.into() }).await
+    }
+    pub async fn start_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StartHost { host: host.into() }).await
+    }
+    pub async fn stop_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StopStorage { cluster: cluster.into() }).await
+    }
+    pub async fn start_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StartStorage { cluster: cluster.into() }).await
+    }
+    pub async fn lose_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::LoseNode { cluster: cluster.into(), node: node.into() }).await
+    }
+    pub async fn restore_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::RestoreNode { cluster: cluster.into(), node: node.into() }).await
+    }
+    pub async fn stop_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StopCluster { cluster: cluster.into() }).await
+    }
+    pub async fn start_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StartCluster { cluster: cluster.into() }).await
+    }
+
+    /// Start one more kube-apiserver of `cluster` on `port`; returns its URL and the name
+    /// to stop it with.
+    pub async fn start_extra_apiserver(&self, cluster: &str, port: u16) -> Result<(String, String), BackendError> {
+        let c = self.cluster(cluster)?;
+        let info = c.local.as_ref().ok_or_else(|| BackendError::Unsupported("starting an extra API server needs the local backend".into()))?;
+        let node = info.node(&info.apiserver_nodes[0])?;
+        let names = self.daemon(Request::StartExtraApiserver { cluster: cluster.into(), port }).await?;
+        let name = names.into_iter().next().unwrap_or_else(|| format!("{cluster}/kube-apiserver-extra-{port}"));
+        Ok((format!("https://{}:{port}", node.ip), name))
+    }
+
+    pub async fn stop_process(&self, name: &str) -> Result<(), BackendError> {
+        self.daemon(Request::StopProcess { name: name.into() }).await.map(|_| ())
+    }
+
+    /// Replace a cluster's structured authentication configuration (the API server
+    /// reloads it).
+    pub fn set_authentication_config(&self, cluster: &str, yaml: &str) -> Result<(), BackendError> {
+        let c = self.cluster(cluster)?;
+        let info = c.local.as_ref().ok_or_else(|| BackendError::Unsupported("authentication configuration is set at cluster creation on this backend".into()))?;
+        local::pki::write_public(&local::controlplane::authentication_config(info), yaml)
+    }
+}

@@ -1,0 +1,111 @@
+//! Sampling: every operation's probe runs in its own task, one attempt at a time, every
+//! `interval` (from the start of one attempt to the start of the next), with a bound on
+//! attempts in flight across operations. Samples carry their start time relative to the
+//! scenario's epoch.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Probe;
+use crate::model::{Outcome, Sample};
+
+/// Attempts in flight at once, across all operations.
+pub const MAX_IN_FLIGHT: usize = 8;
+/// An attempt that takes longer than this counts as failed (timed out).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Store = Arc<Mutex<BTreeMap<String, Vec<Sample>>>>;
+
+pub struct Sampler {
+    epoch: Instant,
+    store: Store,
+    tasks: Vec<(String, JoinHandle<()>)>,
+}
+
+/// A probe task panicked: a harness failure.
+#[derive(Debug, thiserror::Error)]
+#[error("the probe of operation `{operation}` panicked: {message}")]
+pub struct ProbePanic {
+    pub operation: String,
+    pub message: String,
+}
+
+impl Sampler {
+    pub fn start(ops: Vec<(String, Arc<dyn Probe>, Duration)>) -> Sampler {
+        let epoch = Instant::now();
+        let store: Store = Arc::new(Mutex::new(ops.iter().map(|(id, _, _)| (id.clone(), Vec::new())).collect()));
+        let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let tasks = ops
+            .into_iter()
+            .map(|(id, probe, interval)| {
+                let store = store.clone();
+                let limit = limit.clone();
+                let op = id.clone();
+                let task = tokio::spawn(async move {
+                    loop {
+                        let start = Instant::now();
+                        let permit = limit.acquire().await.expect("semaphore never closed");
+                        let (outcome, detail) = match tokio::time::timeout(ATTEMPT_TIMEOUT, probe.attempt()).await {
+                            Ok(a) => a,
+                            Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {ATTEMPT_TIMEOUT:?}"))),
+                        };
+                        drop(permit);
+                        let sample = Sample { at: start.duration_since(epoch), outcome, detail };
+                        store.lock().expect("sample store").entry(op.clone()).or_default().push(sample);
+                        tokio::time::sleep_until(start + interval).await;
+                    }
+                });
+                (id, task)
+            })
+            .collect();
+        Sampler { epoch, store, tasks }
+    }
+
+    /// Time since sampling started: the scenario's clock.
+    pub fn now(&self) -> Duration {
+        Instant::now().duration_since(self.epoch)
+    }
+
+    pub fn samples(&self) -> BTreeMap<String, Vec<Sample>> {
+        self.store.lock().expect("sample store").clone()
+    }
+
+    /// A probe task that ended (they only end by panicking) is a harness failure.
+    pub fn check(&self) -> Result<(), ProbePanic> {
+        for (op, t) in &self.tasks {
+            if t.is_finished() {
+                return Err(ProbePanic { operation: op.clone(), message: "its task ended".into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop every probe and return the samples; a panic in any probe is reported.
+    pub async fn stop(self) -> Result<BTreeMap<String, Vec<Sample>>, ProbePanic> {
+        let mut panic = None;
+        for (op, t) in self.tasks {
+            if t.is_finished() {
+                if let Err(e) = t.await
+                    && e.is_panic()
+                {
+                    let p = e.into_panic();
+                    let message = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                    panic.get_or_insert(ProbePanic { operation: op, message });
+                }
+            } else {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+        let samples = self.store.lock().expect("sample store").clone();
+        match panic {
+            Some(p) => Err(p),
+            None => Ok(samples),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The Markdown report: per scenario, the observed table, then per operation the
+//! verdict, the success ratio in the fault window and the measured recovery time, the
+//! recorded deviations with their evidence, and what was reverted.
+
+use std::fmt::Write as _;
+
+use super::secs;
+use crate::runner::{ScenarioResult, Verdict};
+
+pub fn render(results: &[ScenarioResult]) -> String {
+    let mut out = String::from("# firedrill report\n\n");
+    let matched = results.iter().filter(|r| r.verdict.is_match()).count();
+    let _ = writeln!(out, "{matched} of {} scenarios match their documented tables.\n", results.len());
+    out.push_str("| Scenario | Verdict | MTTR measured | MTTR documented | Took |\n| --- | --- | --- | --- | --- |\n");
+    for r in results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.name(),
+            verdict_word(&r.verdict),
+            r.mttr.map(secs).unwrap_or_else(|| "—".into()),
+            secs(r.mttr_bound),
+            secs(r.took)
+        );
+    }
+    for r in results {
+        let _ = writeln!(out, "\n## {} — {}\n", r.name(), r.title);
+        let _ = writeln!(out, "Verdict: **{}**\n", verdict_word(&r.verdict));
+        match &r.verdict {
+            Verdict::Mismatch { diff } => {
+                let _ = writeln!(out, "```\n{diff}\n```\n");
+            }
+            Verdict::HarnessError { error } => {
+                let _ = writeln!(out, "Harness error: {error}\n");
+            }
+            Verdict::NotRunnable { reason } => {
+                let _ = writeln!(out, "Not runnable: {reason}\n");
+            }
+            Verdict::Match => {}
+        }
+        if let Some(t) = &r.observed {
+            out.push_str("Observed:\n\n");
+            out.push_str(&t.render());
+            out.push('\n');
+        } else {
+            out.push_str("Documented (nothing observed):\n\n");
+            out.push_str(&r.expected.render());
+            out.push('\n');
+        }
+        if !r.operations.is_empty() {
+            out.push_str("| Operation | Documented | Observed | Success ratio | Samples | Recovery | Failures seen |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+            for o in &r.operations {
+                let (glyph, ratio, n) = match &o.classification {
+                    Some(c) => (c.impact.glyph(), format!("{:.0}%", 100.0 * c.success_ratio()), c.samples.to_string()),
+                    None => ("—", "—".into(), "—".into()),
+                };
+                let failures = o.failures.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ").replace('|', "\\|");
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    o.name,
+                    o.documented.glyph(),
+                    glyph,
+                    ratio,
+                    n,
+                    o.recovery.map(secs).unwrap_or_else(|| "not recovered".into()),
+                    failures
+                );
+            }
+            out.push('\n');
+        }
+        if !r.deviations.is_empty() {
+            out.push_str("Recorded deviations from the document:\n\n");
+            for d in &r.deviations {
+                let glyphs = match (d.documented, d.observed) {
+                    (Some(a), Some(b)) => format!(" ({} documented, {} observed)", a.glyph(), b.glyph()),
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "- **{}**{glyphs}: {}", d.operation, d.reason);
+                for e in &d.evidence {
+                    let _ = writeln!(out, "  - evidence: {e}");
+                }
+            }
+            out.push('\n');
+        }
+        if !r.reverted.is_empty() {
+            let _ = writeln!(out, "Reverted: {}\n", r.reverted.join("; "));
+        }
+    }
+    out
+}
+
+pub fn verdict_word(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Match => "matches the document",
+        Verdict::Mismatch { .. } => "DIFFERS from the document",
+        Verdict::NotRunnable { .. } => "not runnable on this backend",
+        Verdict::HarnessError { .. } => "harness error",
+    }
+}

@@ -1,0 +1,75 @@
+//! The terminal reporter: progress on stderr, tables and per-operation numbers on stdout.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use super::secs;
+use crate::runner::{Emit, RunEvent, ScenarioResult, Verdict};
+
+/// An emitter printing progress lines to stderr.
+pub fn emitter() -> Emit {
+    Arc::new(|ev: RunEvent| {
+        let line = match &ev {
+            RunEvent::Plan { suite, backend, topology, clusters } => {
+                format!("firedrill: suite {suite} will fault clusters {} of a new {backend} {topology} environment (created by this run)", clusters.join(", "))
+            }
+            RunEvent::EnvironmentReady { suite, run_id, run_dir, took } => format!("firedrill: {suite}: environment {run_id} ready in {} ({run_dir})", secs(*took)),
+            RunEvent::ScenarioStarted { name, title } => format!("firedrill: {name}: {title}"),
+            RunEvent::Phase { name, phase } => format!("firedrill: {name}: {phase}"),
+            RunEvent::FaultInjected { name, fault, journal_seq } => format!("firedrill: {name}: injected {fault} (journal #{journal_seq})"),
+            RunEvent::FaultReverted { name, undo } => format!("firedrill: {name}: reverted: {undo}"),
+            RunEvent::ScenarioFinished(r) => format!("firedrill: {}: {} in {}", r.name(), super::markdown::verdict_word(&r.verdict), secs(r.took)),
+            RunEvent::EnvironmentDown { suite } => format!("firedrill: {suite}: environment torn down"),
+            RunEvent::Warning { message } => format!("firedrill: warning: {message}"),
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    })
+}
+
+/// The observed table of a scenario and the numbers behind it.
+pub fn print_result(r: &ScenarioResult) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out);
+    match &r.observed {
+        Some(t) => {
+            let _ = write!(out, "{}", t.render());
+        }
+        None => {
+            let _ = writeln!(out, "### {}\n", r.title);
+        }
+    }
+    for o in &r.operations {
+        if let Some(c) = &o.classification {
+            let _ = writeln!(
+                out,
+                "  {:<58} {} documented {}  ok {:>3.0}% of {:>3}  recovery {}",
+                o.name,
+                c.impact.glyph(),
+                o.documented.glyph(),
+                100.0 * c.success_ratio(),
+                c.samples,
+                o.recovery.map(secs).unwrap_or_else(|| "—".into())
+            );
+        }
+    }
+    if let Some(m) = r.mttr {
+        let _ = writeln!(out, "  MTTR measured {} (documented {})", secs(m), secs(r.mttr_bound));
+    }
+    for d in &r.deviations {
+        let _ = writeln!(out, "  deviation recorded for {}: {}", d.operation, d.reason);
+    }
+    match &r.verdict {
+        Verdict::Match => {
+            let _ = writeln!(out, "=> {}: matches the document", r.name());
+        }
+        Verdict::Mismatch { diff } => {
+            let _ = writeln!(out, "=> {}: DIFFERS from the document\n{diff}", r.name());
+        }
+        Verdict::HarnessError { error } => {
+            let _ = writeln!(out, "=> {}: harness error: {error}", r.name());
+        }
+        Verdict::NotRunnable { reason } => {
+            let _ = writeln!(out, "=> {}: not runnable: {reason}", r.name());
+        }
+    }
+}
