@@ -16,6 +16,10 @@
 //! 4. Recovery time of an operation: from the moment revert finished to the first sample
 //!    that starts a run of [`RECOVERY_STREAK`] consecutive Ok samples; zero when the
 //!    operation was already Ok when revert finished.
+//! 5. Recovery is *within* a documented MTTR when no attempt of any operation that started
+//!    more than MTTR + 2 s (`table::RECOVERY_GRACE`) after the revert failed. An operation
+//!    is judged over its bound only on a failure actually seen after it: operations whose
+//!    attempts take seconds (starting an API server) are not penalised for their cadence.
 
 use std::fmt;
 use std::time::Duration;
@@ -156,6 +160,28 @@ pub fn classify(
     Ok(Classification { impact, samples: n, ok, partial, failed })
 }
 
+/// How an operation came back after a revert.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// From the revert to the first sample of the recovering streak.
+    pub time: Duration,
+    /// From the revert to the start of the last failed attempt before that streak, when
+    /// it started after the revert.
+    pub last_failure: Option<Duration>,
+}
+
+/// [`recovery_time`] with the last failure seen before recovering.
+pub fn recovery(samples: &[Sample], reverted: Duration) -> Option<Recovery> {
+    let time = recovery_time(samples, reverted)?;
+    let streak_start = reverted + time;
+    let last_failure = samples
+        .iter()
+        .filter(|s| s.at >= reverted && s.at < streak_start && s.outcome != Outcome::Ok)
+        .map(|s| s.at - reverted)
+        .next_back();
+    Some(Recovery { time, last_failure })
+}
+
 /// Time from `reverted` to the first sample that starts a streak of [`RECOVERY_STREAK`]
 /// Ok samples. `None` when no such streak starts before the samples end.
 ///
@@ -286,6 +312,17 @@ mod tests {
         let s = samples("fffoofooof");
         // ok at 300,400 then f at 500, then ok at 600,700,800: streak starts at 600.
         assert_eq!(recovery_time(&s, at(0)), Some(at(600)));
+    }
+
+    #[test]
+    fn recovery_reports_the_last_failure_seen_after_the_revert() {
+        // revert at 300 ms; failures at 300..=600 ms; ok from 700 ms on.
+        let r = recovery(&samples("fffffffoooo"), at(300)).unwrap();
+        assert_eq!(r.time, at(400));
+        assert_eq!(r.last_failure, Some(at(300)));
+        // Never failing after the revert: no failure to judge.
+        let r = recovery(&samples("ffoooooo"), at(200)).unwrap();
+        assert_eq!((r.time, r.last_failure), (Duration::ZERO, None));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct OperationResult {
     pub classification: Option<Classification>,
     /// From revert to being ✅ again; `None` if it never was within the recovery window.
     pub recovery: Option<Duration>,
+    /// From revert to the last failed attempt seen before recovering.
+    pub last_failure: Option<Duration>,
     /// The most frequent reasons for failed attempts in the fault window.
     pub failures: Vec<(String, usize)>,
 }
