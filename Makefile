@@ -4,13 +4,14 @@ SHELL := bash
 CARGO ?= cargo
 FIREDRILL := target/debug/firedrill
 
-.PHONY: help setup build test drill review clean down fuzz
+.PHONY: help setup build test drill review clean down fuzz bench
 
 help:
 	@echo "make drill   set up, bring up the local backend, run every suite, write reports/latest"
 	@echo "make test    set up and run every test (unit, CLI, local-backend integration, drills)"
 	@echo "make setup   Debian packages and pinned upstream binaries (cached; seconds when warm)"
 	@echo "make review  review snapshot changes (cargo insta review)"
+	@echo "make bench   medians of local-backend up time and memory (single, multi)"
 	@echo "make down    tear down every local cluster firedrill created on this machine"
 	@echo "make clean   make down, then cargo clean"
 
@@ -26,6 +27,10 @@ test: build
 
 drill: build
 	$(FIREDRILL) run --backend local --report reports/latest
+
+bench: build
+	$(CARGO) bench -p firedrill --bench up
+	FIREDRILL_BENCH_TOPOLOGY=multi FIREDRILL_BENCH_RUNS=3 $(CARGO) bench -p firedrill --bench up
 
 review:
 	@command -v cargo-insta >/dev/null || $(CARGO) install cargo-insta --locked

@@ -1,0 +1,237 @@
+//! The local backend against real upstream binaries (needs root and `make setup`).
+//!
+//! `single`: a Deployment of the workload binary (2 replicas, required anti-affinity)
+//! runs as real processes on both workers through the real scheduler, answers HTTP from
+//! the harness, and its processes are gone after scaling to 0; teardown leaves nothing.
+//! `multi` and `ha` come up with their clusters, kubeconfigs and nodes.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use firedrill::backend::local::{self, LocalRun, UpOptions};
+use firedrill::fixtures::Paths;
+use firedrill::topology::Topology;
+use firedrill::wait::{self, Deadline};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+
+/// Cluster tests run one at a time: they share two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn paths() -> Paths {
+    Paths::at(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+}
+
+fn firedrill() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_firedrill"))
+}
+
+async fn up(topology: &str, hosts: Vec<String>) -> LocalRun {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let p = paths();
+    let topo = Topology::load(&p.fixtures, topology).unwrap();
+    LocalRun::up(&p, UpOptions { topology: &topo, hosts, firedrill: firedrill() }).await.unwrap_or_else(|e| panic!("up {topology}: {e}"))
+}
+
+/// Everything a run created, by the names it gave them: namespaces, links, processes in
+/// its cgroup, mounts and nftables tables mentioning it, its directory.
+fn traces(run: &LocalRun) -> Vec<String> {
+    let mut found = Vec::new();
+    let prefix = format!("fd{}", run.info.subnet);
+    let (netns, links) = local::net::firedrill_names();
+    found.extend(netns.into_iter().filter(|n| n.starts_with(&format!("{prefix}-"))).map(|n| format!("netns {n}")));
+    found.extend(links.into_iter().filter(|l| l.starts_with(&format!("{prefix}v")) || *l == format!("{prefix}br")).map(|l| format!("link {l}")));
+    found.extend(local::process::cgroup_pids(&run.info.cgroup).into_iter().map(|p| format!("process {p}")));
+    if run.info.cgroup.exists() {
+        found.push(format!("cgroup {}", run.info.cgroup.display()));
+    }
+    let dir = run.info.dir.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    found.extend(mountinfo.lines().filter(|l| l.contains(&dir) || l.contains(&format!("/run/netns/{prefix}-"))).map(|l| format!("mount {l}")));
+    let tables = std::process::Command::new("nft").args(["list", "tables"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    found.extend(tables.lines().filter(|t| t.contains("firedrill")).map(|t| format!("nft {t}")));
+    if run.info.dir.exists() {
+        found.push(format!("directory {dir}"));
+    }
+    found
+}
+
+async fn down_and_check(run: LocalRun) {
+    run.down().await.unwrap();
+    let left = traces(&run);
+    assert!(left.is_empty(), "left behind after down: {left:#?}");
+    // A second down finds nothing and succeeds.
+    local::down(&run.info.dir).await.unwrap();
+}
+
+async fn admin(run: &LocalRun, cluster: &str) -> kube::Client {
+    local::daemon::kube_client(&run.info.cluster(cluster).unwrap().admin_kubeconfig).await.unwrap()
+}
+
+const WORKLOAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: workload
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: workload}
+  template:
+    metadata:
+      labels: {app: workload}
+    spec:
+      hostNetwork: true
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            - labelSelector:
+                matchLabels: {app: workload}
+              topologyKey: kubernetes.io/hostname
+      containers:
+        - name: workload
+          image: firedrill.local/workload:dev
+          env:
+            - name: POD_NAME
+              valueFrom: {fieldRef: {fieldPath: metadata.name}}
+          ports:
+            - containerPort: 8080
+          readinessProbe:
+            httpGet: {path: /healthz, port: 8080}
+            periodSeconds: 1
+"#;
+
+fn workload_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "workload")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = up("single", vec![]).await;
+    let client = admin(&run, "main").await;
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    assert_eq!(nodes.list(&ListParams::default()).await.unwrap().items.len(), 3);
+
+    firedrill::apply::apply(&client, "workload", WORKLOAD).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ready = wait::until(Deadline::after(Duration::from_secs(60)), "2 workload pods Running and Ready", || {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&ListParams::default().labels("app=workload")).await.ok()?;
+            let ready: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| {
+                    let st = p.status.as_ref();
+                    st.and_then(|s| s.phase.as_deref()) == Some("Running")
+                        && st.and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .collect();
+            (ready.len() == 2).then_some(ready)
+        }
+    })
+    .await
+    .unwrap();
+
+    // Spread by the real scheduler's anti-affinity over the two workers.
+    let mut on: Vec<String> = ready.iter().map(|p| p.spec.as_ref().unwrap().node_name.clone().unwrap()).collect();
+    on.sort();
+    assert_eq!(on, vec!["worker-1".to_string(), "worker-2".to_string()]);
+
+    // Each answers over HTTP at its node's address, from the harness.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    for p in &ready {
+        let ip: Ipv4Addr = p.status.as_ref().unwrap().pod_ip.as_ref().unwrap().parse().unwrap();
+        let body = http.get(format!("http://{ip}:8080/")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(body.trim(), format!("{} ok", p.metadata.name.as_ref().unwrap()));
+    }
+    assert_eq!(workload_pids().len(), 2, "two workload processes run");
+
+    // Scaled to 0 through the API: the processes are gone.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments.patch_scale("workload", &PatchParams::default(), &Patch::Merge(&serde_json::json!({"spec": {"replicas": 0}}))).await.unwrap();
+    wait::until(Deadline::after(Duration::from_secs(60)), "workload processes to exit and pods to be deleted", || {
+        let pods = pods.clone();
+        async move {
+            let left = pods.list(&ListParams::default().labels("app=workload")).await.ok()?.items.len();
+            (left == 0 && workload_pids().is_empty()).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    down_and_check(run).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_brings_up_three_clusters_each_with_its_own_kubeconfig() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = up("multi", vec![]).await;
+    let names: Vec<&str> = run.info.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["directory", "east", "west"]);
+    let mut servers = Vec::new();
+    for c in &run.info.clusters {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&c.admin_kubeconfig).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{} kubeconfig is private", c.name);
+        let client = admin(&run, &c.name).await;
+        let nodes: Api<Node> = Api::all(client);
+        let list = nodes.list(&ListParams::default()).await.unwrap();
+        assert_eq!(list.items.len(), 2, "cluster {} has its own two nodes", c.name);
+        servers.push(c.server.clone());
+    }
+    servers.dedup();
+    assert_eq!(servers.len(), 3, "three distinct API servers");
+    down_and_check(run).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ha_has_three_etcd_members_and_two_apiservers_behind_a_load_balancer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = up("ha", vec![]).await;
+    let c = run.info.cluster("main").unwrap().clone();
+    assert_eq!(c.etcd_nodes.len(), 3);
+    assert_eq!(c.apiserver_nodes.len(), 2);
+    let lb = run.info.host(c.apiserver_lb.as_ref().unwrap()).unwrap().ip;
+    assert_eq!(c.server, format!("https://{lb}:6443"));
+    let http = reqwest::Client::new();
+    let url = format!("http://{}:2379/v3/cluster/member/list", c.node(&c.etcd_nodes[0]).unwrap().ip);
+    let members: serde_json::Value = http.post(url).body("{}").send().await.unwrap().json().await.unwrap();
+    assert_eq!(members["members"].as_array().map(|m| m.len()), Some(3), "{members}");
+    // Through the load balancer, with one API server stopped, the cluster still answers.
+    let stopped = run.call(local::rpc::Request::StopProcess { name: format!("main/kube-apiserver-{}", c.apiserver_nodes[0]) }).await.unwrap();
+    assert_eq!(stopped.len(), 1);
+    let client = admin(&run, "main").await;
+    let nodes: Api<Node> = Api::all(client);
+    wait::until(Deadline::after(Duration::from_secs(30)), "the API through the load balancer with one API server down", || {
+        let nodes = nodes.clone();
+        async move { nodes.list(&ListParams::default()).await.ok().map(|_| ()) }
+    })
+    .await
+    .unwrap();
+    down_and_check(run).await;
+}
+
+#[test]
+fn up_without_root_fails_at_once_and_names_the_kind_backend() {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(firedrill())
+        .args(["up", "--topology", "single"])
+        .env("FIREDRILL_STATE", std::env::temp_dir().join("firedrill-nonroot"))
+        .output()
+        .expect("setpriv runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs root") && err.contains("--backend kind"), "{err}");
+}
