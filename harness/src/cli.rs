@@ -61,6 +61,9 @@ pub enum Command {
         /// Directory of suite files (default: the repository's suites/).
         #[arg(long)]
         suites: Option<PathBuf>,
+        /// Directory of snapshots (default: the repository's snapshots/).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
         /// Leave the environment running afterwards (tear down with `firedrill down`).
         #[arg(long)]
         keep: bool,
@@ -90,8 +93,8 @@ pub fn main() -> ExitCode {
         }
         Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
         Command::Down { run_dir, all } => block_on(down(run_dir, all)),
-        Command::Run { filters, backend, report, repeat, suites, keep } => {
-            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, backend, report, repeat, suites, keep }))
+        Command::Run { filters, backend, report, repeat, suites, snapshots, keep } => {
+            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, backend, report, repeat, suites, snapshots, keep }))
         }
         Command::Recover { run_dir } => block_on(crate::cli_run::recover(paths, run_dir)),
         Command::Daemon { run_dir } => block_on(async move {

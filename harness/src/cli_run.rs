@@ -16,6 +16,7 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
     pub repeat: u32,
     pub suites: Option<PathBuf>,
+    pub snapshots: Option<PathBuf>,
     pub keep: bool,
 }
 
@@ -38,6 +39,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         eprintln!("error: no scenario matches {:?} in {}", args.filters, suites_dir.display());
         return ExitCode::from(EXIT_HARNESS);
     }
+    let snapshots = args.snapshots.clone().unwrap_or_else(|| paths.snapshots.clone());
     let emit = report::terminal::emitter();
     let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
     let mut rounds: Vec<Vec<ScenarioResult>> = Vec::new();
@@ -60,7 +62,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
                 }
             };
             for j in scs {
-                let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &paths.snapshots).await;
+                let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
                 report::terminal::print_result(&r);
                 results.push(r);
             }

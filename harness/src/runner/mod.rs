@@ -31,10 +31,6 @@ use crate::suite::{ScenarioSpec, Suite};
 use crate::topology::Topology;
 use crate::wait::Deadline;
 
-/// How long the system may take to reach its steady state (every operation working)
-/// before the baseline window starts.
-pub const STEADY_STATE_WAIT: Duration = Duration::from_secs(120);
-
 /// Where events go. Reporters implement it; the runner never prints.
 pub type Emit = Arc<dyn Fn(RunEvent) + Send + Sync>;
 
@@ -224,7 +220,8 @@ impl Session {
 
         // Steady state: every operation working, then a clean baseline window.
         phase("steady state");
-        let steady = Deadline::after(STEADY_STATE_WAIT);
+        let steady_wait = spec.timing.steady_state.0;
+        let steady = Deadline::after(steady_wait);
         loop {
             check_probes(&sampler)?;
             let samples = sampler.samples();
@@ -241,7 +238,7 @@ impl Session {
                 break;
             }
             if steady.passed() {
-                return Err(RunError::SteadyState(format!("after {STEADY_STATE_WAIT:?}, still failing: {}", failing.join("; "))));
+                return Err(RunError::SteadyState(format!("after {steady_wait:?}, still failing: {}", failing.join("; "))));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

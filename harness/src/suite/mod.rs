@@ -94,6 +94,10 @@ pub struct MappingEntry {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Timing {
+    /// Longest wait for every operation to work before the baseline starts; past it, the
+    /// scenario aborts with what is still failing.
+    #[serde(default = "Timing::default_steady_state")]
+    pub steady_state: Dur,
     /// Steady state sampled before the fault; every operation must be ✅ in it.
     #[serde(default = "Timing::default_baseline")]
     pub baseline: Dur,
@@ -106,6 +110,9 @@ pub struct Timing {
 }
 
 impl Timing {
+    fn default_steady_state() -> Dur {
+        Dur::secs(120)
+    }
     fn default_baseline() -> Dur {
         Dur::secs(10)
     }
@@ -119,7 +126,12 @@ impl Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { baseline: Self::default_baseline(), fault: Self::default_fault(), recovery: Self::default_recovery() }
+        Timing {
+            steady_state: Self::default_steady_state(),
+            baseline: Self::default_baseline(),
+            fault: Self::default_fault(),
+            recovery: Self::default_recovery(),
+        }
     }
 }
 

@@ -1,0 +1,145 @@
+//! The `firedrill` binary, driven as a user drives it: exit codes (0 match, 1 a table
+//! differs, 2 the harness failed), clear errors for bad input, the steady-state check
+//! catching a broken setup, and no secret in anything the run prints or writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// Tests that bring up clusters run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn firedrill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(args)
+        .current_dir(root())
+        // Never write pending snapshots from a test.
+        .env("INSTA_UPDATE", "no")
+        .output()
+        .expect("firedrill runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn list_shows_suites_and_scenarios_without_touching_a_cluster() {
+    let o = firedrill(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("identity — ") && out.contains("identity::instances-down"), "{out}");
+    let o = firedrill(&["list", "no-such-scenario"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no scenario matches"));
+}
+
+#[test]
+fn schema_is_json_for_editors() {
+    let o = firedrill(&["schema"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["title"], "SuiteSpec");
+}
+
+#[test]
+fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("harness/tests/data/bad-suites/unknown-fault-kind.yaml"), dir.path().join("unknown-fault-kind.yaml")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["run", "--suites"])
+        .arg(dir.path())
+        .current_dir(root())
+        .env("FIREDRILL_STATE", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unknown-fault-kind.yaml:17:11: `scenarios[0].faults[0].kind`: unknown variant `explode`"), "{}", text(&o));
+    assert!(!state.path().join("runs").exists(), "nothing may be started for a bad suite");
+}
+
+#[test]
+fn recover_with_nothing_to_recover_says_so() {
+    let state = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_firedrill")).arg("recover").env("FIREDRILL_STATE", state.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("nothing to recover"));
+}
+
+/// The API server trusts a CA that did not sign the issuer's certificate: the steady-state
+/// check aborts with the failing operation and why, and no table is produced.
+#[test]
+fn a_broken_setup_is_caught_by_the_steady_state_check() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let o = firedrill(&["run", "--suites", "harness/tests/data/suites", "identity-untrusted-ca"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("steady state not reached before the fault"), "{out}");
+    assert!(out.contains("cached-keys (SelfSubjectReview: HTTP 401)"), "{out}");
+    assert!(!out.contains("| Operation |"), "no table for a broken setup: {out}");
+    assert!(!out.contains("injected"), "no fault may be injected: {out}");
+}
+
+/// A document that is wrong: the run completes, shows the difference, exits 1. Nothing it
+/// prints or writes holds a secret of the run: no token (JWT), no password, no key.
+#[test]
+fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let report = tempfile::tempdir().unwrap();
+    let report_dir = report.path().to_str().unwrap();
+    let o = firedrill(&[
+        "run",
+        "--suites",
+        "harness/tests/data/suites",
+        "--snapshots",
+        "harness/tests/data/snapshots",
+        "--report",
+        report_dir,
+        "--keep",
+        "identity-misdocumented",
+    ]);
+    let out = text(&o);
+    let run_dir = out
+        .lines()
+        .find_map(|l| l.split("environment kept at ").nth(1))
+        .map(|r| PathBuf::from(r.split(';').next().unwrap().trim()))
+        .unwrap_or_else(|| panic!("no kept environment in: {out}"));
+    let checked = std::panic::catch_unwind(|| {
+        assert_eq!(o.status.code(), Some(1), "{out}");
+        assert!(out.contains("DIFFERS from the document"), "{out}");
+        assert!(out.contains("| Console login, local user | ✅ |"), "observed ✅ where the document says ❌: {out}");
+
+        // Secrets of this run: the dex client secret and LDAP admin password from its
+        // rendered configuration, the private keys it generated.
+        let manifests = std::fs::read_to_string(run_dir.join("components/identity/manifests.yaml")).unwrap();
+        let secret_of = |key: &str| manifests.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).unwrap();
+        let mut secrets = vec![secret_of("secret:"), secret_of("bindPW:")];
+        for key in [run_dir.join("pki/harness/ca.key"), run_dir.join("clusters/main/pki/ca.key"), run_dir.join("clusters/main/pki/sa.key")] {
+            let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+            assert_eq!(mode & 0o777, 0o600, "{} is private", key.display());
+            let pem = std::fs::read_to_string(&key).unwrap();
+            secrets.push(pem.lines().nth(1).unwrap().to_string());
+        }
+        let mut haystacks = vec![("output".to_string(), out.clone())];
+        for f in ["report.md", "results.json", "junit.xml"] {
+            haystacks.push((f.into(), std::fs::read_to_string(report.path().join(f)).unwrap()));
+        }
+        haystacks.push(("daemon.log".into(), std::fs::read_to_string(run_dir.join("daemon.log")).unwrap()));
+        for (name, text) in &haystacks {
+            assert!(!text.contains("eyJ"), "{name} contains what looks like a JWT");
+            for s in &secrets {
+                assert!(!text.contains(s.as_str()), "{name} contains a secret of the run");
+            }
+        }
+    });
+    let down = firedrill(&["down", run_dir.to_str().unwrap()]);
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+}
