@@ -67,6 +67,10 @@ pub enum Command {
         /// Leave the environment running afterwards (tear down with `firedrill down`).
         #[arg(long)]
         keep: bool,
+        /// Run on a local run already up (`firedrill up`) instead of a new environment
+        /// (the backend is then the local one).
+        #[arg(long, value_name = "RUN_DIR")]
+        on: Option<PathBuf>,
     },
     /// Revert the faults a killed run left in place, from its journal.
     Recover { run_dir: Option<PathBuf> },
@@ -93,8 +97,12 @@ pub fn main() -> ExitCode {
         }
         Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
         Command::Down { run_dir, all } => block_on(down(run_dir, all)),
-        Command::Run { filters, backend, report, repeat, suites, snapshots, keep } => {
-            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, backend, report, repeat, suites, snapshots, keep }))
+        Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on } => {
+            let target = match on {
+                Some(dir) => crate::runner::Target::Existing(dir),
+                None => crate::runner::Target::New(backend),
+            };
+            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, target, report, repeat, suites, snapshots, keep }))
         }
         Command::Recover { run_dir } => block_on(crate::cli_run::recover(paths, run_dir)),
         Command::Daemon { run_dir } => block_on(async move {

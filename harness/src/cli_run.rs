@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::backend::BackendKind;
 use crate::cli::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH, matches};
 use crate::fixtures::Paths;
 use crate::report;
@@ -12,7 +11,7 @@ use crate::runner::{self, ScenarioResult, Session, Verdict};
 
 pub struct RunArgs {
     pub filters: Vec<String>,
-    pub backend: BackendKind,
+    pub target: crate::runner::Target,
     pub report: Option<PathBuf>,
     pub repeat: u32,
     pub suites: Option<PathBuf>,
@@ -40,6 +39,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_HARNESS);
     }
     let snapshots = args.snapshots.clone().unwrap_or_else(|| paths.snapshots.clone());
+    let snapshots = std::path::absolute(&snapshots).unwrap_or(snapshots);
     let emit = report::terminal::emitter();
     let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
     let mut rounds: Vec<Vec<ScenarioResult>> = Vec::new();
@@ -50,7 +50,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         let mut results = Vec::new();
         for (i, scs) in &selected {
             let suite = &suites[*i];
-            let session = match Session::open(&paths, args.backend, suite, &firedrill, emit.clone(), args.keep).await {
+            let session = match Session::open(&paths, args.target.clone(), suite, &firedrill, emit.clone(), args.keep).await {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: suite {}: {e}", suite.id());

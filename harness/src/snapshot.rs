@@ -1,8 +1,12 @@
-//! The one way impact tables meet `snapshots/`: an explicit name per scenario
-//! (`<suite>__<scenario>`), the repository's snapshot directory, insta's file format.
-//! CI never writes snapshots (insta's CI detection); people review with `make review`.
+//! The one way impact tables meet the snapshot directory: an explicit name per scenario
+//! (`<suite>__<scenario>`), insta's file format, and review with `cargo insta review`.
+//!
+//! firedrill never writes a snapshot. When an observed table differs, outside CI it leaves
+//! the observation next to the snapshot as `<name>.snap.new` for `cargo insta review`, where
+//! a person decides — and a snapshot of a seed document may only change together with the
+//! suite file (a recorded deviation), which `tests/suites.rs` checks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The snapshot name of a scenario.
 pub fn name(suite: &str, scenario: &str) -> String {
@@ -10,7 +14,7 @@ pub fn name(suite: &str, scenario: &str) -> String {
 }
 
 /// The snapshot file of a scenario.
-pub fn file(snapshots: &Path, suite: &str, scenario: &str) -> std::path::PathBuf {
+pub fn file(snapshots: &Path, suite: &str, scenario: &str) -> PathBuf {
     snapshots.join(format!("{}.snap", name(suite, scenario)))
 }
 
@@ -24,25 +28,52 @@ pub fn read(snapshots: &Path, suite: &str, scenario: &str) -> Option<String> {
     Some(body.trim_end_matches('\n').to_string())
 }
 
-/// Compare `rendered` with the scenario's snapshot through insta. On a difference insta
-/// prints the diff and, outside CI, leaves a `.snap.new` for `cargo insta review`.
-/// Returns the difference as a value.
+/// Whether to leave `.snap.new` files: not in CI, and not when insta is told not to.
+fn leave_pending() -> bool {
+    std::env::var_os("CI").is_none() && std::env::var("INSTA_UPDATE").map(|v| v != "no").unwrap_or(true)
+}
+
+/// Compare `rendered` with the scenario's snapshot. A difference is returned as a diff
+/// (and left for review outside CI); a missing snapshot is a difference.
 pub fn check(snapshots: &Path, suite: &str, scenario: &str, rendered: &str) -> Result<(), String> {
-    let name = name(suite, scenario);
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(snapshots);
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    settings.set_input_file(snapshots.join(format!("{name}.snap")));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        settings.bind(|| insta::assert_snapshot!(name.as_str(), rendered));
-    }));
-    result.map_err(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        format!("observed table differs from snapshots/{name}.snap{}", if msg.is_empty() { String::new() } else { format!(": {msg}") })
-    })
+    let path = file(snapshots, suite, scenario);
+    let expected = read(snapshots, suite, scenario);
+    if expected.as_deref() == Some(rendered) {
+        return Ok(());
+    }
+    let mut message = match &expected {
+        None => format!("no snapshot {}; write it from the document", path.display()),
+        Some(want) => {
+            let diff = similar::TextDiff::from_lines(want.as_str(), rendered);
+            format!(
+                "observed table differs from {} (- documented, + observed):\n{}",
+                path.display(),
+                diff.unified_diff().context_radius(2).header("documented", "observed")
+            )
+        }
+    };
+    if leave_pending() {
+        let pending = path.with_extension("snap.new");
+        let text = format!("---\nsource: firedrill run of {suite}::{scenario} (observed)\n---\n{rendered}\n");
+        if std::fs::write(&pending, text).is_ok() {
+            message.push_str(&format!("\nobservation left for review in {} (`make review`)", pending.display()));
+        }
+    }
+    Err(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_tables_match_and_different_ones_give_a_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s__x.snap"), "---\nsource: t\n---\n| a | ✅ |\n").unwrap();
+        assert_eq!(read(dir.path(), "s", "x").as_deref(), Some("| a | ✅ |"));
+        assert!(check(dir.path(), "s", "x", "| a | ✅ |").is_ok());
+        let err = check(dir.path(), "s", "x", "| a | ❌ |").unwrap_err();
+        assert!(err.contains("-| a | ✅ |") && err.contains("+| a | ❌ |"), "{err}");
+        assert!(check(dir.path(), "s", "missing", "t").unwrap_err().contains("no snapshot"));
+    }
 }

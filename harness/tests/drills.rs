@@ -91,7 +91,7 @@ fn run(paths: &Paths, backend: BackendKind, suite: &'static Suite, sc: &'static 
         close_current();
         let firedrill = PathBuf::from(env!("CARGO_BIN_EXE_firedrill"));
         let emit = firedrill::report::terminal::emitter();
-        let opened = runtime().block_on(Session::open(paths, backend, suite, &firedrill, emit, false));
+        let opened = runtime().block_on(Session::open(paths, firedrill::runner::Target::New(backend), suite, &firedrill, emit, false));
         let current = match opened {
             Ok(s) => Current::Up(s),
             Err(e) => Current::Failed(e.to_string()),

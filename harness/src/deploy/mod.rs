@@ -27,7 +27,9 @@ pub async fn deploy(env: &Env, components: &[Component]) -> Result<Deployed, Dep
         let err = |message: String| DeployError { component: c.component.clone(), message };
         match c.deployer() {
             "identity" => out.identity = Some(identity::deploy(env, c).await.map_err(err)?),
-            other => return Err(err(format!("no deployer `{other}` (known: identity)"))),
+            // Hosts only: the backend creates them; whoever uses them starts their processes.
+            "hosts" if c.options.is_empty() => {}
+            other => return Err(err(format!("no deployer `{other}` (known: identity, hosts)"))),
         }
     }
     Ok(out)

@@ -52,12 +52,8 @@ pub enum FaultError {
         #[source]
         source: BackendError,
     },
-    #[error("{what}")]
-    Kube {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("{what}: {message}")]
+    Kube { what: String, message: String },
     #[error("fault `{kind}` needs {needs}, which the {backend} backend does not have")]
     NotRunnable { kind: &'static str, needs: &'static str, backend: String },
     #[error("{0}")]
@@ -66,7 +62,7 @@ pub enum FaultError {
 
 pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> FaultError {
     let what = what.into();
-    move |source| FaultError::Kube { what, source }
+    move |e| FaultError::Kube { what, message: crate::probe::kube_message(&e) }
 }
 
 pub(crate) fn backend_err(what: impl Into<String>) -> impl FnOnce(BackendError) -> FaultError {

@@ -66,7 +66,24 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
             let client = oidc()?;
             Arc::new(identity::IssuerEndpoints { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone() })
         }
+        ProbeSpec::SelftestPanicDuringFault => Arc::new(SelftestPanic { journal: crate::journal::Journal::at(&env.run_dir) }),
     })
+}
+
+/// See [`ProbeSpec::SelftestPanicDuringFault`].
+struct SelftestPanic {
+    journal: crate::journal::Journal,
+}
+
+impl Probe for SelftestPanic {
+    fn attempt(&self) -> BoxFuture<'_, Attempt> {
+        Box::pin(async move {
+            if !self.journal.pending().is_empty() {
+                panic!("selftest: this probe panics while a fault is in place");
+            }
+            ok()
+        })
+    }
 }
 
 /// How an operation is performed; the `kind` picks the probe.
@@ -90,6 +107,9 @@ pub enum ProbeSpec {
     BreakGlass { cluster: String },
     /// Discovery document and `/keys` fetched through the load balancer.
     IssuerEndpoints,
+    /// For testing the harness itself, never a system: succeeds until a fault is in place
+    /// (the run's journal has a pending entry), then panics — the revert-on-panic path.
+    SelftestPanicDuringFault,
 }
 
 impl ProbeSpec {
@@ -100,7 +120,7 @@ impl ProbeSpec {
             | ProbeSpec::TokenRefresh { user }
             | ProbeSpec::CachedKeyAuth { user, .. }
             | ProbeSpec::ApiserverColdStart { user, .. } => vec![user],
-            ProbeSpec::KeyRotation { .. } | ProbeSpec::BreakGlass { .. } | ProbeSpec::IssuerEndpoints => vec![],
+            ProbeSpec::KeyRotation { .. } | ProbeSpec::BreakGlass { .. } | ProbeSpec::IssuerEndpoints | ProbeSpec::SelftestPanicDuringFault => vec![],
         }
     }
 
@@ -113,7 +133,8 @@ impl ProbeSpec {
             ProbeSpec::OidcLogin { .. }
             | ProbeSpec::TokenRefresh { .. }
             | ProbeSpec::KeyRotation { .. }
-            | ProbeSpec::IssuerEndpoints => vec![],
+            | ProbeSpec::IssuerEndpoints
+            | ProbeSpec::SelftestPanicDuringFault => vec![],
         }
     }
 }
@@ -131,4 +152,12 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
+}
+
+/// A Kubernetes API error in one short line: the status code and message, not the dump.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.message),
+        other => error_chain(other),
+    }
 }

@@ -10,9 +10,7 @@ use crate::runner::{Emit, RunEvent, ScenarioResult, Verdict};
 pub fn emitter() -> Emit {
     Arc::new(|ev: RunEvent| {
         let line = match &ev {
-            RunEvent::Plan { suite, backend, topology, clusters } => {
-                format!("firedrill: suite {suite} will fault clusters {} of a new {backend} {topology} environment (created by this run)", clusters.join(", "))
-            }
+            RunEvent::Plan { suite, environment, clusters } => format!("firedrill: suite {suite} will fault clusters {} of {environment}", clusters.join(", ")),
             RunEvent::EnvironmentReady { suite, run_id, run_dir, took } => format!("firedrill: {suite}: environment {run_id} ready in {} ({run_dir})", secs(*took)),
             RunEvent::ScenarioStarted { name, title } => format!("firedrill: {name}: {title}"),
             RunEvent::Phase { name, phase } => format!("firedrill: {name}: {phase}"),

@@ -11,7 +11,7 @@ use crate::model::{Classification, Impact, ImpactTable};
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum RunEvent {
     /// Printed first: what will be faulted.
-    Plan { suite: String, backend: String, topology: String, clusters: Vec<String> },
+    Plan { suite: String, environment: String, clusters: Vec<String> },
     EnvironmentReady { suite: String, run_id: String, run_dir: String, took: Duration },
     ScenarioStarted { name: String, title: String },
     Phase { name: String, phase: String },

@@ -62,6 +62,15 @@ pub struct Session {
     keep: bool,
 }
 
+/// Where a session's clusters come from.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A new environment on this backend, torn down when the session closes.
+    New(BackendKind),
+    /// A local run already up (`firedrill up`); left running when the session closes.
+    Existing(PathBuf),
+}
+
 /// What a session needs from the suite before provisioning.
 pub fn plan(paths: &Paths, suite: &Suite) -> Result<(Topology, Vec<Component>), RunError> {
     let topo = Topology::load(&paths.fixtures, &suite.spec.topology.value).map_err(|e| RunError::Setup(e.to_string()))?;
@@ -79,18 +88,35 @@ impl Session {
     /// Provision the suite's topology, deploy its components, build its probes.
     /// With `keep`, the environment is left running (also when deploying fails), for
     /// whoever wants to look at it; `firedrill down` removes it.
-    pub async fn open(paths: &Paths, backend: BackendKind, suite: &Suite, firedrill: &std::path::Path, emit: Emit, keep: bool) -> Result<Session, RunError> {
+    pub async fn open(paths: &Paths, target: Target, suite: &Suite, firedrill: &std::path::Path, emit: Emit, keep: bool) -> Result<Session, RunError> {
         let (topo, comps) = plan(paths, suite)?;
+        let hosts: Vec<String> = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
         emit(RunEvent::Plan {
             suite: suite.id().into(),
-            backend: format!("{backend:?}").to_lowercase(),
-            topology: topo.topology.clone(),
+            environment: match &target {
+                Target::New(b) => format!("a new {} {} environment (created by this run)", format!("{b:?}").to_lowercase(), topo.topology),
+                Target::Existing(d) => format!("the existing local run {}", d.display()),
+            },
             clusters: topo.cluster_names().iter().map(|s| s.to_string()).collect(),
         });
         refuse_unrecovered()?;
         let started = Instant::now();
-        let hosts: Vec<String> = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
-        let env = Env::provision(paths, backend, &topo, hosts, firedrill).await.map_err(|e| RunError::Setup(format!("provisioning topology {}: {e}", topo.topology)))?;
+        let (env, keep) = match &target {
+            Target::New(backend) => {
+                let env = Env::provision(paths, *backend, &topo, hosts, firedrill).await.map_err(|e| RunError::Setup(format!("provisioning topology {}: {e}", topo.topology)))?;
+                (env, keep)
+            }
+            Target::Existing(dir) => {
+                let run = crate::backend::local::LocalRun::attach(dir).map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;
+                if run.info.topology.topology != topo.topology {
+                    return Err(RunError::Setup(format!("run {} is topology {}; suite {} needs {}", dir.display(), run.info.topology.topology, suite.id(), topo.topology)));
+                }
+                if let Some(h) = hosts.iter().find(|h| run.info.host(h).is_err()) {
+                    return Err(RunError::Setup(format!("run {} has no host `{h}`; bring it up with `firedrill up --topology {} --hosts {}`", dir.display(), topo.topology, hosts.join(","))));
+                }
+                (Env::from_local(paths, run).await.map_err(|e| RunError::Setup(e.to_string()))?, true)
+            }
+        };
         let env = Arc::new(env);
         let deployed = match deploy::deploy(&env, &comps).await {
             Ok(d) => d,

@@ -1,0 +1,303 @@
+//! Faults always revert. For every fault kind, on a real local `multi` run:
+//!
+//! - firedrill is SIGKILLed while the fault is in place; `firedrill run` then refuses to
+//!   start, `firedrill recover` reverts from the journal, a second `recover` does nothing;
+//! - firedrill gets SIGINT while the fault is in place: it reverts and exits 2;
+//! - a probe panics while the fault is in place: the fault is reverted;
+//! - scenarios complete, matching their snapshots or not: the fault is reverted.
+//!
+//! Each time the environment must end exactly as it was before: replicas, bindings,
+//! nftables rulesets, the set of processes, nodes Ready, etcd healthy.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use firedrill::backend::local::{self, LocalRun, UpOptions, rpc::Request};
+use firedrill::fixtures::Paths;
+use firedrill::journal::Journal;
+use firedrill::topology::Topology;
+use firedrill::wait::{self, Deadline};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::Api;
+use kube::api::ListParams;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const KINDS: [&str; 7] = ["scale", "revoke-rbac", "stop-host", "partition", "stop-storage", "lose-node", "stop-cluster"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_firedrill"))
+}
+
+const EAST: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: workload, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: workload}}
+  template:
+    metadata: {labels: {app: workload}}
+    spec:
+      hostNetwork: true
+      containers:
+        - name: workload
+          image: firedrill.local/workload:dev
+          ports: [{containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: watcher, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: watcher-view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{kind: ServiceAccount, name: watcher, namespace: default}]
+"#;
+
+/// A `multi` run with a workload and a bound service account in east, and a process on
+/// host `spare`.
+async fn setup() -> LocalRun {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let paths = Paths::at(root());
+    let topo = Topology::load(&paths.fixtures, "multi").unwrap();
+    let run = LocalRun::up(&paths, UpOptions { topology: &topo, hosts: vec!["spare".into()], firedrill: bin() }).await.unwrap();
+    let east = local::daemon::kube_client(&run.info.cluster("east").unwrap().admin_kubeconfig).await.unwrap();
+    firedrill::apply::apply(&east, "east fixtures", EAST).await.unwrap();
+    let spare: Ipv4Addr = run.info.host("spare").unwrap().ip;
+    let workload = bin().parent().unwrap().join("workload").display().to_string();
+    run.call(Request::AddHostProcess { host: "spare".into(), name: "http".into(), argv: vec![workload], env: vec![("LISTEN".into(), format!("{spare}:8080"))] })
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(east, "default");
+    wait::until(Deadline::after(Duration::from_secs(60)), "the workload of east to be available", || {
+        let d = deployments.clone();
+        async move { (d.get("workload").await.ok()?.status?.available_replicas? == 1).then_some(()) }
+    })
+    .await
+    .unwrap();
+    run
+}
+
+/// What must be the same before a fault and after its revert.
+#[derive(Debug, PartialEq)]
+struct Fingerprint {
+    replicas: Option<i32>,
+    binding_subjects: Vec<String>,
+    nft: BTreeMap<String, String>,
+    processes: BTreeMap<String, Vec<String>>,
+    nodes_ready: BTreeMap<String, usize>,
+    etcd_healthy: BTreeMap<String, bool>,
+}
+
+async fn fingerprint(run: &LocalRun) -> Fingerprint {
+    let east = local::daemon::kube_client(&run.info.cluster("east").unwrap().admin_kubeconfig).await.unwrap();
+    let replicas = Api::<Deployment>::namespaced(east.clone(), "default").get("workload").await.ok().and_then(|d| d.spec?.replicas);
+    let binding_subjects = Api::<ClusterRoleBinding>::all(east)
+        .get_opt("watcher-view")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| b.subjects)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| format!("{}/{:?}/{}", s.kind, s.namespace, s.name))
+        .collect();
+    let mut nft = BTreeMap::new();
+    for ns in run.info.clusters.iter().flat_map(|c| c.nodes.iter().map(|n| n.netns.clone())).chain(run.info.hosts.iter().map(|h| h.netns.clone())) {
+        let out = Command::new("ip").args(["netns", "exec", &ns, "nft", "list", "ruleset"]).output().unwrap();
+        nft.insert(ns, String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    // Processes by top-level group of the run's cgroup (cluster, or hosts) and executable.
+    let mut processes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&run.info.cgroup).unwrap().filter_map(|e| e.ok()) {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let group = entry.file_name().to_string_lossy().into_owned();
+        let mut exes: Vec<String> = local::process::cgroup_pids(&entry.path())
+            .iter()
+            .filter_map(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok())
+            .map(|e| e.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        exes.sort();
+        processes.insert(group, exes);
+    }
+    let mut nodes_ready = BTreeMap::new();
+    let mut etcd_healthy = BTreeMap::new();
+    for c in &run.info.clusters {
+        let client = local::daemon::kube_client(&c.admin_kubeconfig).await.unwrap();
+        let ready = Api::<Node>::all(client)
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|n| n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
+                    .count()
+            })
+            .unwrap_or(0);
+        nodes_ready.insert(c.name.clone(), ready);
+        let ip = c.node(&c.etcd_nodes[0]).unwrap().ip;
+        let healthy = reqwest::get(format!("http://{ip}:2379/health")).await.ok().map(|r| r.status().is_success()).unwrap_or(false);
+        etcd_healthy.insert(c.name.clone(), healthy);
+    }
+    Fingerprint { replicas, binding_subjects, nft, processes, nodes_ready, etcd_healthy }
+}
+
+/// Wait until the environment is exactly as `before` (a restarted cluster takes seconds).
+async fn assert_restored(run: &LocalRun, before: &Fingerprint, what: &str) {
+    let mut last = None;
+    let deadline = Deadline::after(Duration::from_secs(120));
+    while !deadline.passed() {
+        let now = fingerprint(run).await;
+        if &now == before {
+            return;
+        }
+        last = Some(now);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{what}: the environment is not as before\nbefore: {before:#?}\nafter: {last:#?}");
+}
+
+fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(bin()).args(args).current_dir(root()).env("INSTA_UPDATE", "no").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, rx)
+}
+
+/// Read output lines until one contains `needle`; returns everything read.
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {
+    let mut seen = String::new();
+    let end = std::time::Instant::now() + timeout;
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(needle) {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with `{needle}` within {timeout:?}; output so far:\n{seen}");
+}
+
+/// Wait for the process and every line it printed.
+fn run_to_end(mut child: Child, rx: mpsc::Receiver<String>) -> (Option<i32>, String) {
+    let status = child.wait().unwrap();
+    let text: Vec<String> = rx.iter().collect();
+    (status.code(), text.join("\n"))
+}
+
+/// Lines of the final verdicts (`=> suite::scenario: …`) containing `what`.
+fn verdicts(out: &str, what: &str) -> usize {
+    out.lines().filter(|l| l.starts_with("=> ") && l.contains(what)).count()
+}
+
+fn dir(run: &LocalRun) -> String {
+    run.info.dir.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_fault_then_recover_restores_everything() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = setup().await;
+    let before = fingerprint(&run).await;
+    for (i, kind) in KINDS.iter().enumerate() {
+        let (mut child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", &format!("safety-long::{kind}")]);
+        wait_for(&rx, "injected", Duration::from_secs(120));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let pending = Journal::at(&run.info.dir).pending();
+        assert_eq!(pending.len(), 1, "{kind}: the journal holds the fault");
+        assert_ne!(fingerprint(&run).await, before, "{kind}: the fault was in place when firedrill died");
+        if i == 0 {
+            let o = Command::new(bin()).args(["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"]).current_dir(root()).output().unwrap();
+            let text = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{text}");
+            assert!(text.contains("unreverted fault") && text.contains("firedrill recover"), "{text}");
+        }
+        let o = Command::new(bin()).args(["recover", &dir(&run)]).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {text}{}", String::from_utf8_lossy(&o.stderr));
+        assert!(text.contains("recover: reverted: "), "{kind}: {text}");
+        assert_restored(&run, &before, &format!("{kind} after SIGKILL and recover")).await;
+        let o = Command::new(bin()).args(["recover", &dir(&run)]).output().unwrap();
+        assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to revert"), "{kind}: a second recover is a no-op");
+    }
+    run.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_mid_fault_reverts_and_exits_2() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = setup().await;
+    let before = fingerprint(&run).await;
+    for kind in KINDS {
+        let (child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", &format!("safety-long::{kind}")]);
+        wait_for(&rx, "injected", Duration::from_secs(120));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        let (code, out) = run_to_end(child, rx);
+        assert_eq!(code, Some(2), "{kind}: {out}");
+        assert!(out.contains("interrupted (Ctrl-C)") && out.contains("reverted:"), "{kind}: {out}");
+        assert!(Journal::at(&run.info.dir).pending().is_empty(), "{kind}: nothing left pending");
+        assert_restored(&run, &before, &format!("{kind} after SIGINT")).await;
+    }
+    run.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_panicking_during_a_fault_leaves_nothing_in_place() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = setup().await;
+    let before = fingerprint(&run).await;
+    let (child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/panic"]);
+    let (code, out) = run_to_end(child, rx);
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(verdicts(&out, "panicked"), KINDS.len(), "every scenario reports the panic: {out}");
+    assert_eq!(out.matches("reverted:").count(), KINDS.len(), "every fault reverted: {out}");
+    assert!(Journal::at(&run.info.dir).pending().is_empty());
+    assert_restored(&run, &before, "after probe panics").await;
+    run.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completed_scenarios_revert_whether_their_table_matches_or_not() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = setup().await;
+    let before = fingerprint(&run).await;
+    let (child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/short", "--snapshots", "harness/tests/data/safety/snapshots-mixed"]);
+    let (code, out) = run_to_end(child, rx);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(verdicts(&out, ": matches the document"), 4, "{out}");
+    assert_eq!(verdicts(&out, ": DIFFERS from the document"), 3, "{out}");
+    assert_eq!(out.matches("reverted:").count(), KINDS.len(), "{out}");
+    assert!(Journal::at(&run.info.dir).pending().is_empty());
+    assert_restored(&run, &before, "after complete scenarios").await;
+    run.down().await.unwrap();
+}
