@@ -12,6 +12,7 @@ help:
 	@echo "make setup   Debian packages and pinned upstream binaries (cached; seconds when warm)"
 	@echo "make review  review snapshot changes (cargo insta review)"
 	@echo "make bench   medians of local-backend up time and memory (single, multi)"
+	@echo "make fuzz    fuzz the suite loader for 10 minutes (nightly toolchain, cargo-fuzz)"
 	@echo "make down    tear down every local cluster firedrill created on this machine"
 	@echo "make clean   make down, then cargo clean"
 
@@ -31,6 +32,13 @@ drill: build
 bench: build
 	$(CARGO) bench -p firedrill --bench up
 	FIREDRILL_BENCH_TOPOLOGY=multi FIREDRILL_BENCH_RUNS=3 $(CARGO) bench -p firedrill --bench up
+
+# The suite loader under libFuzzer for FUZZ_SECONDS (default 600); needs a nightly toolchain.
+FUZZ_SECONDS ?= 600
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/suite_loader
+	cd fuzz && $(CARGO) +nightly fuzz run suite_loader corpus/suite_loader seeds -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 review:
 	@command -v cargo-insta >/dev/null || $(CARGO) install cargo-insta --locked

@@ -124,7 +124,7 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
 /// Logs go to stderr; `RUST_LOG` filters (default: info for firedrill, warn for the rest).
 fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info" }));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info,kube_client=off,rustls=off" }));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

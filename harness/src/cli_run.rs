@@ -49,6 +49,9 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         }
         let mut results = Vec::new();
         for (i, scs) in &selected {
+            if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             let suite = &suites[*i];
             let session = match Session::open(&paths, args.target.clone(), suite, &firedrill, emit.clone(), args.keep).await {
                 Ok(s) => s,
@@ -62,6 +65,9 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
                 }
             };
             for j in scs {
+                if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
                 let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
                 report::terminal::print_result(&r);
                 results.push(r);
@@ -71,6 +77,10 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
             }
         }
         rounds.push(results);
+        if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("firedrill: interrupted; not starting anything else");
+            break;
+        }
     }
     let all: Vec<ScenarioResult> = rounds.iter().flatten().cloned().collect();
     if let Some(dir) = &args.report {

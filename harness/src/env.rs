@@ -163,6 +163,17 @@ impl Env {
         Ok((format!("https://{}:{port}", node.ip), name))
     }
 
+    /// Why an extra API server rejected a bearer token, from its log (the authenticator's
+    /// error, never the token).
+    pub fn extra_apiserver_auth_error(&self, cluster: &str, port: u16) -> Option<String> {
+        let info = self.cluster(cluster).ok()?.local.as_ref()?;
+        let log = std::fs::read_to_string(info.dir.join("logs").join(format!("kube-apiserver-extra-{port}.log"))).ok()?;
+        let line = log.lines().rev().find(|l| l.contains("invalid bearer token"))?;
+        let reason = line.split("invalid bearer token, ").nth(1).unwrap_or(line);
+        // Keep it short: the HTML body of an error page adds nothing.
+        Some(reason.split(" <!DOCTYPE").next().unwrap_or(reason).trim_end_matches(']').chars().take(200).collect())
+    }
+
     pub async fn stop_process(&self, name: &str) -> Result<(), BackendError> {
         self.daemon(Request::StopProcess { name: name.into() }).await.map(|_| ())
     }

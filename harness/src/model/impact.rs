@@ -6,8 +6,9 @@
 //!    [`Outcome::Partial`] (it worked in part, e.g. one of two endpoints answered), or
 //!    [`Outcome::Failed`].
 //! 2. The *fault window* of an operation runs from the moment the fault is in place plus
-//!    the operation's settle time, to the moment revert starts. Samples outside it are
-//!    not judged (they feed the baseline and the recovery measurement).
+//!    the operation's settle time, to the moment revert starts. Only attempts that started
+//!    and ended inside it are judged (a long attempt that straddles the revert says
+//!    nothing about the fault); the others feed the baseline and the recovery measurement.
 //! 3. With `n` samples in the window, `ok` of them Ok and `partial` of them Partial:
 //!    - fewer than the operation's minimum sample count: the harness failed (not a verdict);
 //!    - `ok / n >= 0.95` → ✅ unaffected;
@@ -16,10 +17,12 @@
 //! 4. Recovery time of an operation: from the moment revert finished to the first sample
 //!    that starts a run of [`RECOVERY_STREAK`] consecutive Ok samples; zero when the
 //!    operation was already Ok when revert finished.
-//! 5. Recovery is *within* a documented MTTR when no attempt of any operation that started
-//!    more than MTTR + 2 s (`table::RECOVERY_GRACE`) after the revert failed. An operation
-//!    is judged over its bound only on a failure actually seen after it: operations whose
-//!    attempts take seconds (starting an API server) are not penalised for their cadence.
+//! 5. Recovery is *within* a documented MTTR when no attempt that started more than
+//!    MTTR + 2 s (`table::RECOVERY_GRACE`) after the revert failed, among the operations
+//!    the document's MTTR is about (all of them, unless the suite names them). An
+//!    operation is judged over its bound only on a failure actually seen after it:
+//!    operations whose attempts take seconds (starting an API server) are not penalised
+//!    for their cadence.
 
 use std::fmt;
 use std::time::Duration;
@@ -80,6 +83,9 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub at: Duration,
+    /// How long the attempt took.
+    #[serde(default)]
+    pub took: Duration,
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -87,13 +93,13 @@ pub struct Sample {
 
 impl Sample {
     pub fn ok(at: Duration) -> Self {
-        Sample { at, outcome: Outcome::Ok, detail: None }
+        Sample { at, took: Duration::ZERO, outcome: Outcome::Ok, detail: None }
     }
     pub fn failed(at: Duration, detail: impl Into<String>) -> Self {
-        Sample { at, outcome: Outcome::Failed, detail: Some(detail.into()) }
+        Sample { at, took: Duration::ZERO, outcome: Outcome::Failed, detail: Some(detail.into()) }
     }
     pub fn partial(at: Duration, detail: impl Into<String>) -> Self {
-        Sample { at, outcome: Outcome::Partial, detail: Some(detail.into()) }
+        Sample { at, took: Duration::ZERO, outcome: Outcome::Partial, detail: Some(detail.into()) }
     }
 }
 
@@ -129,15 +135,15 @@ pub struct TooFewSamples {
     pub needed: usize,
 }
 
-/// Apply the rule to the samples of one operation that fall in `window` (start inclusive,
-/// end exclusive).
+/// Apply the rule to the samples of one operation that started at or after `window.0` and
+/// ended before `window.1`.
 pub fn classify(
     samples: &[Sample],
     window: (Duration, Duration),
     min_samples: usize,
 ) -> Result<Classification, TooFewSamples> {
     let (mut ok, mut partial, mut failed) = (0, 0, 0);
-    for s in samples.iter().filter(|s| s.at >= window.0 && s.at < window.1) {
+    for s in samples.iter().filter(|s| s.at >= window.0 && s.at + s.took < window.1) {
         match s.outcome {
             Outcome::Ok => ok += 1,
             Outcome::Partial => partial += 1,
@@ -282,6 +288,14 @@ mod tests {
         // The window end is exclusive.
         let c = classify(&s, (at(0), at(400)), 1).unwrap();
         assert_eq!((c.impact, c.samples), (Impact::Lost, 4));
+    }
+
+    #[test]
+    fn an_attempt_straddling_the_window_end_is_not_judged() {
+        let mut s = samples("ff");
+        s[1].took = at(500); // starts at 100 ms, ends at 600 ms
+        let c = classify(&s, (at(0), at(300)), 1).unwrap();
+        assert_eq!((c.samples, c.failed), (1, 1));
     }
 
     #[test]

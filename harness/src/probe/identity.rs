@@ -16,6 +16,8 @@ use crate::wait::Deadline;
 
 /// How long preparing a probe (logging in before the fault) may take.
 const PREPARE: Duration = Duration::from_secs(60);
+/// How long a freshly started kube-apiserver may take to be ready.
+const READY_WAIT: Duration = Duration::from_secs(60);
 
 async fn login_with_retry(client: &OidcClient, user: &str, offline: bool) -> Result<super::oidc::Tokens, String> {
     let u = client.user(user)?.clone();
@@ -176,22 +178,37 @@ impl Probe for ColdStart {
                 Ok(v) => v,
                 Err(e) => return fail(format!("starting kube-apiserver: {e}")),
             };
+            // The server itself must come up (slow on a loaded machine: not the issuer's
+            // doing); then it has `timeout` to authenticate the token.
+            let ready = Deadline::after(READY_WAIT);
+            let mut up = false;
+            while !ready.passed() {
+                if let Ok(r) = self.cached.http.get(format!("{url}/readyz")).send().await
+                    && r.status().is_success()
+                {
+                    up = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             let expect = format!("oidc:{login}");
             let deadline = Deadline::after(self.timeout);
-            let mut result = Err(String::from("never answered"));
-            while !deadline.passed() {
+            let mut result = Err(format!("kube-apiserver not ready after {READY_WAIT:?}"));
+            while up && !deadline.passed() {
                 result = self_subject_review(&self.cached.http, &url, &token, &expect).await;
                 if result.is_ok() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            let why = if result.is_err() { self.env.extra_apiserver_auth_error(&self.cluster, port) } else { None };
             if let Err(e) = self.env.stop_process(&name).await {
                 return fail(format!("stopping the extra kube-apiserver: {e}"));
             }
-            match result {
-                Ok(()) => ok(),
-                Err(last) => fail(format!("not authenticating after {:?}: {last}", self.timeout)),
+            match (result, why) {
+                (Ok(()), _) => ok(),
+                (Err(last), Some(why)) => fail(format!("not authenticating {:?} after ready: {last} ({why})", self.timeout)),
+                (Err(last), None) => fail(format!("not authenticating {:?} after ready: {last}", self.timeout)),
             }
         })
     }

@@ -55,7 +55,7 @@ impl Sampler {
                             Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {ATTEMPT_TIMEOUT:?}"))),
                         };
                         drop(permit);
-                        let sample = Sample { at: start.duration_since(epoch), outcome, detail };
+                        let sample = Sample { at: start.duration_since(epoch), took: start.elapsed(), outcome, detail };
                         store.lock().expect("sample store").entry(op.clone()).or_default().push(sample);
                         tokio::time::sleep_until(start + interval).await;
                     }
@@ -86,9 +86,9 @@ impl Sampler {
     }
 
     /// Stop every probe and return the samples; a panic in any probe is reported.
-    pub async fn stop(self) -> Result<BTreeMap<String, Vec<Sample>>, ProbePanic> {
+    pub async fn stop(mut self) -> Result<BTreeMap<String, Vec<Sample>>, ProbePanic> {
         let mut panic = None;
-        for (op, t) in self.tasks {
+        for (op, t) in std::mem::take(&mut self.tasks) {
             if t.is_finished() {
                 if let Err(e) = t.await
                     && e.is_panic()
@@ -106,6 +106,16 @@ impl Sampler {
         match panic {
             Some(p) => Err(p),
             None => Ok(samples),
+        }
+    }
+}
+
+/// A sampler dropped on any path (an error, Ctrl-C, a panic) stops its probes: no probe may
+/// outlive its scenario and send traffic to an environment that is gone.
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        for (_, t) in &self.tasks {
+            t.abort();
         }
     }
 }

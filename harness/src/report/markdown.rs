@@ -54,7 +54,12 @@ pub fn render(results: &[ScenarioResult]) -> String {
                     Some(c) => (c.impact.glyph(), format!("{:.0}%", 100.0 * c.success_ratio()), c.samples.to_string()),
                     None => ("—", "—".into(), "—".into()),
                 };
-                let failures = o.failures.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ").replace('|', "\\|");
+                let mut failures = o.failures.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ");
+                if !o.recovery_failures.is_empty() {
+                    let after = o.recovery_failures.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ");
+                    failures.push_str(&format!("; after revert: {after}"));
+                }
+                let failures = failures.replace('|', "\\|");
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} |",

@@ -50,6 +50,10 @@ pub fn print_result(r: &ScenarioResult) {
             );
         }
     }
+    for o in r.operations.iter().filter(|o| !o.recovery_failures.is_empty()) {
+        let why = o.recovery_failures.iter().map(|(w, n)| format!("{w} (×{n})")).collect::<Vec<_>>().join("; ");
+        let _ = writeln!(out, "  {} after revert: {why}", o.name);
+    }
     if let Some(m) = r.mttr {
         let _ = writeln!(out, "  MTTR measured {} (documented {})", secs(m), secs(r.mttr_bound));
     }

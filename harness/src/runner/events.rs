@@ -78,6 +78,8 @@ pub struct OperationResult {
     pub last_failure: Option<Duration>,
     /// The most frequent reasons for failed attempts in the fault window.
     pub failures: Vec<(String, usize)>,
+    /// The same, for attempts between the revert and recovery.
+    pub recovery_failures: Vec<(String, usize)>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -43,7 +43,7 @@ pub enum RunError {
     SteadyState(String),
     #[error("revert did not restore the steady state: {0}")]
     NotRecovered(String),
-    #[error("interrupted (Ctrl-C); every injected fault was reverted")]
+    #[error("interrupted (Ctrl-C or SIGTERM); every injected fault was reverted")]
     Interrupted,
     #[error("{0}")]
     Revert(String),
@@ -354,15 +354,19 @@ impl Session {
                 recovery,
                 last_failure: rec.and_then(|r| r.last_failure),
                 failures: failure_reasons(s, window),
+                recovery_failures: failure_reasons(s, (reverted, reverted + recovery.unwrap_or(spec.timing.recovery.0))),
             });
         }
         if !not_recovered.is_empty() {
             return Err(RunError::NotRecovered(format!("after {:?}, still failing: {}", spec.timing.recovery.0, not_recovered.join("; "))));
         }
-        let mttr = operations.iter().filter_map(|o| o.recovery).max();
+        // Rule 5 of `model::impact`: over the bound only on a failure seen after it, among
+        // the operations the document's MTTR is about.
+        let scope = sc.documented.recovery.mttr_scope.as_ref();
+        let in_scope = |id: &str| scope.is_none_or(|s| s.iter().any(|o| o.value == id));
+        let mttr = operations.iter().filter(|o| in_scope(&o.id)).filter_map(|o| o.recovery).max();
         let bound = sc.documented.recovery.mttr.0;
-        // Rule 5 of `model::impact`: over the bound only on a failure seen after it.
-        let within = operations.iter().filter_map(|o| o.last_failure).all(|f| f <= bound + RECOVERY_GRACE);
+        let within = operations.iter().filter(|o| in_scope(&o.id)).filter_map(|o| o.last_failure).all(|f| f <= bound + RECOVERY_GRACE);
         let observed = ImpactTable {
             title: sc.title.clone(),
             rows: operations
@@ -401,11 +405,34 @@ impl ScenarioResult {
     }
 }
 
-/// Run `body`, or stop at the first Ctrl-C (None).
+/// Set once the run was interrupted (SIGINT or SIGTERM): callers stop starting scenarios.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what CI runners and `kill` send).
+pub async fn interrupt() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Run `body`, or stop at the first interrupt (None).
 async fn interruptible<T>(body: impl Future<Output = T>) -> Option<T> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return None;
+    }
     tokio::select! {
         r = body => Some(r),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupt() => {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            None
+        }
     }
 }
 
@@ -426,9 +453,9 @@ pub async fn revert_journal(env: &Env, journal: &Journal, scenario: Option<&str>
         let result = loop {
             tokio::select! {
                 r = &mut revert => break r,
-                _ = tokio::signal::ctrl_c() => {
+                _ = interrupt() => {
                     env.hurry.store(true, Ordering::SeqCst);
-                    emit(RunEvent::Warning { message: format!("Ctrl-C again: still reverting ({what}); run `firedrill recover {}` if this is killed", env.run_dir.display()) });
+                    emit(RunEvent::Warning { message: format!("interrupted again: still reverting ({what}), without waiting for grace periods; run `firedrill recover {}` if this is killed", env.run_dir.display()) });
                 }
             }
         };

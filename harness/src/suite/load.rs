@@ -54,7 +54,8 @@ pub fn load_str(path: &Path, text: &str, fixtures: &Path) -> Result<Suite, Suite
     load_bytes(path, text.as_bytes(), fixtures)
 }
 
-fn load_bytes(path: &Path, bytes: &[u8], fixtures: &Path) -> Result<Suite, SuiteError> {
+/// Load a suite from bytes, as if read from `path` (the fuzz target feeds arbitrary bytes).
+pub fn load_bytes(path: &Path, bytes: &[u8], fixtures: &Path) -> Result<Suite, SuiteError> {
     let invalid = |line: u64, column: u64, message: String| SuiteError::Invalid { path: path.to_path_buf(), line, column, message };
     if bytes.len() > MAX_SUITE_BYTES {
         return Err(invalid(1, 1, format!("file is {} bytes; a suite file may be at most {MAX_SUITE_BYTES}", bytes.len())));
@@ -271,6 +272,18 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         }
         if let Some(missing) = ops.iter().find(|o| !covered.contains(*o)) {
             return Err(at(&sc.id, format!("scenario `{id}`: `documented.impact` has no entry for operation `{missing}`; every operation needs its documented glyph")));
+        }
+        let recovery = &sc.documented.recovery;
+        for op in recovery.mttr_scope.iter().flatten() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: `mttr-scope` names operation `{}`, which the suite does not define", op.value)));
+            }
+        }
+        if recovery.mttr_scope.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(at(&sc.id, format!("scenario `{id}`: `mttr-scope` is empty; leave it out to judge every operation")));
+        }
+        if recovery.mttr_scope.is_some() != recovery.mttr_scope_reason.as_ref().is_some_and(|r| !r.trim().is_empty()) {
+            return Err(at(&sc.id, format!("scenario `{id}`: `mttr-scope` and `mttr-scope-reason` go together")));
         }
         for (op, _) in sc.documented.notes.iter() {
             if !ops.contains(&op.value.as_str()) {

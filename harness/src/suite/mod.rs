@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-pub use load::{error_message, load_dir, load_file, load_str};
+pub use load::{error_message, load_bytes, load_dir, load_file, load_str};
 pub use ordered::OrderedMap;
 
 use crate::fault::FaultSpec;
@@ -208,6 +208,14 @@ pub struct RecoverySpec {
     /// The document's words for the bound (`5–60 s`), shown in the table.
     #[serde(default)]
     pub mttr_words: Option<String>,
+    /// The operations the document's MTTR is about (default: all of them); the others'
+    /// recovery times are measured and reported, not judged against the bound.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub mttr_scope: Option<Vec<Spanned<String>>>,
+    /// Why the scope is what it is.
+    #[serde(default)]
+    pub mttr_scope_reason: Option<String>,
     /// Post-checks run after recovery.
     #[serde(default)]
     pub claims: Vec<Claim>,

@@ -54,7 +54,9 @@ pub fn preflight(paths: &Paths) -> Result<Binaries, BackendError> {
         }
     }
     process::cgroup2_mount()?;
-    Binaries::locate(paths).map_err(|e| BackendError::Setup(e.to_string()))
+    let binaries = Binaries::locate(paths).map_err(|e| BackendError::Setup(e.to_string()))?;
+    net::ensure_test_range_blackhole()?;
+    Ok(binaries)
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

@@ -51,6 +51,20 @@ impl Subnet {
     }
 }
 
+/// The whole test range, blackholed on the host: traffic to an address of 198.18.0.0/15 that
+/// no run's bridge serves (a run already torn down) is dropped here instead of following
+/// the default route out of the machine. Bridges' own /24 routes are more specific and win.
+/// Installed once and left in place (it only concerns the test range).
+pub const TEST_RANGE: &str = "198.18.0.0/15";
+
+pub fn ensure_test_range_blackhole() -> Result<(), BackendError> {
+    let routes = run("ip", &["route", "show", "type", "blackhole", TEST_RANGE])?;
+    if routes.trim().is_empty() {
+        run("ip", &["route", "add", "blackhole", TEST_RANGE])?;
+    }
+    Ok(())
+}
+
 pub fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
