@@ -23,8 +23,9 @@ build: setup
 	$(CARGO) build --workspace --bins
 
 test: build
+	@mkdir -p target && ci/leftovers.sh --record target/leftovers.before
 	$(CARGO) test --workspace
-	ci/leftovers.sh
+	ci/leftovers.sh --since target/leftovers.before
 
 drill: build
 	$(FIREDRILL) run --backend local --report reports/latest

@@ -2,7 +2,13 @@
 # After the tests: nothing firedrill creates may remain on this machine — no process it
 # started, network namespace, link, bridge, nftables table, mount or cgroup.
 # Exits 1 and lists what it found otherwise.
+#
+#   ci/leftovers.sh --record FILE   write what is there now (before the tests) to FILE
+#   ci/leftovers.sh --since FILE    fail only on what is there now and was not in FILE
+# Environments a developer kept (or a killed session left) before the tests started are
+# theirs, not the tests': `--since` names them without failing.
 set -u
+mode=${1:-} baseline=${2:-}
 found=()
 while read -r ns _; do [[ $ns == fd* ]] && found+=("netns $ns"); done < <(ip netns list 2>/dev/null)
 while read -r link; do found+=("link $link"); done < <(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E '^fd[0-9]')
@@ -13,6 +19,22 @@ while read -r cg; do
   found+=("cgroup $cg ($procs processes)")
 done < <(find /sys/fs/cgroup -maxdepth 3 -type d -name firedrill 2>/dev/null | while read -r d; do find "$d" -mindepth 1 -maxdepth 1 -type d; done)
 while read -r p; do found+=("process $p"); done < <(pgrep -af 'firedrill (__daemon|__shim)|firedrill-run-' 2>/dev/null)
+if [[ $mode == --record ]]; then
+  printf '%s\n' "${found[@]}" | sed '/^$/d' >"$baseline"
+  exit 0
+fi
+if [[ $mode == --since ]]; then
+  old=() new=()
+  for f in "${found[@]}"; do
+    key=${f% (*}
+    if grep -qxF -- "$key" <(sed 's/ ([0-9]* processes)$//' "$baseline" 2>/dev/null); then old+=("$f"); else new+=("$f"); fi
+  done
+  if ((${#old[@]})); then
+    printf 'there before the tests (not theirs; `firedrill down --all` removes it):\n' >&2
+    printf '  %s\n' "${old[@]}" >&2
+  fi
+  found=("${new[@]}")
+fi
 if ((${#found[@]})); then
   printf 'left behind by firedrill:\n' >&2
   printf '  %s\n' "${found[@]}" >&2

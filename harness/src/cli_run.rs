@@ -103,10 +103,11 @@ fn setup_failed(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, er
         verdict: Verdict::HarnessError { error: format!("environment: {error}") },
         operations: vec![],
         mttr: None,
-        mttr_bound: sc.documented.recovery.mttr.0,
+        mttr_bound: sc.documented.recovery.mttr.map(|m| m.0),
         observed: None,
         expected: crate::model::table::expected(suite, sc),
         deviations: vec![],
+        claims: vec![],
         reverted: vec![],
         took: Default::default(),
     }
@@ -180,6 +181,18 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_HARNESS);
         }
     };
+    if !run.alive() {
+        let e = &journal.pending()[0];
+        eprintln!(
+            "error: {} is no longer running (its daemon is gone, so are its clusters): the fault from {} (journal #{}: {}) has nothing left to revert in place; run `firedrill down {}` to remove what remains",
+            dir.display(),
+            e.scenario,
+            e.seq,
+            e.undo.describe(),
+            dir.display()
+        );
+        return ExitCode::from(EXIT_HARNESS);
+    }
     let env = match crate::env::Env::from_local(&paths, run).await {
         Ok(e) => e,
         Err(e) => {

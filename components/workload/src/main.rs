@@ -2,6 +2,8 @@
 //!
 //! `GET /` answers `<name> ok`, where the name comes from `POD_NAME` (set by the
 //! Deployment through the downward API) or the host name. `GET /healthz` answers `ok`.
+//! `GET /metrics` exposes `workload_heartbeat_timestamp_seconds`, the current time: a
+//! metric whose freshness at a central receiver shows that collection works.
 //! Listens on `LISTEN` (default `0.0.0.0:8080`); exits cleanly on SIGTERM.
 
 use axum::{Router, routing::get};
@@ -16,7 +18,8 @@ async fn main() -> std::io::Result<()> {
     let hello = format!("{name} ok\n");
     let app = Router::new()
         .route("/", get(move || async move { hello }))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("workload {name} listening on {listen}");
     let mut term = signal(SignalKind::terminate())?;
@@ -26,4 +29,9 @@ async fn main() -> std::io::Result<()> {
             eprintln!("workload: SIGTERM, shutting down");
         })
         .await
+}
+
+async fn metrics() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    format!("# HELP workload_heartbeat_timestamp_seconds The time this workload was last asked.\n# TYPE workload_heartbeat_timestamp_seconds gauge\nworkload_heartbeat_timestamp_seconds {now:.3}\n")
 }

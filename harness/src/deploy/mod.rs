@@ -1,5 +1,6 @@
 //! Deploying the components under test into a provisioned environment.
 
+pub mod directory;
 pub mod identity;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,9 @@ use crate::env::Env;
 #[derive(Clone, Default)]
 pub struct Deployed {
     pub identity: Option<identity::Identity>,
+    pub workload: Option<directory::Workload>,
+    pub directory: Option<directory::Directory>,
+    pub metrics: Option<directory::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +31,12 @@ pub async fn deploy(env: &Env, components: &[Component]) -> Result<Deployed, Dep
         let err = |message: String| DeployError { component: c.component.clone(), message };
         match c.deployer() {
             "identity" => out.identity = Some(identity::deploy(env, c).await.map_err(err)?),
+            "workload" => out.workload = Some(directory::deploy_workload(env, c).await.map_err(err)?),
+            "directory" => out.directory = Some(directory::deploy_directory(env, c).await.map_err(err)?),
+            "metrics" => out.metrics = Some(directory::deploy_metrics(env, c).await.map_err(err)?),
             // Hosts only: the backend creates them; whoever uses them starts their processes.
             "hosts" if c.options.is_empty() => {}
-            other => return Err(err(format!("no deployer `{other}` (known: identity, hosts)"))),
+            other => return Err(err(format!("no deployer `{other}` (known: identity, workload, directory, metrics, hosts)"))),
         }
     }
     Ok(out)

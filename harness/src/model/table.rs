@@ -31,7 +31,8 @@ pub struct Row {
 pub struct RecoveryLine {
     /// The bound in the document's words (`5–60 s`), or the bound itself.
     pub bound: String,
-    pub within: bool,
+    /// Whether recovery was within the bound; `None` when the document gives none.
+    pub within: Option<bool>,
     pub note: String,
     pub claims: Vec<(Claim, bool)>,
 }
@@ -46,12 +47,11 @@ impl ImpactTable {
             let _ = writeln!(out, "| {} | {} | {} |", escape(&r.operation), r.impact.glyph(), escape(&r.note));
         }
         let r = &self.recovery;
-        let _ = write!(
-            out,
-            "\nRecovery: {} the documented MTTR ({})",
-            if r.within { "within" } else { "over" },
-            r.bound
-        );
+        let _ = match r.within {
+            Some(within) => write!(out, "\nRecovery: {} the documented MTTR ({})", if within { "within" } else { "over" }, r.bound),
+            None if r.bound.is_empty() => write!(out, "\nRecovery: no MTTR documented"),
+            None => write!(out, "\nRecovery: no MTTR documented (\"{}\")", r.bound),
+        };
         if !r.note.is_empty() {
             let _ = write!(out, " — {}", r.note);
         }
@@ -97,7 +97,7 @@ pub fn recovery_note(scenario: &ScenarioSpec) -> String {
 
 pub fn bound_words(scenario: &ScenarioSpec) -> String {
     let r = &scenario.documented.recovery;
-    r.mttr_words.clone().unwrap_or_else(|| r.mttr.to_string())
+    r.mttr_words.clone().unwrap_or_else(|| r.mttr.map(|m| m.to_string()).unwrap_or_default())
 }
 
 /// The table a scenario must produce: the document's glyphs, with every recorded
@@ -131,7 +131,7 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
         rows,
         recovery: RecoveryLine {
             bound: bound_words(scenario),
-            within: !recovery_deviates,
+            within: scenario.documented.recovery.mttr.map(|_| !recovery_deviates),
             note: recovery_note(scenario),
             claims: scenario.documented.recovery.claims.iter().map(|c| (*c, true)).collect(),
         },
@@ -153,7 +153,7 @@ mod tests {
             ],
             recovery: RecoveryLine {
                 bound: "5–60 s".into(),
-                within: true,
+                within: Some(true),
                 note: String::new(),
                 claims: vec![(Claim::NothingLost, true), (Claim::QueuedAndApplied, false)],
             },

@@ -1,6 +1,7 @@
 //! Probes: one per operation family, each really performing the operation.
 
 pub mod identity;
+pub mod management;
 pub mod oidc;
 pub mod sampler;
 
@@ -67,7 +68,38 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
             Arc::new(identity::IssuerEndpoints { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone() })
         }
         ProbeSpec::SelftestPanicDuringFault => Arc::new(SelftestPanic { journal: crate::journal::Journal::at(&env.run_dir) }),
+        ProbeSpec::WorkloadHttp { clusters, namespace, service } => Arc::new(management::WorkloadHttp {
+            env: env.clone(),
+            clusters: clusters.clone(),
+            namespace: namespace.clone(),
+            service: service.clone(),
+            http: short_http()?,
+            endpoints: Default::default(),
+        }),
+        ProbeSpec::LocalClusterOps { clusters, timeout } => {
+            Arc::new(management::LocalOps { env: env.clone(), clusters: clusters.clone(), timeout: timeout.0, counter: Default::default() })
+        }
+        ProbeSpec::MetricsDelivery { clusters, freshness } => {
+            let m = deployed.metrics.as_ref().ok_or("this probe needs the metrics component in the suite's components")?;
+            Arc::new(management::MetricsDelivery { http: short_http()?, receiver: m.receiver.clone(), clusters: clusters.clone(), freshness: freshness.0 })
+        }
+        ProbeSpec::ManagementWrite { cluster } => {
+            let d = deployed.directory.as_ref().ok_or("this probe needs the directory component in the suite's components")?;
+            let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.as_millis() as u64).unwrap_or_default();
+            Arc::new(management::ManagementWrite {
+                http: short_http()?,
+                api: d.api.clone(),
+                token: d.token.clone(),
+                cluster: cluster.clone(),
+                accepted: d.accepted.clone(),
+                generation: std::sync::atomic::AtomicU64::new(base),
+            })
+        }
     })
+}
+
+fn short_http() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().map_err(|e| e.to_string())
 }
 
 /// See [`ProbeSpec::SelftestPanicDuringFault`].
@@ -107,6 +139,14 @@ pub enum ProbeSpec {
     BreakGlass { cluster: String },
     /// Discovery document and `/keys` fetched through the load balancer.
     IssuerEndpoints,
+    /// HTTP requests to a Service of each cluster, at its ready endpoints.
+    WorkloadHttp { clusters: Vec<String>, namespace: String, service: String },
+    /// A namespace created in each cluster receives its full policy set within `timeout`.
+    LocalClusterOps { clusters: Vec<String>, timeout: Dur },
+    /// Each cluster's workload heartbeat is at most `freshness` old at the metrics receiver.
+    MetricsDelivery { clusters: Vec<String>, freshness: Dur },
+    /// A change to `cluster`'s registry entry through the management API is accepted.
+    ManagementWrite { cluster: String },
     /// For testing the harness itself, never a system: succeeds until a fault is in place
     /// (the run's journal has a pending entry), then panics — the revert-on-panic path.
     SelftestPanicDuringFault,
@@ -120,7 +160,14 @@ impl ProbeSpec {
             | ProbeSpec::TokenRefresh { user }
             | ProbeSpec::CachedKeyAuth { user, .. }
             | ProbeSpec::ApiserverColdStart { user, .. } => vec![user],
-            ProbeSpec::KeyRotation { .. } | ProbeSpec::BreakGlass { .. } | ProbeSpec::IssuerEndpoints | ProbeSpec::SelftestPanicDuringFault => vec![],
+            ProbeSpec::KeyRotation { .. }
+            | ProbeSpec::BreakGlass { .. }
+            | ProbeSpec::IssuerEndpoints
+            | ProbeSpec::WorkloadHttp { .. }
+            | ProbeSpec::LocalClusterOps { .. }
+            | ProbeSpec::MetricsDelivery { .. }
+            | ProbeSpec::ManagementWrite { .. }
+            | ProbeSpec::SelftestPanicDuringFault => vec![],
         }
     }
 
@@ -130,6 +177,10 @@ impl ProbeSpec {
             ProbeSpec::CachedKeyAuth { cluster, .. }
             | ProbeSpec::ApiserverColdStart { cluster, .. }
             | ProbeSpec::BreakGlass { cluster } => vec![cluster],
+            ProbeSpec::WorkloadHttp { clusters, .. } | ProbeSpec::LocalClusterOps { clusters, .. } | ProbeSpec::MetricsDelivery { clusters, .. } => {
+                clusters.iter().map(String::as_str).collect()
+            }
+            ProbeSpec::ManagementWrite { cluster } => vec![cluster],
             ProbeSpec::OidcLogin { .. }
             | ProbeSpec::TokenRefresh { .. }
             | ProbeSpec::KeyRotation { .. }

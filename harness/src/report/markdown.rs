@@ -19,7 +19,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
             r.name(),
             verdict_word(&r.verdict),
             r.mttr.map(secs).unwrap_or_else(|| "—".into()),
-            secs(r.mttr_bound),
+            r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()),
             secs(r.took)
         );
     }
@@ -71,6 +71,13 @@ pub fn render(results: &[ScenarioResult]) -> String {
                     o.recovery.map(secs).unwrap_or_else(|| "not recovered".into()),
                     failures
                 );
+            }
+            out.push('\n');
+        }
+        if !r.claims.is_empty() {
+            out.push_str("Recovery claims:\n\n");
+            for c in &r.claims {
+                let _ = writeln!(out, "- {}: {} — {}", c.claim.words(), if c.holds { "holds" } else { "does not hold" }, c.detail);
             }
             out.push('\n');
         }

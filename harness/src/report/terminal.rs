@@ -55,7 +55,10 @@ pub fn print_result(r: &ScenarioResult) {
         let _ = writeln!(out, "  {} after revert: {why}", o.name);
     }
     if let Some(m) = r.mttr {
-        let _ = writeln!(out, "  MTTR measured {} (documented {})", secs(m), secs(r.mttr_bound));
+        let _ = writeln!(out, "  MTTR measured {} (documented {})", secs(m), r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()));
+    }
+    for c in &r.claims {
+        let _ = writeln!(out, "  claim {}: {} — {}", c.claim.words(), if c.holds { "holds" } else { "does not hold" }, c.detail);
     }
     for d in &r.deviations {
         let _ = writeln!(out, "  deviation recorded for {}: {}", d.operation, d.reason);

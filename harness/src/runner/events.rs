@@ -33,10 +33,12 @@ pub struct ScenarioResult {
     pub operations: Vec<OperationResult>,
     /// The longest recovery among operations, and the documented bound.
     pub mttr: Option<Duration>,
-    pub mttr_bound: Duration,
+    pub mttr_bound: Option<Duration>,
     pub observed: Option<ImpactTable>,
     pub expected: ImpactTable,
     pub deviations: Vec<DeviationNote>,
+    /// The recovery claims' post-checks.
+    pub claims: Vec<super::claims::ClaimResult>,
     pub reverted: Vec<String>,
     pub took: Duration,
 }

@@ -4,6 +4,7 @@
 //! error, panic, Ctrl-C, timeout — from the journal, so a revert covers faults that were
 //! only half injected.
 
+pub mod claims;
 pub mod events;
 
 use std::collections::BTreeMap;
@@ -99,7 +100,14 @@ impl Session {
             },
             clusters: topo.cluster_names().iter().map(|s| s.to_string()).collect(),
         });
-        refuse_unrecovered()?;
+        if let Target::Existing(dir) = &target {
+            refuse_unrecovered(dir)?;
+        }
+        for dir in crate::backend::local::state::all_runs() {
+            if let Some(e) = Journal::at(&dir).pending().first() {
+                emit(RunEvent::Warning { message: format!("another run, {}, has an unreverted fault from {} (journal #{}); it is not touched by this run; `firedrill recover {}` repairs it", dir.display(), e.scenario, e.seq, dir.display()) });
+            }
+        }
         let started = Instant::now();
         let (env, keep) = match &target {
             Target::New(backend) => {
@@ -202,10 +210,11 @@ impl Session {
             verdict,
             operations: vec![],
             mttr: None,
-            mttr_bound: sc.documented.recovery.mttr.0,
+            mttr_bound: sc.documented.recovery.mttr.map(|m| m.0),
             observed: None,
             expected: table::expected(suite, sc),
             deviations: deviation_notes(sc),
+            claims: vec![],
             reverted: vec![],
             took: Duration::ZERO,
         }
@@ -227,9 +236,6 @@ impl Session {
             if let Some(needs) = f.missing_capability(&env.capabilities) {
                 return Err(RunError::NotRunnable(format!("fault `{}` needs {needs}, which the {:?} backend does not have", f.kind(), env.backend)));
             }
-        }
-        if let Some(c) = sc.documented.recovery.claims.first() {
-            return Err(RunError::Setup(format!("claim `{}` has no post-check for this suite's components yet", c.words())));
         }
 
         phase("prepare");
@@ -299,8 +305,16 @@ impl Session {
             }
         }
 
+        let before = if sc.documented.recovery.claims.is_empty() {
+            claims::Before::default()
+        } else {
+            claims::before(env, &self.deployed).await.map_err(|e| RunError::Setup(format!("recording the state before the fault: {e}")))?
+        };
+
         // The fault.
         phase("inject");
+        let inject_wall = std::time::SystemTime::now();
+        let inject_i = Instant::now();
         let tag = format!("{}_{}", sc.id.value, journal.pending().len() + 1);
         for f in &sc.faults {
             let undo = f.plan(env, &tag).await.map_err(|e| RunError::Setup(format!("planning fault `{}`: {}", f.kind(), crate::probe::error_chain(&e))))?;
@@ -319,6 +333,7 @@ impl Session {
         // Revert, then recovery.
         phase("revert");
         let revert_start = sampler.now();
+        let window = claims::Window { from: inject_wall, to: std::time::SystemTime::now(), from_i: inject_i, to_i: Instant::now() };
         self.revert_pending(journal, name).await?;
         let reverted = sampler.now();
         phase("recovery");
@@ -365,15 +380,25 @@ impl Session {
         let scope = sc.documented.recovery.mttr_scope.as_ref();
         let in_scope = |id: &str| scope.is_none_or(|s| s.iter().any(|o| o.value == id));
         let mttr = operations.iter().filter(|o| in_scope(&o.id)).filter_map(|o| o.recovery).max();
-        let bound = sc.documented.recovery.mttr.0;
-        let within = operations.iter().filter(|o| in_scope(&o.id)).filter_map(|o| o.last_failure).all(|f| f <= bound + RECOVERY_GRACE);
+        let bound = sc.documented.recovery.mttr.map(|m| m.0);
+        let within = bound.map(|b| operations.iter().filter(|o| in_scope(&o.id)).filter_map(|o| o.last_failure).all(|f| f <= b + RECOVERY_GRACE));
+        phase("post-checks");
+        let mut claim_results = Vec::new();
+        for c in &sc.documented.recovery.claims {
+            claim_results.push(claims::check(*c, env, &self.deployed, &before, &window).await.map_err(RunError::Setup)?);
+        }
         let observed = ImpactTable {
             title: sc.title.clone(),
             rows: operations
                 .iter()
                 .map(|o| Row { operation: o.name.clone(), impact: o.classification.as_ref().expect("set above").impact, note: table::note_for(sc, &o.id) })
                 .collect(),
-            recovery: RecoveryLine { bound: table::bound_words(sc), within, note: table::recovery_note(sc), claims: vec![] },
+            recovery: RecoveryLine {
+                bound: table::bound_words(sc),
+                within,
+                note: table::recovery_note(sc),
+                claims: claim_results.iter().map(|c| (c.claim, c.holds)).collect(),
+            },
         };
         Ok(ScenarioResult {
             suite: suite.id().into(),
@@ -386,6 +411,7 @@ impl Session {
             observed: Some(observed),
             expected: table::expected(suite, sc),
             deviations: deviation_notes(sc),
+            claims: claim_results,
             reverted: vec![],
             took: Duration::ZERO,
         })
@@ -467,22 +493,21 @@ pub async fn revert_journal(env: &Env, journal: &Journal, scenario: Option<&str>
     Ok(done)
 }
 
-/// Refuse to start while any local run has faults its journal says are still in place.
-pub fn refuse_unrecovered() -> Result<(), RunError> {
-    for dir in crate::backend::local::state::all_runs() {
-        if let Some(e) = Journal::at(&dir).pending().first() {
-            return Err(RunError::Revert(format!(
-                "run {} has an unreverted fault from {} (journal #{}: {}); run `firedrill recover {}` first (or `firedrill down {}`)",
-                dir.display(),
-                e.scenario,
-                e.seq,
-                e.undo.describe(),
-                dir.display(),
-                dir.display()
-            )));
-        }
+/// Refuse to run on the environment in `dir` while its journal says a fault is still in
+/// place. (Other environments' journals do not matter: their clusters are not this run's.)
+pub fn refuse_unrecovered(dir: &std::path::Path) -> Result<(), RunError> {
+    match Journal::at(dir).pending().first() {
+        Some(e) => Err(RunError::Revert(format!(
+            "run {} has an unreverted fault from {} (journal #{}: {}); run `firedrill recover {}` first (or `firedrill down {}`)",
+            dir.display(),
+            e.scenario,
+            e.seq,
+            e.undo.describe(),
+            dir.display(),
+            dir.display()
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn deviation_notes(sc: &ScenarioSpec) -> Vec<DeviationNote> {

@@ -203,8 +203,10 @@ pub struct Documented {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RecoverySpec {
-    /// Every affected operation is ✅ again within this long after the fault is reverted.
-    pub mttr: Dur,
+    /// Every affected operation is ✅ again within this long after the fault is reverted;
+    /// absent when the document gives no bound (its words, if any, go in `mttr-words`).
+    #[serde(default)]
+    pub mttr: Option<Dur>,
     /// The document's words for the bound (`5–60 s`), shown in the table.
     #[serde(default)]
     pub mttr_words: Option<String>,

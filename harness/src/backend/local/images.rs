@@ -28,6 +28,8 @@ enum Source {
     Cache(String),
     /// A binary of this workspace, next to the firedrill executable.
     Workspace(String),
+    /// A binary from a Debian package `make setup` installs (an absolute path).
+    System(PathBuf),
 }
 
 /// A resolved image: the binary to run and the path it has inside the image.
@@ -58,6 +60,8 @@ impl ImageMap {
                     other => return Err(FixtureError::Invalid { path, message: format!("image {name}: no cached binary `{other}`") }),
                 },
                 Source::Workspace(b) => firedrill.parent().unwrap_or(Path::new(".")).join(b),
+                Source::System(p) if p.is_absolute() => p.clone(),
+                Source::System(p) => return Err(FixtureError::Invalid { path, message: format!("image {name}: system binary {} is not an absolute path", p.display()) }),
             };
             images.insert(name, Image { binary, path: e.path });
         }

@@ -139,6 +139,12 @@ impl LocalRun {
         &self.info.dir
     }
 
+    /// Whether the run's daemon (and so its clusters) is still running. A run whose daemon
+    /// is gone (killed with its session, a reboot) has nothing left to fault or revert.
+    pub fn alive(&self) -> bool {
+        daemon_alive(&self.info.dir)
+    }
+
     pub async fn call(&self, req: rpc::Request) -> Result<Vec<String>, BackendError> {
         Ok(rpc::call(&self.info.dir, &req, Duration::from_secs(180)).await?.affected)
     }
@@ -168,6 +174,14 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
     }
     daemon::sweep(dir).await;
     std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))
+}
+
+/// Whether the daemon of the run in `dir` is running.
+pub fn daemon_alive(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("daemon.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() && is_daemon(pid, dir))
 }
 
 /// Whether `pid` is the daemon of the run in `dir` (and not a recycled pid).
