@@ -134,8 +134,30 @@ pub fn mirror_plan<T: Clone>(desired: &[(String, T)], actual: &[(String, T)], sa
     plan
 }
 
+/// The JSON merge patch for a change of a Cluster's labels and/or annotations. A field
+/// the change does not name is left out, never sent as `null`: in a merge patch `null`
+/// deletes, and a change of annotations must not wipe the labels policies select on.
+pub fn metadata_merge_patch(labels: Option<&BTreeMap<String, String>>, annotations: Option<&BTreeMap<String, String>>) -> serde_json::Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(l) = labels {
+        meta.insert("labels".into(), serde_json::json!(l));
+    }
+    if let Some(a) = annotations {
+        meta.insert("annotations".into(), serde_json::json!(a));
+    }
+    serde_json::json!({ "metadata": meta })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_merge_patch_leaves_out_what_the_change_does_not_name() {
+        let a: std::collections::BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+        assert_eq!(super::metadata_merge_patch(None, Some(&a)), serde_json::json!({ "metadata": { "annotations": { "k": "v" } } }));
+        assert_eq!(super::metadata_merge_patch(Some(&a), None), serde_json::json!({ "metadata": { "labels": { "k": "v" } } }));
+        assert_eq!(super::metadata_merge_patch(None, None), serde_json::json!({ "metadata": {} }));
+    }
+
     use super::*;
     use crate::{Limits, Rule};
 

@@ -80,13 +80,6 @@ pub async fn revert(table: &str, netns: &[String]) -> Result<(), FaultError> {
     Ok(())
 }
 
-/// The partition tables present in a namespace (for tests and leftover checks).
-pub fn tables(netns: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "exec", netns, "nft", "list", "tables"]).output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.strip_prefix("table inet ").map(String::from)).filter(|t| t.starts_with("firedrill_")).collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

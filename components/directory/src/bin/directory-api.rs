@@ -89,7 +89,7 @@ async fn patch_cluster(State(app): State<Arc<App>>, headers: HeaderMap, Path(nam
     if let Err(r) = authorized(&app, &headers) {
         return r;
     }
-    let patch = serde_json::json!({ "metadata": { "labels": body.labels, "annotations": body.annotations } });
+    let patch = directory::logic::metadata_merge_patch(body.labels.as_ref(), body.annotations.as_ref());
     match Api::<Cluster>::all(app.client.clone()).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => reply(StatusCode::OK, format!("cluster {name} updated")),
         Err(e) => kube_reply(&format!("updating cluster {name}"), e),
