@@ -5,6 +5,9 @@
 //!   connection crosses between east's nodes and the directory cluster's API server, in
 //!   either direction, while west still reaches it; after revert both do again and no
 //!   partition table is left;
+//!   east's directory-sync says `DirectoryReachable=False` on its own status meanwhile;
+//! - an invalid ClusterPolicy is skipped with an Event on the replica, and the loop goes
+//!   on applying other changes;
 //! - de-registration is the registry's two steps through directory-api: the Cluster
 //!   object goes, then the replica's pull credentials; the revoked token is refused by
 //!   the directory's API server, and the other replica's mirror drops the Cluster.
@@ -18,8 +21,9 @@ use firedrill::env::Env;
 use firedrill::fault::FaultSpec;
 use firedrill::fixtures::Paths;
 use firedrill::wait::{self, Deadline};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Api;
+use kube::api::{ListParams, PostParams};
 
 fn paths() -> Paths {
     Paths::at(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
@@ -50,6 +54,23 @@ fn node_netns(env: &Env, cluster: &str) -> Vec<String> {
 fn nft_tables(netns: &str) -> String {
     let o = Command::new("ip").args(["netns", "exec", netns, "nft", "list", "tables"]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn http_client() -> reqwest::Client {
+    // Only the directory's API server is called over TLS here, with its run-generated
+    // certificate; what is checked is the status code a token gets.
+    reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+/// Wait until `cluster`'s directory-sync reports `DirectoryReachable=<status>`.
+async fn reachable_condition(env: &Env, cluster: &str, status: &str) -> Result<(), wait::Timeout> {
+    let api: Api<directory::DirectorySync> = Api::namespaced(env.cluster(cluster).unwrap().client.clone(), directory::NAMESPACE);
+    let (name, want) = (cluster.to_string(), status.to_string());
+    wait::until(Deadline::after(Duration::from_secs(30)), &format!("{cluster}'s directory-sync to report DirectoryReachable={status}"), || {
+        let (api, name, want) = (api.clone(), name.clone(), want.clone());
+        async move { api.get(&name).await.ok()?.status?.conditions.iter().any(|c| c.type_ == "DirectoryReachable" && c.status == want).then_some(()) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,7 +108,10 @@ async fn checks(env: &Env, comps: &[firedrill::component::Component]) {
     let undo = fault.plan(env, "test-partition").await.unwrap();
     fault.inject(env, &undo).await.unwrap();
     let during = (east_nodes.iter().map(|ns| connects(ns, &dir_api)).collect::<Vec<_>>(), connects(&dir_nodes[0], &east_api), connects(&west_nodes[0], &dir_api));
+    let reported = reachable_condition(env, "east", "False").await;
     undo.revert(env).await.unwrap();
+    reported.unwrap();
+    reachable_condition(env, "east", "True").await.unwrap();
     assert_eq!(during.0, vec![false; east_nodes.len()], "during the partition no east node reaches the directory's API server");
     assert!(!during.1, "during the partition the directory does not reach east's API server");
     assert!(during.2, "during the partition west still reaches the directory");
@@ -97,8 +121,32 @@ async fn checks(env: &Env, comps: &[firedrill::component::Component]) {
         assert!(!nft_tables(ns).contains("firedrill_"), "{ns}: partition table left after revert: {}", nft_tables(ns));
     }
 
-    // De-registration of west.
+    // An invalid policy is skipped with an Event; later changes still arrive.
     let dir = env.cluster("directory").unwrap();
+    let policies: Api<directory::ClusterPolicy> = Api::all(dir.client.clone());
+    let bad = directory::ClusterPolicySpec { cluster_selector: [("role".to_string(), "replica".to_string())].into(), namespaces: vec!["Not_A_Label".into()], ..Default::default() };
+    policies.create(&PostParams::default(), &directory::ClusterPolicy::new("broken", bad)).await.unwrap();
+    let events: Api<Event> = Api::namespaced(env.cluster("east").unwrap().client.clone(), directory::NAMESPACE);
+    wait::until(Deadline::after(Duration::from_secs(30)), "an Event on east's DirectorySync naming the invalid policy", || {
+        let events = events.clone();
+        async move { events.list(&ListParams::default()).await.ok()?.items.iter().any(|e| e.involved_object.kind.as_deref() == Some("DirectorySync") && e.message.as_deref().unwrap_or("").contains("broken")).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let r = http_client().patch(format!("{}/clusters/east", d.api)).bearer_auth(&d.token).json(&serde_json::json!({ "annotations": { "test": "after-invalid" } })).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let east_mirror: Api<directory::Cluster> = Api::all(env.cluster("east").unwrap().client.clone());
+    wait::until(Deadline::after(Duration::from_secs(30)), "east to mirror a change made after the invalid policy", || {
+        let m = east_mirror.clone();
+        async move { (m.get_opt("east").await.ok()??.metadata.annotations?.get("test")? == "after-invalid").then_some(()) }
+    })
+    .await
+    .unwrap();
+    let east_cluster = Api::<directory::Cluster>::all(dir.client.clone()).get("east").await.unwrap();
+    assert_eq!(east_cluster.metadata.labels.unwrap_or_default().get("role").map(String::as_str), Some("replica"), "a change of annotations keeps the labels");
+    policies.delete("broken", &Default::default()).await.unwrap();
+
+    // De-registration of west.
     let secrets: Api<Secret> = Api::namespaced(dir.client.clone(), directory::NAMESPACE);
     let token = wait::until(Deadline::after(Duration::from_secs(30)), "the token of west's pull credentials", || {
         let secrets = secrets.clone();
@@ -106,7 +154,7 @@ async fn checks(env: &Env, comps: &[firedrill::component::Component]) {
     })
     .await
     .unwrap();
-    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(5)).build().unwrap();
+    let http = http_client();
     let read_clusters = |token: String| {
         let http = http.clone();
         let url = format!("https://{dir_api}/apis/multicluster.coreos.com/v1/clusters");

@@ -105,7 +105,7 @@ impl Session {
         }
         for dir in crate::backend::local::state::all_runs() {
             if let Some(e) = Journal::at(&dir).pending().first() {
-                emit(RunEvent::Warning { message: format!("another run, {}, has an unreverted fault from {} (journal #{}); it is not touched by this run; `firedrill recover {}` repairs it", dir.display(), e.scenario, e.seq, dir.display()) });
+                emit(RunEvent::Warning { message: format!("another environment, {}, has a fault in place ({}, journal #{}): a drill in progress, or one that was killed (`firedrill recover {}`); this run does not touch it", dir.display(), e.scenario, e.seq, dir.display()) });
             }
         }
         let started = Instant::now();
