@@ -301,3 +301,38 @@ async fn completed_scenarios_revert_whether_their_table_matches_or_not() {
     assert_restored(&run, &before, "after complete scenarios").await;
     run.down().await.unwrap();
 }
+
+/// What broke CI once: a session ended mid-fault and took the run's daemon with it. Such
+/// an environment has nothing left to revert in place; `recover` says so and points at
+/// `down`, which removes everything it had.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_whose_daemon_died_mid_fault_is_named_and_removed_by_down() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = setup().await;
+    let (mut child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"]);
+    wait_for(&rx, "injected", Duration::from_secs(120));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pid: i32 = std::fs::read_to_string(run.info.dir.join("daemon.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let run_dir = run.info.dir.clone();
+    wait::until(Deadline::after(Duration::from_secs(10)), "the daemon to die", || {
+        let d = run_dir.clone();
+        async move { (!local::daemon_alive(&d)).then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(Journal::at(&run.info.dir).pending().len(), 1);
+
+    let o = Command::new(bin()).args(["recover", &dir(&run)]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("no longer running") && text.contains(&format!("firedrill down {}", dir(&run))), "{text}");
+
+    let o = Command::new(bin()).args(["down", &dir(&run)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!run.info.dir.exists());
+    assert!(local::process::cgroup_pids(&run.info.cgroup).is_empty(), "no process of the dead environment survives `down`");
+    let (netns, _) = local::net::firedrill_names();
+    assert!(!netns.iter().any(|n| n.starts_with(&format!("fd{}-", run.info.subnet))), "its namespaces are gone: {netns:?}");
+}

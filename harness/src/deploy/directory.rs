@@ -199,27 +199,26 @@ fn strip(mut m: BTreeMap<String, String>) -> BTreeMap<String, String> {
     m
 }
 
+/// One kind's objects as a [`Registry`].
+fn entries<K: kube::Resource + serde::Serialize>(items: Vec<K>, spec: impl Fn(&K) -> serde_json::Value) -> Registry {
+    items
+        .into_iter()
+        .map(|o| {
+            let value = spec(&o);
+            let meta = o.meta().clone();
+            (meta.name.unwrap_or_default(), (strip(meta.labels.unwrap_or_default()), strip(meta.annotations.unwrap_or_default()), value))
+        })
+        .collect()
+}
+
 /// Clusters and ClusterPolicies of a cluster, comparable across clusters.
 pub async fn registry(cluster: &ClusterHandle) -> Result<(Registry, Registry), String> {
     let clusters = Api::<directory::Cluster>::all(cluster.client.clone()).list(&ListParams::default()).await.map_err(|e| format!("listing clusters of {}: {e}", cluster.name))?;
     let policies = Api::<directory::ClusterPolicy>::all(cluster.client.clone()).list(&ListParams::default()).await.map_err(|e| format!("listing policies of {}: {e}", cluster.name))?;
-    let c = clusters
-        .items
-        .into_iter()
-        .map(|o| {
-            let name = o.metadata.name.clone().unwrap_or_default();
-            (name, (strip(o.metadata.labels.unwrap_or_default()), strip(o.metadata.annotations.unwrap_or_default()), serde_json::to_value(o.spec).unwrap_or_default()))
-        })
-        .collect();
-    let p = policies
-        .items
-        .into_iter()
-        .map(|o| {
-            let name = o.metadata.name.clone().unwrap_or_default();
-            (name, (strip(o.metadata.labels.unwrap_or_default()), strip(o.metadata.annotations.unwrap_or_default()), serde_json::to_value(o.spec).unwrap_or_default()))
-        })
-        .collect();
-    Ok((c, p))
+    Ok((
+        entries(clusters.items, |o| serde_json::to_value(&o.spec).unwrap_or_default()),
+        entries(policies.items, |o| serde_json::to_value(&o.spec).unwrap_or_default()),
+    ))
 }
 
 /// Everything missing, extra or different on a replica compared with the directory.
