@@ -126,34 +126,65 @@ pub fn exit_code(results: &[ScenarioResult]) -> ExitCode {
 
 /// Every (scenario, operation) cell whose glyph was not the same in every round.
 pub fn unstable_cells(rounds: &[Vec<ScenarioResult>]) -> Vec<String> {
-    let mut cells: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for round in rounds {
+    let mut seen = Vec::new();
+    for (i, round) in rounds.iter().enumerate() {
         for r in round {
             for o in &r.operations {
                 let glyph = o.classification.as_ref().map(|c| c.impact.glyph().to_string()).unwrap_or_else(|| "—".into());
-                cells.entry((r.name(), o.name.clone())).or_default().push(glyph);
+                seen.push((i, r.name(), o.name.clone(), glyph));
             }
-            if r.operations.is_empty() {
-                cells.entry((r.name(), "(verdict)".into())).or_default().push(crate::report::markdown::verdict_word(&r.verdict).into());
-            }
+            // A harness error after a table was computed (a steady state not restored)
+            // counts: the verdict is a cell of its own.
+            seen.push((i, r.name(), "(verdict)".into(), crate::report::markdown::verdict_word(&r.verdict).into()));
         }
+    }
+    changed_cells(rounds.len(), &seen)
+}
+
+/// The cells whose value is not the same in every round: `seen` is (round, scenario,
+/// cell, value); a cell missing from a round shows as `·` there and counts as a change.
+fn changed_cells(rounds: usize, seen: &[(usize, String, String, String)]) -> Vec<String> {
+    let mut cells: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (round, sc, cell, value) in seen {
+        let v = cells.entry((sc.clone(), cell.clone())).or_insert_with(|| vec!["·".to_string(); rounds]);
+        v[*round] = value.clone();
     }
     cells
         .into_iter()
         .filter(|(_, v)| v.windows(2).any(|w| w[0] != w[1]))
-        .map(|((sc, op), v)| format!("{sc} / {op}: {}", v.join(" ")))
+        .map(|((sc, op), v)| format!("{sc} / {op}: {}", v.join(" | ")))
         .collect()
 }
 
 fn print_flakiness(rounds: &[Vec<ScenarioResult>]) {
+    // An interrupted last round is left out: it did not run everything.
+    let complete = rounds.iter().take_while(|r| r.len() == rounds[0].len()).count();
+    let rounds = &rounds[..complete];
     let unstable = unstable_cells(rounds);
     if unstable.is_empty() {
-        println!("\nfiredrill: every verdict was identical in all {} rounds", rounds.len());
+        println!("\nfiredrill: every verdict was identical in all {} complete rounds", rounds.len());
     } else {
-        println!("\nfiredrill: {} cell(s) changed verdict across {} rounds:", unstable.len(), rounds.len());
+        println!("\nfiredrill: {} cell(s) changed across {} complete rounds:", unstable.len(), rounds.len());
         for u in unstable {
             println!("  {u}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn cell(round: usize, cell: &str, value: &str) -> (usize, String, String, String) {
+        (round, "s::a".into(), cell.into(), value.into())
+    }
+
+    #[test]
+    fn a_verdict_or_glyph_that_changes_in_any_round_is_reported() {
+        let same = [cell(0, "op", "✅"), cell(1, "op", "✅"), cell(0, "(verdict)", "matches the document"), cell(1, "(verdict)", "matches the document")];
+        assert!(super::changed_cells(2, &same).is_empty());
+        let flip = [cell(0, "op", "✅"), cell(1, "op", "✅"), cell(0, "(verdict)", "matches the document"), cell(1, "(verdict)", "harness error")];
+        assert_eq!(super::changed_cells(2, &flip), vec!["s::a / (verdict): matches the document | harness error".to_string()]);
+        let missing = [cell(0, "op", "✅")];
+        assert_eq!(super::changed_cells(2, &missing), vec!["s::a / op: ✅ | ·".to_string()]);
     }
 }
 

@@ -55,10 +55,25 @@ impl Probe for Login {
 }
 
 /// `refresh_token` grant with a token from a login made before the fault.
+///
+/// dex rotates the refresh token on every grant. When a grant's response is cut on its
+/// way back (the load balancer or dex killed mid-request), dex may already have rotated
+/// the token the client never received; once dex's reuse interval has passed, the token
+/// the client still holds is refused as "already claimed". A real client then has to log
+/// in again, and so does this probe — only in that case (a refusal right after an
+/// interrupted grant), and that attempt counts as a failure that says so.
 pub struct Refresh {
     pub client: Arc<OidcClient>,
     pub user: String,
     pub token: Mutex<Option<String>>,
+    /// The last grant failed after its request may have reached dex.
+    pub interrupted: std::sync::atomic::AtomicBool,
+}
+
+/// Whether a failed grant may have reached dex (anything but a refused connection or an
+/// HTTP answer).
+fn may_have_reached(error: &str) -> bool {
+    error.ends_with(": request failed") || error.ends_with(": timed out")
 }
 
 impl Probe for Refresh {
@@ -66,11 +81,13 @@ impl Probe for Refresh {
         Box::pin(async move {
             let t = login_with_retry(&self.client, &self.user, true).await?;
             *self.token.lock().await = Some(t.refresh_token.ok_or("the login returned no refresh token (offline_access)")?);
+            self.interrupted.store(false, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         })
     }
 
     fn attempt(&self) -> BoxFuture<'_, Attempt> {
+        use std::sync::atomic::Ordering::SeqCst;
         Box::pin(async move {
             let mut guard = self.token.lock().await;
             let Some(current) = guard.clone() else { return fail("no refresh token: prepare did not run") };
@@ -79,9 +96,30 @@ impl Probe for Refresh {
                     if let Some(next) = t.refresh_token {
                         *guard = Some(next);
                     }
+                    self.interrupted.store(false, SeqCst);
                     ok()
                 }
-                Err(e) => fail(e),
+                Err(e) if e.contains("already been claimed") && self.interrupted.load(SeqCst) => {
+                    let user = match self.client.user(&self.user) {
+                        Ok(u) => u.clone(),
+                        Err(e) => return fail(e),
+                    };
+                    match self.client.login(&user, true).await {
+                        Ok(t) if t.refresh_token.is_some() => {
+                            *guard = t.refresh_token;
+                            self.interrupted.store(false, SeqCst);
+                            fail(format!("{e}: the token was rotated by a grant whose response was cut; logged in again"))
+                        }
+                        Ok(_) => fail(format!("{e}; logging in again returned no refresh token")),
+                        Err(login) => fail(format!("{e}; logging in again: {login}")),
+                    }
+                }
+                Err(e) => {
+                    if may_have_reached(&e) {
+                        self.interrupted.store(true, SeqCst);
+                    }
+                    fail(e)
+                }
             }
         })
     }
@@ -322,4 +360,16 @@ impl Probe for BreakGlass {
 pub fn issuer_http(client: &OidcClient) -> Result<reqwest::Client, String> {
     let ca = reqwest::Certificate::from_pem(client.identity.ca_pem.as_bytes()).map_err(|e| format!("issuer CA: {e}"))?;
     reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(3)).build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_grant_that_may_have_reached_dex_can_have_rotated_the_token() {
+        assert!(super::may_have_reached("refresh: request failed"));
+        assert!(super::may_have_reached("refresh: timed out"));
+        assert!(!super::may_have_reached("refresh: connection failed"));
+        assert!(!super::may_have_reached("refresh: HTTP 503"));
+        assert!(!super::may_have_reached("refresh: HTTP 400 invalid_request Refresh token is invalid or has already been claimed by another client."));
+    }
 }

@@ -49,7 +49,7 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
     let cluster = |name: &str| env.cluster(name).map_err(|e| e.to_string());
     Ok(match spec {
         ProbeSpec::OidcLogin { user } => Arc::new(identity::Login { client: oidc()?, user: user.clone() }),
-        ProbeSpec::TokenRefresh { user } => Arc::new(identity::Refresh { client: oidc()?, user: user.clone(), token: Default::default() }),
+        ProbeSpec::TokenRefresh { user } => Arc::new(identity::Refresh { client: oidc()?, user: user.clone(), token: Default::default(), interrupted: Default::default() }),
         ProbeSpec::CachedKeyAuth { user, cluster: c } => Arc::new(identity::CachedKeys::new(oidc()?, user, cluster(c)?)?),
         ProbeSpec::ApiserverColdStart { user, cluster: c, timeout } => Arc::new(identity::ColdStart {
             env: env.clone(),
