@@ -19,6 +19,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 
+mod common;
+use common::DownOnDrop;
+
 /// Cluster tests run one at a time: they share two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -118,6 +121,7 @@ fn workload_pids() -> Vec<u32> {
 async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let run = up("single", vec![]).await;
+    let _down = DownOnDrop(run.info.dir.clone());
     let client = admin(&run, "main").await;
 
     let nodes: Api<Node> = Api::all(client.clone());
@@ -178,6 +182,7 @@ async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() 
 async fn multi_brings_up_three_clusters_each_with_its_own_kubeconfig() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let run = up("multi", vec![]).await;
+    let _down = DownOnDrop(run.info.dir.clone());
     let names: Vec<&str> = run.info.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["directory", "east", "west"]);
     let mut servers = Vec::new();
@@ -199,6 +204,7 @@ async fn multi_brings_up_three_clusters_each_with_its_own_kubeconfig() {
 async fn ha_has_three_etcd_members_and_two_apiservers_behind_a_load_balancer() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let run = up("ha", vec![]).await;
+    let _down = DownOnDrop(run.info.dir.clone());
     let c = run.info.cluster("main").unwrap().clone();
     assert_eq!(c.etcd_nodes.len(), 3);
     assert_eq!(c.apiserver_nodes.len(), 2);
