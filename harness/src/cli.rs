@@ -124,7 +124,8 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
 /// Logs go to stderr; `RUST_LOG` filters (default: info for firedrill, warn for the rest).
 fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info,kube_client=off,rustls=off" }));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info,kube_client=off,rustls=off" }));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -178,11 +179,9 @@ pub fn only_run(run_dir: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
     match runs.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one.clone())),
-        many => Err(format!(
-            "{} local runs exist; name one:\n{}",
-            many.len(),
-            many.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n")
-        )),
+        many => {
+            Err(format!("{} local runs exist; name one:\n{}", many.len(), many.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n")))
+        }
     }
 }
 

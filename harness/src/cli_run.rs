@@ -31,7 +31,18 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
     let selected: Vec<(usize, Vec<usize>)> = suites
         .iter()
         .enumerate()
-        .map(|(i, s)| (i, s.spec.scenarios.iter().enumerate().filter(|(_, sc)| matches(&format!("{}::{}", s.id(), sc.id.value), &args.filters)).map(|(j, _)| j).collect::<Vec<_>>()))
+        .map(|(i, s)| {
+            (
+                i,
+                s.spec
+                    .scenarios
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, sc)| matches(&format!("{}::{}", s.id(), sc.id.value), &args.filters))
+                    .map(|(j, _)| j)
+                    .collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, scs)| !scs.is_empty())
         .collect();
     if selected.is_empty() {
@@ -149,11 +160,7 @@ fn changed_cells(rounds: usize, seen: &[(usize, String, String, String)]) -> Vec
         let v = cells.entry((sc.clone(), cell.clone())).or_insert_with(|| vec!["·".to_string(); rounds]);
         v[*round] = value.clone();
     }
-    cells
-        .into_iter()
-        .filter(|(_, v)| v.windows(2).any(|w| w[0] != w[1]))
-        .map(|((sc, op), v)| format!("{sc} / {op}: {}", v.join(" | ")))
-        .collect()
+    cells.into_iter().filter(|(_, v)| v.windows(2).any(|w| w[0] != w[1])).map(|((sc, op), v)| format!("{sc} / {op}: {}", v.join(" | "))).collect()
 }
 
 fn print_flakiness(rounds: &[Vec<ScenarioResult>]) {

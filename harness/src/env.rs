@@ -61,7 +61,8 @@ impl Env {
                 ))
             }
             BackendKind::Existing => Err(BackendError::Unsupported(
-                "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard".into(),
+                "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard"
+                    .into(),
             )),
         }
     }
@@ -182,7 +183,8 @@ impl Env {
     /// reloads it).
     pub fn set_authentication_config(&self, cluster: &str, yaml: &str) -> Result<(), BackendError> {
         let c = self.cluster(cluster)?;
-        let info = c.local.as_ref().ok_or_else(|| BackendError::Unsupported("authentication configuration is set at cluster creation on this backend".into()))?;
+        let info =
+            c.local.as_ref().ok_or_else(|| BackendError::Unsupported("authentication configuration is set at cluster creation on this backend".into()))?;
         local::pki::write_public(&local::controlplane::authentication_config(info), yaml)
     }
 }

@@ -99,11 +99,7 @@ impl Journal {
     pub fn pending(&self) -> Vec<Entry> {
         let lines = self.lines();
         let done: Vec<u64> = lines.iter().filter_map(|l| if let Line::Reverted { seq, .. } = l { Some(*seq) } else { None }).collect();
-        lines
-            .into_iter()
-            .filter_map(|l| if let Line::Planned(e) = l { Some(e) } else { None })
-            .filter(|e| !done.contains(&e.seq))
-            .collect()
+        lines.into_iter().filter_map(|l| if let Line::Planned(e) = l { Some(e) } else { None }).filter(|e| !done.contains(&e.seq)).collect()
     }
 }
 

@@ -107,7 +107,8 @@ async fn checks(env: &Env, comps: &[firedrill::component::Component]) {
     let fault = FaultSpec::Partition { between: vec!["east".into(), "directory".into()] };
     let undo = fault.plan(env, "test-partition").await.unwrap();
     fault.inject(env, &undo).await.unwrap();
-    let during = (east_nodes.iter().map(|ns| connects(ns, &dir_api)).collect::<Vec<_>>(), connects(&dir_nodes[0], &east_api), connects(&west_nodes[0], &dir_api));
+    let during =
+        (east_nodes.iter().map(|ns| connects(ns, &dir_api)).collect::<Vec<_>>(), connects(&dir_nodes[0], &east_api), connects(&west_nodes[0], &dir_api));
     let reported = reachable_condition(env, "east", "False").await;
     undo.revert(env).await.unwrap();
     reported.unwrap();
@@ -124,16 +125,35 @@ async fn checks(env: &Env, comps: &[firedrill::component::Component]) {
     // An invalid policy is skipped with an Event; later changes still arrive.
     let dir = env.cluster("directory").unwrap();
     let policies: Api<directory::ClusterPolicy> = Api::all(dir.client.clone());
-    let bad = directory::ClusterPolicySpec { cluster_selector: [("role".to_string(), "replica".to_string())].into(), namespaces: vec!["Not_A_Label".into()], ..Default::default() };
+    let bad = directory::ClusterPolicySpec {
+        cluster_selector: [("role".to_string(), "replica".to_string())].into(),
+        namespaces: vec!["Not_A_Label".into()],
+        ..Default::default()
+    };
     policies.create(&PostParams::default(), &directory::ClusterPolicy::new("broken", bad)).await.unwrap();
     let events: Api<Event> = Api::namespaced(env.cluster("east").unwrap().client.clone(), directory::NAMESPACE);
     wait::until(Deadline::after(Duration::from_secs(30)), "an Event on east's DirectorySync naming the invalid policy", || {
         let events = events.clone();
-        async move { events.list(&ListParams::default()).await.ok()?.items.iter().any(|e| e.involved_object.kind.as_deref() == Some("DirectorySync") && e.message.as_deref().unwrap_or("").contains("broken")).then_some(()) }
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .any(|e| e.involved_object.kind.as_deref() == Some("DirectorySync") && e.message.as_deref().unwrap_or("").contains("broken"))
+                .then_some(())
+        }
     })
     .await
     .unwrap();
-    let r = http_client().patch(format!("{}/clusters/east", d.api)).bearer_auth(&d.token).json(&serde_json::json!({ "annotations": { "test": "after-invalid" } })).send().await.unwrap();
+    let r = http_client()
+        .patch(format!("{}/clusters/east", d.api))
+        .bearer_auth(&d.token)
+        .json(&serde_json::json!({ "annotations": { "test": "after-invalid" } }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let east_mirror: Api<directory::Cluster> = Api::all(env.cluster("east").unwrap().client.clone());
     wait::until(Deadline::after(Duration::from_secs(30)), "east to mirror a change made after the invalid policy", || {

@@ -55,7 +55,8 @@ fn traces(run: &LocalRun) -> Vec<String> {
     let dir = run.info.dir.display().to_string();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     found.extend(mountinfo.lines().filter(|l| l.contains(&dir) || l.contains(&format!("/run/netns/{prefix}-"))).map(|l| format!("mount {l}")));
-    let tables = std::process::Command::new("nft").args(["list", "tables"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let tables =
+        std::process::Command::new("nft").args(["list", "tables"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     found.extend(tables.lines().filter(|t| t.contains("firedrill")).map(|t| format!("nft {t}")));
     if run.info.dir.exists() {
         found.push(format!("directory {dir}"));

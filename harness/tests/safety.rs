@@ -83,9 +83,14 @@ async fn setup() -> LocalRun {
     firedrill::apply::apply(&east, "east fixtures", EAST).await.unwrap();
     let spare: Ipv4Addr = run.info.host("spare").unwrap().ip;
     let workload = bin().parent().unwrap().join("workload").display().to_string();
-    run.call(Request::AddHostProcess { host: "spare".into(), name: "http".into(), argv: vec![workload], env: vec![("LISTEN".into(), format!("{spare}:8080"))] })
-        .await
-        .unwrap();
+    run.call(Request::AddHostProcess {
+        host: "spare".into(),
+        name: "http".into(),
+        argv: vec![workload],
+        env: vec![("LISTEN".into(), format!("{spare}:8080"))],
+    })
+    .await
+    .unwrap();
     let deployments: Api<Deployment> = Api::namespaced(east, "default");
     wait::until(Deadline::after(Duration::from_secs(60)), "the workload of east to be available", || {
         let d = deployments.clone();
@@ -150,7 +155,9 @@ async fn fingerprint(run: &LocalRun) -> Fingerprint {
             .map(|l| {
                 l.items
                     .iter()
-                    .filter(|n| n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
+                    .filter(|n| {
+                        n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                    })
                     .count()
             })
             .unwrap_or(0);
@@ -241,7 +248,11 @@ async fn sigkill_mid_fault_then_recover_restores_everything() {
         assert_eq!(pending.len(), 1, "{kind}: the journal holds the fault");
         assert_ne!(fingerprint(&run).await, before, "{kind}: the fault was in place when firedrill died");
         if i == 0 {
-            let o = Command::new(bin()).args(["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"]).current_dir(root()).output().unwrap();
+            let o = Command::new(bin())
+                .args(["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"])
+                .current_dir(root())
+                .output()
+                .unwrap();
             let text = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(2), "{text}");
             assert!(text.contains("unreverted fault") && text.contains("firedrill recover"), "{text}");
@@ -300,7 +311,8 @@ async fn completed_scenarios_revert_whether_their_table_matches_or_not() {
     let run = setup().await;
     let _down = DownOnDrop(run.info.dir.clone());
     let before = fingerprint(&run).await;
-    let (child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/short", "--snapshots", "harness/tests/data/safety/snapshots-mixed"]);
+    let (child, rx) =
+        start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/short", "--snapshots", "harness/tests/data/safety/snapshots-mixed"]);
     let (code, out) = run_to_end(child, rx);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(verdicts(&out, ": matches the document"), 4, "{out}");

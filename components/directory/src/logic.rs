@@ -14,11 +14,7 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
 
 fn dns_label(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    !b.is_empty() && b.len() <= 63 && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-') && b[0] != b'-' && b[b.len() - 1] != b'-'
 }
 
 fn quantity(s: &str) -> bool {
@@ -169,7 +165,10 @@ mod tests {
         ClusterPolicySpec {
             cluster_selector: labels(&[("role", "replica")]),
             namespaces: vec!["platform".into()],
-            cluster_roles: vec![PolicyRole { name: "reader".into(), rules: vec![Rule { api_groups: vec!["".into()], resources: vec!["pods".into()], verbs: vec!["get".into()] }] }],
+            cluster_roles: vec![PolicyRole {
+                name: "reader".into(),
+                rules: vec![Rule { api_groups: vec!["".into()], resources: vec!["pods".into()], verbs: vec!["get".into()] }],
+            }],
             namespace_selector: labels(&[("team", "drill")]),
             role_bindings: vec![PolicyBinding { cluster_role: "reader".into(), group: "drillers".into() }],
             limits: Some(Limits { default_cpu: "250m".into(), default_memory: "128Mi".into() }),

@@ -12,14 +12,10 @@ use tokio::signal::unix::{SignalKind, signal};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "0.0.0.0:8080".into());
-    let name = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-    });
+    let name =
+        std::env::var("POD_NAME").unwrap_or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default());
     let hello = format!("{name} ok\n");
-    let app = Router::new()
-        .route("/", get(move || async move { hello }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics));
+    let app = Router::new().route("/", get(move || async move { hello })).route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(metrics));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("workload {name} listening on {listen}");
     let mut term = signal(SignalKind::terminate())?;
@@ -33,5 +29,7 @@ async fn main() -> std::io::Result<()> {
 
 async fn metrics() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
-    format!("# HELP workload_heartbeat_timestamp_seconds The time this workload was last asked.\n# TYPE workload_heartbeat_timestamp_seconds gauge\nworkload_heartbeat_timestamp_seconds {now:.3}\n")
+    format!(
+        "# HELP workload_heartbeat_timestamp_seconds The time this workload was last asked.\n# TYPE workload_heartbeat_timestamp_seconds gauge\nworkload_heartbeat_timestamp_seconds {now:.3}\n"
+    )
 }

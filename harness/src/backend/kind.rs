@@ -3,15 +3,8 @@
 
 use super::{BackendError, Capabilities};
 
-pub const CAPABILITIES: Capabilities = Capabilities {
-    api_faults: true,
-    stop_host: true,
-    partition: true,
-    stop_storage: true,
-    lose_node: true,
-    stop_cluster: true,
-    extra_apiserver: false,
-};
+pub const CAPABILITIES: Capabilities =
+    Capabilities { api_faults: true, stop_host: true, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: false };
 
 /// The kind backend needs `docker` talking to a running engine.
 pub fn preflight() -> Result<(), BackendError> {

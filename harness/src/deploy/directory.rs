@@ -43,7 +43,10 @@ pub struct Workload {
 }
 
 fn list_option(c: &Component, key: &str) -> Result<Vec<String>, String> {
-    c.options.get(key).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).ok_or_else(|| format!("option `{key}` is required"))
+    c.options
+        .get(key)
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .ok_or_else(|| format!("option `{key}` is required"))
 }
 
 fn check_options(c: &Component, known: &[&str]) -> Result<(), String> {
@@ -54,7 +57,8 @@ fn check_options(c: &Component, known: &[&str]) -> Result<(), String> {
 }
 
 fn fixture(env: &Env, component: &str, file: &str) -> Result<String, String> {
-    std::fs::read_to_string(env.paths.fixtures.join("components").join(component).join(file)).map_err(|e| format!("reading fixtures/components/{component}/{file}: {e}"))
+    std::fs::read_to_string(env.paths.fixtures.join("components").join(component).join(file))
+        .map_err(|e| format!("reading fixtures/components/{component}/{file}: {e}"))
 }
 
 fn vars(pairs: &[(&str, String)]) -> Vars {
@@ -156,8 +160,20 @@ pub async fn deploy_directory(env: &Env, c: &Component) -> Result<Directory, Str
     for r in &replicas {
         let replica = env.cluster(r).map_err(|e| e.to_string())?;
         let v = vars(&[("name", r.clone()), ("server", replica.server.clone())]);
-        apply_fixture(dir, "directory", "replica-cluster.yaml", &template::render("replica-cluster.yaml", &fixture(env, "directory", "replica-cluster.yaml")?, &v)?).await?;
-        apply_fixture(dir, "directory", "credentials.yaml", &template::render("credentials.yaml", &fixture(env, "directory", "credentials.yaml")?, &vars(&[("name", r.clone())]))?).await?;
+        apply_fixture(
+            dir,
+            "directory",
+            "replica-cluster.yaml",
+            &template::render("replica-cluster.yaml", &fixture(env, "directory", "replica-cluster.yaml")?, &v)?,
+        )
+        .await?;
+        apply_fixture(
+            dir,
+            "directory",
+            "credentials.yaml",
+            &template::render("credentials.yaml", &fixture(env, "directory", "credentials.yaml")?, &vars(&[("name", r.clone())]))?,
+        )
+        .await?;
     }
     apply_fixture(dir, "directory", "policy.yaml", &fixture(env, "directory", "policy.yaml")?).await?;
 
@@ -213,8 +229,14 @@ fn entries<K: kube::Resource + serde::Serialize>(items: Vec<K>, spec: impl Fn(&K
 
 /// Clusters and ClusterPolicies of a cluster, comparable across clusters.
 pub async fn registry(cluster: &ClusterHandle) -> Result<(Registry, Registry), String> {
-    let clusters = Api::<directory::Cluster>::all(cluster.client.clone()).list(&ListParams::default()).await.map_err(|e| format!("listing clusters of {}: {e}", cluster.name))?;
-    let policies = Api::<directory::ClusterPolicy>::all(cluster.client.clone()).list(&ListParams::default()).await.map_err(|e| format!("listing policies of {}: {e}", cluster.name))?;
+    let clusters = Api::<directory::Cluster>::all(cluster.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing clusters of {}: {e}", cluster.name))?;
+    let policies = Api::<directory::ClusterPolicy>::all(cluster.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing policies of {}: {e}", cluster.name))?;
     Ok((
         entries(clusters.items, |o| serde_json::to_value(&o.spec).unwrap_or_default()),
         entries(policies.items, |o| serde_json::to_value(&o.spec).unwrap_or_default()),

@@ -65,7 +65,8 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
     let ldap = env.host("ldap").map_err(|e| e.to_string())?;
     let issuer = format!("https://{lb}:5556/dex");
     let ca_dir = env.harness_pki();
-    let ca = if ca_dir.join("ca.key").is_file() { Ca::load(&ca_dir) } else { Ca::create(&ca_dir, &format!("firedrill {} harness", env.run_id)) }.map_err(|e| e.to_string())?;
+    let ca = if ca_dir.join("ca.key").is_file() { Ca::load(&ca_dir) } else { Ca::create(&ca_dir, &format!("firedrill {} harness", env.run_id)) }
+        .map_err(|e| e.to_string())?;
 
     let local_password = random_hex(12);
     let users: BTreeMap<String, User> = [

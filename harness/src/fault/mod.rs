@@ -32,15 +32,35 @@ pub use rbac::Bindings;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Undo {
     /// Set the Deployment back to `replicas`.
-    Scale { cluster: String, namespace: String, deployment: String, replicas: i32 },
+    Scale {
+        cluster: String,
+        namespace: String,
+        deployment: String,
+        replicas: i32,
+    },
     /// Re-create these bindings (those that are missing).
-    RestoreBindings { cluster: String, bindings: Bindings },
-    StartHost { host: String },
+    RestoreBindings {
+        cluster: String,
+        bindings: Bindings,
+    },
+    StartHost {
+        host: String,
+    },
     /// Delete the partition's nftables table in each of these network namespaces.
-    Unpartition { table: String, netns: Vec<String> },
-    StartStorage { cluster: String },
-    RestoreNode { cluster: String, node: String },
-    StartCluster { cluster: String },
+    Unpartition {
+        table: String,
+        netns: Vec<String>,
+    },
+    StartStorage {
+        cluster: String,
+    },
+    RestoreNode {
+        cluster: String,
+        node: String,
+    },
+    StartCluster {
+        cluster: String,
+    },
 }
 
 /// A fault that could not be planned, injected or reverted.

@@ -16,7 +16,8 @@ struct Side {
 
 fn side(env: &Env, cluster: &str) -> Result<Side, FaultError> {
     let c = env.cluster(cluster).map_err(super::backend_err(format!("partition: cluster {cluster}")))?;
-    let info = c.local.as_ref().ok_or(FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: format!("{:?}", env.backend) })?;
+    let info =
+        c.local.as_ref().ok_or(FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: format!("{:?}", env.backend) })?;
     let mut netns: Vec<String> = info.nodes.iter().map(|n| n.netns.clone()).collect();
     let mut ips: Vec<Ipv4Addr> = info.nodes.iter().map(|n| n.ip).collect();
     if let Some(lb) = &info.apiserver_lb

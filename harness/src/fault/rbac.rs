@@ -106,7 +106,8 @@ pub async fn restore(env: &Env, cluster: &str, b: &Bindings) -> Result<(), Fault
         let name = planned.metadata.name.clone().unwrap_or_default();
         match crbs.get_opt(&name).await.map_err(kube_err(format!("reading ClusterRoleBinding {name}")))? {
             None => {
-                ignore_409(crbs.create(&PostParams::default(), planned).await.map(|_| ())).map_err(kube_err(format!("re-creating ClusterRoleBinding {name}")))?;
+                ignore_409(crbs.create(&PostParams::default(), planned).await.map(|_| ()))
+                    .map_err(kube_err(format!("re-creating ClusterRoleBinding {name}")))?;
             }
             Some(mut cur) if !cur.subjects.iter().flatten().any(|s| names(s, &b.subject)) => {
                 cur.subjects.get_or_insert_with(Vec::new).push(b.subject.clone());

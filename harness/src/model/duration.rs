@@ -50,10 +50,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" => return Err(format!("`{text}` has no unit; {EXPECTED}")),
         other => return Err(format!("`{text}` has an unknown unit `{other}`; {EXPECTED}")),
     };
-    let ms = n
-        .checked_mul(per_unit_ms)
-        .filter(|ms| *ms <= MAX.as_millis() as u64)
-        .ok_or_else(|| format!("`{text}` is too large; the longest allowed is 24h"))?;
+    let ms =
+        n.checked_mul(per_unit_ms).filter(|ms| *ms <= MAX.as_millis() as u64).ok_or_else(|| format!("`{text}` is too large; the longest allowed is 24h"))?;
     Ok(Duration::from_millis(ms))
 }
 

@@ -137,11 +137,7 @@ pub struct TooFewSamples {
 
 /// Apply the rule to the samples of one operation that started at or after `window.0` and
 /// ended before `window.1`.
-pub fn classify(
-    samples: &[Sample],
-    window: (Duration, Duration),
-    min_samples: usize,
-) -> Result<Classification, TooFewSamples> {
+pub fn classify(samples: &[Sample], window: (Duration, Duration), min_samples: usize) -> Result<Classification, TooFewSamples> {
     let (mut ok, mut partial, mut failed) = (0, 0, 0);
     for s in samples.iter().filter(|s| s.at >= window.0 && s.at + s.took < window.1) {
         match s.outcome {
@@ -180,11 +176,7 @@ pub struct Recovery {
 pub fn recovery(samples: &[Sample], reverted: Duration) -> Option<Recovery> {
     let time = recovery_time(samples, reverted)?;
     let streak_start = reverted + time;
-    let last_failure = samples
-        .iter()
-        .filter(|s| s.at >= reverted && s.at < streak_start && s.outcome != Outcome::Ok)
-        .map(|s| s.at - reverted)
-        .next_back();
+    let last_failure = samples.iter().filter(|s| s.at >= reverted && s.at < streak_start && s.outcome != Outcome::Ok).map(|s| s.at - reverted).next_back();
     Some(Recovery { time, last_failure })
 }
 
@@ -301,10 +293,7 @@ mod tests {
     #[test]
     fn too_few_samples_is_an_error_not_a_verdict() {
         let s = samples("ooo");
-        assert_eq!(
-            classify(&s, (Duration::ZERO, at(1_000)), 5),
-            Err(TooFewSamples { got: 3, needed: 5 })
-        );
+        assert_eq!(classify(&s, (Duration::ZERO, at(1_000)), 5), Err(TooFewSamples { got: 3, needed: 5 }));
         assert_eq!(classify(&[], (Duration::ZERO, at(1_000)), 0), Err(TooFewSamples { got: 0, needed: 1 }));
     }
 

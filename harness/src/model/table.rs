@@ -72,12 +72,11 @@ fn escape(s: &str) -> String {
 /// glyphs, bounds and claims can differ between them.
 pub fn note_for(scenario: &ScenarioSpec, op: &str) -> String {
     let documented = scenario.documented.notes.iter().find(|(k, _)| k.value == op).map(|(_, v)| v.clone());
-    let deviation = scenario.deviations.iter().find(|d| d.operation.value == op).map(|d| {
-        format!(
-            "deviation recorded: documented {}",
-            d.documented.map(|i| i.glyph()).unwrap_or("?")
-        )
-    });
+    let deviation = scenario
+        .deviations
+        .iter()
+        .find(|d| d.operation.value == op)
+        .map(|d| format!("deviation recorded: documented {}", d.documented.map(|i| i.glyph()).unwrap_or("?")));
     match (documented, deviation) {
         (Some(n), Some(d)) => format!("{n} ({d})"),
         (Some(n), None) => n,
@@ -88,11 +87,7 @@ pub fn note_for(scenario: &ScenarioSpec, op: &str) -> String {
 
 /// The recovery line's note: a pointer to a recorded recovery deviation.
 pub fn recovery_note(scenario: &ScenarioSpec) -> String {
-    if scenario.deviations.iter().any(|d| d.operation.value == RECOVERY) {
-        "deviation recorded".into()
-    } else {
-        String::new()
-    }
+    if scenario.deviations.iter().any(|d| d.operation.value == RECOVERY) { "deviation recorded".into() } else { String::new() }
 }
 
 pub fn bound_words(scenario: &ScenarioSpec) -> String {
@@ -116,12 +111,7 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
                 .find(|(k, _)| k.value == id)
                 .map(|(_, v)| *v)
                 .expect("suite::load checks that every operation has a documented impact");
-            let impact = scenario
-                .deviations
-                .iter()
-                .find(|d| d.operation.value == id)
-                .and_then(|d| d.observed)
-                .unwrap_or(documented);
+            let impact = scenario.deviations.iter().find(|d| d.operation.value == id).and_then(|d| d.observed).unwrap_or(documented);
             Row { operation: op.name.clone(), impact, note: note_for(scenario, id) }
         })
         .collect();

@@ -160,7 +160,13 @@ pub struct CachedKeys {
 
 impl CachedKeys {
     pub fn new(client: Arc<OidcClient>, user: &str, cluster: &ClusterHandle) -> Result<CachedKeys, String> {
-        Ok(CachedKeys { http: cluster_http(cluster, Duration::from_secs(3))?, client, user: user.into(), server: cluster.server.clone(), token: Mutex::new(None) })
+        Ok(CachedKeys {
+            http: cluster_http(cluster, Duration::from_secs(3))?,
+            client,
+            user: user.into(),
+            server: cluster.server.clone(),
+            token: Mutex::new(None),
+        })
     }
 }
 
@@ -263,7 +269,12 @@ pub struct KeyRotation {
 
 impl KeyRotation {
     async fn kids(&self) -> Result<Vec<String>, String> {
-        let resp = self.http.get(format!("{}/keys", self.issuer)).send().await.map_err(|e| if e.is_timeout() { "GET /keys: timed out".to_string() } else { "GET /keys: connection failed".to_string() })?;
+        let resp = self
+            .http
+            .get(format!("{}/keys", self.issuer))
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { "GET /keys: timed out".to_string() } else { "GET /keys: connection failed".to_string() })?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(format!("GET /keys: HTTP {status}"));

@@ -54,7 +54,10 @@ impl WorkloadHttp {
         let c = self.env.cluster(cluster).map_err(|e| e.to_string())?;
         let api: Api<EndpointSlice> = Api::namespaced(c.client.clone(), &self.namespace);
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", self.service));
-        let list = tokio::time::timeout(STEP, api.list(&lp)).await.map_err(|_| "listing endpoints: timed out".to_string())?.map_err(|e| format!("listing endpoints: {}", super::kube_message(&e)))?;
+        let list = tokio::time::timeout(STEP, api.list(&lp))
+            .await
+            .map_err(|_| "listing endpoints: timed out".to_string())?
+            .map_err(|e| format!("listing endpoints: {}", super::kube_message(&e)))?;
         let mut out = Vec::new();
         for slice in list.items {
             let port = slice.ports.iter().flatten().find_map(|p| p.port).unwrap_or(80) as u16;

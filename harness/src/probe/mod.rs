@@ -49,7 +49,9 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
     let cluster = |name: &str| env.cluster(name).map_err(|e| e.to_string());
     Ok(match spec {
         ProbeSpec::OidcLogin { user } => Arc::new(identity::Login { client: oidc()?, user: user.clone() }),
-        ProbeSpec::TokenRefresh { user } => Arc::new(identity::Refresh { client: oidc()?, user: user.clone(), token: Default::default(), interrupted: Default::default() }),
+        ProbeSpec::TokenRefresh { user } => {
+            Arc::new(identity::Refresh { client: oidc()?, user: user.clone(), token: Default::default(), interrupted: Default::default() })
+        }
         ProbeSpec::CachedKeyAuth { user, cluster: c } => Arc::new(identity::CachedKeys::new(oidc()?, user, cluster(c)?)?),
         ProbeSpec::ApiserverColdStart { user, cluster: c, timeout } => Arc::new(identity::ColdStart {
             env: env.clone(),
@@ -60,7 +62,12 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
         }),
         ProbeSpec::KeyRotation { window } => {
             let client = oidc()?;
-            Arc::new(identity::KeyRotation { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone(), window: window.0, seen: Default::default() })
+            Arc::new(identity::KeyRotation {
+                http: identity::issuer_http(&client)?,
+                issuer: client.identity.issuer.clone(),
+                window: window.0,
+                seen: Default::default(),
+            })
         }
         ProbeSpec::BreakGlass { cluster: c } => Arc::new(identity::BreakGlass { client: cluster(c)?.client.clone() }),
         ProbeSpec::IssuerEndpoints => {
@@ -174,9 +181,7 @@ impl ProbeSpec {
     /// Clusters the probe talks to (checked against the topology when a suite loads).
     pub fn clusters(&self) -> Vec<&str> {
         match self {
-            ProbeSpec::CachedKeyAuth { cluster, .. }
-            | ProbeSpec::ApiserverColdStart { cluster, .. }
-            | ProbeSpec::BreakGlass { cluster } => vec![cluster],
+            ProbeSpec::CachedKeyAuth { cluster, .. } | ProbeSpec::ApiserverColdStart { cluster, .. } | ProbeSpec::BreakGlass { cluster } => vec![cluster],
             ProbeSpec::WorkloadHttp { clusters, .. } | ProbeSpec::LocalClusterOps { clusters, .. } | ProbeSpec::MetricsDelivery { clusters, .. } => {
                 clusters.iter().map(String::as_str).collect()
             }

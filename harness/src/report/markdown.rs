@@ -48,7 +48,9 @@ pub fn render(results: &[ScenarioResult]) -> String {
             out.push('\n');
         }
         if !r.operations.is_empty() {
-            out.push_str("| Operation | Documented | Observed | Success ratio | Samples | Recovery | Failures seen |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+            out.push_str(
+                "| Operation | Documented | Observed | Success ratio | Samples | Recovery | Failures seen |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+            );
             for o in &r.operations {
                 let (glyph, ratio, n) = match &o.classification {
                     Some(c) => (c.impact.glyph(), format!("{:.0}%", 100.0 * c.success_ratio()), c.samples.to_string()),

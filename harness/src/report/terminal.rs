@@ -11,7 +11,9 @@ pub fn emitter() -> Emit {
     Arc::new(|ev: RunEvent| {
         let line = match &ev {
             RunEvent::Plan { suite, environment, clusters } => format!("firedrill: suite {suite} will fault clusters {} of {environment}", clusters.join(", ")),
-            RunEvent::EnvironmentReady { suite, run_id, run_dir, took } => format!("firedrill: {suite}: environment {run_id} ready in {} ({run_dir})", secs(*took)),
+            RunEvent::EnvironmentReady { suite, run_id, run_dir, took } => {
+                format!("firedrill: {suite}: environment {run_id} ready in {} ({run_dir})", secs(*took))
+            }
             RunEvent::ScenarioStarted { name, title } => format!("firedrill: {name}: {title}"),
             RunEvent::Phase { name, phase } => format!("firedrill: {name}: {phase}"),
             RunEvent::FaultInjected { name, fault, journal_seq } => format!("firedrill: {name}: injected {fault} (journal #{journal_seq})"),

@@ -75,7 +75,13 @@ pub async fn check(claim: Claim, env: &Env, deployed: &Deployed, before: &Before
                     let missing = replicas_without(env, d, last).await;
                     match missing {
                         Ok(m) if m.is_empty() => {
-                            break (true, format!("{during} change(s) accepted during the fault; the last (generation {last}) on every replica after {:.1} s", started.elapsed().as_secs_f64()));
+                            break (
+                                true,
+                                format!(
+                                    "{during} change(s) accepted during the fault; the last (generation {last}) on every replica after {:.1} s",
+                                    started.elapsed().as_secs_f64()
+                                ),
+                            );
                         }
                         Ok(m) if deadline.passed() => break (false, format!("generation {last} not on: {}", m.join(", "))),
                         Err(e) if deadline.passed() => break (false, e),
@@ -98,8 +104,12 @@ pub async fn check(claim: Claim, env: &Env, deployed: &Deployed, before: &Before
             if let Some(m) = &deployed.metrics {
                 for cluster in &m.collectors {
                     match metrics_kept(m, cluster, w, &deadline).await {
-                        Ok((kept, expected)) if kept as f64 >= METRICS_KEPT * expected as f64 => notes.push(format!("{cluster}: {kept}/{expected} metric samples")),
-                        Ok((kept, expected)) => lost.push(format!("{cluster}: only {kept} of {expected} metric samples of the fault window reached the receiver")),
+                        Ok((kept, expected)) if kept as f64 >= METRICS_KEPT * expected as f64 => {
+                            notes.push(format!("{cluster}: {kept}/{expected} metric samples"))
+                        }
+                        Ok((kept, expected)) => {
+                            lost.push(format!("{cluster}: only {kept} of {expected} metric samples of the fault window reached the receiver"))
+                        }
                         Err(e) => lost.push(format!("{cluster}: metrics: {e}")),
                     }
                 }

@@ -11,16 +11,42 @@ use crate::model::{Classification, Impact, ImpactTable};
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum RunEvent {
     /// Printed first: what will be faulted.
-    Plan { suite: String, environment: String, clusters: Vec<String> },
-    EnvironmentReady { suite: String, run_id: String, run_dir: String, took: Duration },
-    ScenarioStarted { name: String, title: String },
-    Phase { name: String, phase: String },
-    FaultInjected { name: String, fault: String, journal_seq: u64 },
-    FaultReverted { name: String, undo: String },
+    Plan {
+        suite: String,
+        environment: String,
+        clusters: Vec<String>,
+    },
+    EnvironmentReady {
+        suite: String,
+        run_id: String,
+        run_dir: String,
+        took: Duration,
+    },
+    ScenarioStarted {
+        name: String,
+        title: String,
+    },
+    Phase {
+        name: String,
+        phase: String,
+    },
+    FaultInjected {
+        name: String,
+        fault: String,
+        journal_seq: u64,
+    },
+    FaultReverted {
+        name: String,
+        undo: String,
+    },
     ScenarioFinished(Box<ScenarioResult>),
-    EnvironmentDown { suite: String },
+    EnvironmentDown {
+        suite: String,
+    },
     /// Something the user should know that is not a verdict (e.g. teardown failed).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
 }
 
 /// Everything known about one scenario once it ends.

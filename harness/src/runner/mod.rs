@@ -105,22 +105,43 @@ impl Session {
         }
         for dir in crate::backend::local::state::all_runs() {
             if let Some(e) = Journal::at(&dir).pending().first() {
-                emit(RunEvent::Warning { message: format!("another environment, {}, has a fault in place ({}, journal #{}): a drill in progress, or one that was killed (`firedrill recover {}`); this run does not touch it", dir.display(), e.scenario, e.seq, dir.display()) });
+                emit(RunEvent::Warning {
+                    message: format!(
+                        "another environment, {}, has a fault in place ({}, journal #{}): a drill in progress, or one that was killed (`firedrill recover {}`); this run does not touch it",
+                        dir.display(),
+                        e.scenario,
+                        e.seq,
+                        dir.display()
+                    ),
+                });
             }
         }
         let started = Instant::now();
         let (env, keep) = match &target {
             Target::New(backend) => {
-                let env = Env::provision(paths, *backend, &topo, hosts, firedrill).await.map_err(|e| RunError::Setup(format!("provisioning topology {}: {e}", topo.topology)))?;
+                let env = Env::provision(paths, *backend, &topo, hosts, firedrill)
+                    .await
+                    .map_err(|e| RunError::Setup(format!("provisioning topology {}: {e}", topo.topology)))?;
                 (env, keep)
             }
             Target::Existing(dir) => {
                 let run = crate::backend::local::LocalRun::attach(dir).map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;
                 if run.info.topology.topology != topo.topology {
-                    return Err(RunError::Setup(format!("run {} is topology {}; suite {} needs {}", dir.display(), run.info.topology.topology, suite.id(), topo.topology)));
+                    return Err(RunError::Setup(format!(
+                        "run {} is topology {}; suite {} needs {}",
+                        dir.display(),
+                        run.info.topology.topology,
+                        suite.id(),
+                        topo.topology
+                    )));
                 }
                 if let Some(h) = hosts.iter().find(|h| run.info.host(h).is_err()) {
-                    return Err(RunError::Setup(format!("run {} has no host `{h}`; bring it up with `firedrill up --topology {} --hosts {}`", dir.display(), topo.topology, hosts.join(","))));
+                    return Err(RunError::Setup(format!(
+                        "run {} has no host `{h}`; bring it up with `firedrill up --topology {} --hosts {}`",
+                        dir.display(),
+                        topo.topology,
+                        hosts.join(",")
+                    )));
                 }
                 (Env::from_local(paths, run).await.map_err(|e| RunError::Setup(e.to_string()))?, true)
             }
@@ -160,7 +181,9 @@ impl Session {
 
     pub async fn close(self) -> Result<(), RunError> {
         if self.keep {
-            (self.emit)(RunEvent::Warning { message: format!("environment kept at {}; remove it with `firedrill down {}`", self.env.run_dir.display(), self.env.run_dir.display()) });
+            (self.emit)(RunEvent::Warning {
+                message: format!("environment kept at {}; remove it with `firedrill down {}`", self.env.run_dir.display(), self.env.run_dir.display()),
+            });
             return Ok(());
         }
         let r = self.env.teardown().await.map_err(|e| RunError::Setup(format!("tearing down: {e}")));
@@ -230,7 +253,12 @@ impl Session {
         let spec = &suite.spec;
         let phase = |p: &str| (self.emit)(RunEvent::Phase { name: name.to_string(), phase: p.to_string() });
         if let Some(e) = journal.pending().first() {
-            return Err(RunError::Revert(format!("the journal still holds an unreverted fault from {} (#{}); run `firedrill recover {}`", e.scenario, e.seq, env.run_dir.display())));
+            return Err(RunError::Revert(format!(
+                "the journal still holds an unreverted fault from {} (#{}); run `firedrill recover {}`",
+                e.scenario,
+                e.seq,
+                env.run_dir.display()
+            )));
         }
         for f in &sc.faults {
             if let Some(needs) = f.missing_capability(&env.capabilities) {
@@ -285,14 +313,17 @@ impl Session {
             let missing = spec.operations.iter().find(|op| !samples.get(&op.id.value).is_some_and(|s| s.iter().any(|x| x.at >= baseline_start)));
             match missing {
                 None => break sampler.now(),
-                Some(op) if wait_for_one.passed() => return Err(RunError::SteadyState(format!("operation `{}` completed no attempt in the baseline window", op.id.value))),
+                Some(op) if wait_for_one.passed() => {
+                    return Err(RunError::SteadyState(format!("operation `{}` completed no attempt in the baseline window", op.id.value)));
+                }
                 Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         };
         let samples = sampler.samples();
         for op in &spec.operations {
             let s = &samples[&op.id.value];
-            let c = impact::classify(s, (baseline_start, baseline_end + Duration::from_millis(1)), 1).map_err(|e| RunError::SteadyState(format!("operation `{}`: {e}", op.id.value)))?;
+            let c = impact::classify(s, (baseline_start, baseline_end + Duration::from_millis(1)), 1)
+                .map_err(|e| RunError::SteadyState(format!("operation `{}`: {e}", op.id.value)))?;
             if c.impact != Impact::Unaffected {
                 let why = last_failure(s, baseline_start, baseline_end);
                 return Err(RunError::SteadyState(format!(
@@ -354,7 +385,8 @@ impl Session {
         for op in &spec.operations {
             let s = &samples[&op.id.value];
             let window = (injected + op.settle.0, revert_start);
-            let classification: Classification = impact::classify(s, window, op.min_samples as usize).map_err(|e| RunError::Setup(format!("operation `{}`: {e}", op.id.value)))?;
+            let classification: Classification =
+                impact::classify(s, window, op.min_samples as usize).map_err(|e| RunError::Setup(format!("operation `{}`: {e}", op.id.value)))?;
             let rec = impact::recovery(s, reverted);
             let recovery = rec.map(|r| r.time);
             if recovery.is_none() {
@@ -485,7 +517,9 @@ pub async fn revert_journal(env: &Env, journal: &Journal, scenario: Option<&str>
                 }
             }
         };
-        result.map_err(|err| RunError::Revert(format!("reverting `{what}` failed: {}; run `firedrill recover {}`", crate::probe::error_chain(&err), env.run_dir.display())))?;
+        result.map_err(|err| {
+            RunError::Revert(format!("reverting `{what}` failed: {}; run `firedrill recover {}`", crate::probe::error_chain(&err), env.run_dir.display()))
+        })?;
         journal.reverted(e.seq).map_err(|err| RunError::Revert(crate::probe::error_chain(&err)))?;
         emit(RunEvent::FaultReverted { name: e.scenario.clone(), undo: what.clone() });
         done.push(what);
@@ -513,7 +547,13 @@ pub fn refuse_unrecovered(dir: &std::path::Path) -> Result<(), RunError> {
 fn deviation_notes(sc: &ScenarioSpec) -> Vec<DeviationNote> {
     sc.deviations
         .iter()
-        .map(|d| DeviationNote { operation: d.operation.value.clone(), documented: d.documented, observed: d.observed, reason: d.reason.clone(), evidence: d.evidence.clone() })
+        .map(|d| DeviationNote {
+            operation: d.operation.value.clone(),
+            documented: d.documented,
+            observed: d.observed,
+            reason: d.reason.clone(),
+            evidence: d.evidence.clone(),
+        })
         .collect()
 }
 

@@ -20,10 +20,7 @@ const MAX_SUITE_BYTES: usize = 1 << 20;
 /// is reported. Finding none is an error.
 pub fn load_dir(dir: &Path, fixtures: &Path) -> Result<Vec<Suite>, SuiteError> {
     let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Read { path: dir.to_path_buf(), source })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     files.sort();
     if files.is_empty() {
         return Err(SuiteError::NoSuites(dir.to_path_buf()));
@@ -118,11 +115,7 @@ fn parse(text: &str) -> Result<SuiteSpec, (Loc, String)> {
         let field = field.trim_end_matches(".?").trim_end_matches('?').to_string();
         let message = error_message(&e);
         // The path names the field unless the error is about the document as a whole.
-        if field.is_empty() || field == "." || message.contains(&format!("`{field}`")) {
-            (loc, message)
-        } else {
-            (loc, format!("`{field}`: {message}"))
-        }
+        if field.is_empty() || field == "." || message.contains(&format!("`{field}`")) { (loc, message) } else { (loc, format!("`{field}`: {message}")) }
     })
 }
 
@@ -164,7 +157,10 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         return Err(at(topo_name, format!("`topology`: `{}` is not a topology name (lowercase letters, digits, dashes)", topo_name.value)));
     }
     if !fixtures.join("topologies").join(format!("{}.yaml", topo_name.value)).is_file() {
-        return Err(at(topo_name, format!("`topology`: no topology `{}` in fixtures/topologies/ (there are: {})", topo_name.value, fixture_names(&fixtures.join("topologies"), true))));
+        return Err(at(
+            topo_name,
+            format!("`topology`: no topology `{}` in fixtures/topologies/ (there are: {})", topo_name.value, fixture_names(&fixtures.join("topologies"), true)),
+        ));
     }
     let topology = Topology::load(fixtures, &topo_name.value).map_err(|e| at(topo_name, format!("`topology`: {e}")))?;
     let mut hosts = BTreeSet::new();
@@ -174,7 +170,10 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
             return Err(at(c, format!("`components`: `{}` is not a component name (lowercase letters, digits, dashes)", c.value)));
         }
         if !fixtures.join("components").join(&c.value).join("component.yaml").is_file() {
-            return Err(at(c, format!("`components`: no component `{}` in fixtures/components/ (there are: {})", c.value, fixture_names(&fixtures.join("components"), false))));
+            return Err(at(
+                c,
+                format!("`components`: no component `{}` in fixtures/components/ (there are: {})", c.value, fixture_names(&fixtures.join("components"), false)),
+            ));
         }
         let comp = Component::load(fixtures, &c.value).map_err(|e| at(c, format!("`components`: {e}")))?;
         hosts.extend(comp.hosts.iter().map(|h| h.name.clone()));
@@ -258,7 +257,13 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                 && !hosts.contains(host)
             {
                 let known: Vec<_> = hosts.iter().map(String::as_str).collect();
-                return Err(at(&sc.id, format!("scenario `{id}`: fault `stop-host` names host `{host}`, which no component of the suite defines (hosts: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })));
+                return Err(at(
+                    &sc.id,
+                    format!(
+                        "scenario `{id}`: fault `stop-host` names host `{host}`, which no component of the suite defines (hosts: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                ));
             }
         }
 
@@ -266,12 +271,22 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         let mut covered = BTreeSet::new();
         for (op, _) in sc.documented.impact.iter() {
             if !ops.contains(&op.value.as_str()) {
-                return Err(at(op, format!("scenario `{id}`: documented impact names operation `{}`, which the suite does not define (operations: {})", op.value, ops.join(", "))));
+                return Err(at(
+                    op,
+                    format!(
+                        "scenario `{id}`: documented impact names operation `{}`, which the suite does not define (operations: {})",
+                        op.value,
+                        ops.join(", ")
+                    ),
+                ));
             }
             covered.insert(op.value.as_str());
         }
         if let Some(missing) = ops.iter().find(|o| !covered.contains(*o)) {
-            return Err(at(&sc.id, format!("scenario `{id}`: `documented.impact` has no entry for operation `{missing}`; every operation needs its documented glyph")));
+            return Err(at(
+                &sc.id,
+                format!("scenario `{id}`: `documented.impact` has no entry for operation `{missing}`; every operation needs its documented glyph"),
+            ));
         }
         let recovery = &sc.documented.recovery;
         for op in recovery.mttr_scope.iter().flatten() {
@@ -314,10 +329,20 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
             match (d.documented, d.observed) {
                 (Some(doc), Some(obs)) => {
                     if Some(doc) != documented {
-                        return Err(at(op, format!("scenario `{id}`: deviation for `{}` says the document has {doc}, but `documented.impact` has {}", op.value, documented.map(|i| i.glyph()).unwrap_or("nothing"))));
+                        return Err(at(
+                            op,
+                            format!(
+                                "scenario `{id}`: deviation for `{}` says the document has {doc}, but `documented.impact` has {}",
+                                op.value,
+                                documented.map(|i| i.glyph()).unwrap_or("nothing")
+                            ),
+                        ));
                     }
                     if doc == obs {
-                        return Err(at(op, format!("scenario `{id}`: deviation for `{}` observes the documented glyph {doc}; that is not a deviation", op.value)));
+                        return Err(at(
+                            op,
+                            format!("scenario `{id}`: deviation for `{}` observes the documented glyph {doc}; that is not a deviation", op.value),
+                        ));
                     }
                 }
                 _ => return Err(at(op, format!("scenario `{id}`: deviation for `{}` needs both `documented` and `observed`", op.value))),

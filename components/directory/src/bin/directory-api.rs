@@ -152,5 +152,9 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(listen, "directory-api listening");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    axum::serve(listener, router).with_graceful_shutdown(async move { term.recv().await; }).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            term.recv().await;
+        })
+        .await
 }

@@ -31,8 +31,14 @@ async fn main() {
 
 async fn round(client: &Client) -> Result<(), String> {
     let clusters = Api::<Cluster>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
-    let policies: Vec<(String, directory::ClusterPolicySpec)> =
-        Api::<ClusterPolicy>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.into_iter().map(|p| (p.name_any(), p.spec)).collect();
+    let policies: Vec<(String, directory::ClusterPolicySpec)> = Api::<ClusterPolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p.spec))
+        .collect();
     let configs: Api<ClusterConfig> = Api::namespaced(client.clone(), directory::NAMESPACE);
     let existing = configs.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
     for c in &clusters {

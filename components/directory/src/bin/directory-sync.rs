@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use directory::logic::{mirror_plan, validate_policy};
-use directory::{Cluster, ClusterConfig, ClusterConfigSpec, ClusterPolicy, Condition, DirectorySync, DirectorySyncStatus, MANAGED_BY, MANAGER, NamespaceReport};
+use directory::{
+    Cluster, ClusterConfig, ClusterConfigSpec, ClusterPolicy, Condition, DirectorySync, DirectorySyncStatus, MANAGED_BY, MANAGER, NamespaceReport,
+};
 use k8s_openapi::api::core::v1::{Event, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectReference};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -124,18 +126,16 @@ fn meta_copy(m: &ObjectMeta) -> ObjectMeta {
 }
 
 fn same_meta(a: &ObjectMeta, b: &ObjectMeta) -> bool {
-    a.labels.clone().unwrap_or_default() == b.labels.clone().unwrap_or_default() && a.annotations.clone().unwrap_or_default() == b.annotations.clone().unwrap_or_default()
+    a.labels.clone().unwrap_or_default() == b.labels.clone().unwrap_or_default()
+        && a.annotations.clone().unwrap_or_default() == b.annotations.clone().unwrap_or_default()
 }
 
 /// Make the local Clusters and ClusterPolicies exactly the directory's. Returns what was
 /// skipped as invalid.
 async fn mirror(local: &Client, state: &State) -> Vec<String> {
     let mut skipped = Vec::new();
-    let clusters: Vec<(String, Cluster)> = state
-        .clusters
-        .iter()
-        .map(|c| (c.name_any(), Cluster { metadata: meta_copy(&c.metadata), spec: c.spec.clone(), status: None }))
-        .collect();
+    let clusters: Vec<(String, Cluster)> =
+        state.clusters.iter().map(|c| (c.name_any(), Cluster { metadata: meta_copy(&c.metadata), spec: c.spec.clone(), status: None })).collect();
     let mut policies = Vec::new();
     for p in &state.policies {
         match validate_policy(&p.spec) {
@@ -212,7 +212,10 @@ async fn apply(local: &Client, cfg: &ClusterConfigSpec) -> Result<(), String> {
         if let Some(l) = &n.limits {
             let item = LimitRangeItem {
                 type_: "Container".into(),
-                default: Some(BTreeMap::from([("cpu".to_string(), Quantity(l.default_cpu.clone())), ("memory".to_string(), Quantity(l.default_memory.clone()))])),
+                default: Some(BTreeMap::from([
+                    ("cpu".to_string(), Quantity(l.default_cpu.clone())),
+                    ("memory".to_string(), Quantity(l.default_memory.clone())),
+                ])),
                 ..Default::default()
             };
             let obj = LimitRange { metadata: labelled("directory-limits", Some(&n.namespace)), spec: Some(LimitRangeSpec { limits: vec![item] }) };
@@ -226,7 +229,12 @@ async fn apply(local: &Client, cfg: &ClusterConfigSpec) -> Result<(), String> {
             let obj = RoleBinding {
                 metadata: labelled(&name, Some(&n.namespace)),
                 role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "ClusterRole".into(), name: b.cluster_role.clone() },
-                subjects: Some(vec![Subject { kind: "Group".into(), name: b.group.clone(), api_group: Some("rbac.authorization.k8s.io".into()), namespace: None }]),
+                subjects: Some(vec![Subject {
+                    kind: "Group".into(),
+                    name: b.group.clone(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    namespace: None,
+                }]),
             };
             Api::<RoleBinding>::namespaced(local.clone(), &n.namespace)
                 .patch(&name, &ssa, &Patch::Apply(&obj))

@@ -49,7 +49,14 @@ pub fn prepare(run: &RunInfo, c: &ClusterInfo) -> Result<(), BackendError> {
         ca.issue(&Leaf { common_name: cn.into(), organizations: org.into_iter().map(String::from).collect(), client: true, ..Default::default() })
     };
     pki::write_kubeconfig(&c.admin_kubeconfig, &c.name, server, &ca.cert_pem, "admin", &client("firedrill-admin", Some("system:masters"))?)?;
-    pki::write_kubeconfig(&c.dir.join("controller-manager.kubeconfig"), &c.name, server, &ca.cert_pem, "kcm", &client("system:kube-controller-manager", None)?)?;
+    pki::write_kubeconfig(
+        &c.dir.join("controller-manager.kubeconfig"),
+        &c.name,
+        server,
+        &ca.cert_pem,
+        "kcm",
+        &client("system:kube-controller-manager", None)?,
+    )?;
     pki::write_kubeconfig(&c.dir.join("scheduler.kubeconfig"), &c.name, server, &ca.cert_pem, "scheduler", &client("system:kube-scheduler", None)?)?;
     for n in &c.nodes {
         let pair = client(&format!("system:node:{}", n.name), Some("system:nodes"))?;
@@ -83,12 +90,7 @@ pub struct Component {
 }
 
 fn spec(argv: Vec<String>, netns: &str) -> ExecSpec {
-    ExecSpec {
-        argv,
-        env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
-        netns: Some(netns.to_string()),
-        ..Default::default()
-    }
+    ExecSpec { argv, env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())], netns: Some(netns.to_string()), ..Default::default() }
 }
 
 fn s(p: &Path) -> String {
@@ -103,11 +105,8 @@ pub fn components(c: &ClusterInfo, bin: &Binaries) -> Result<Vec<Component>, Bac
     let ha = c.apiserver_nodes.len() > 1;
     let mut out = Vec::new();
 
-    let members: Vec<(String, String)> = c
-        .etcd_nodes
-        .iter()
-        .map(|n| c.node(n).map(|node| (n.clone(), format!("http://{}:2380", node.ip))))
-        .collect::<Result<_, _>>()?;
+    let members: Vec<(String, String)> =
+        c.etcd_nodes.iter().map(|n| c.node(n).map(|node| (n.clone(), format!("http://{}:2380", node.ip)))).collect::<Result<_, _>>()?;
     let initial = members.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>().join(",");
     for (name, peer) in &members {
         let node = c.node(name)?;

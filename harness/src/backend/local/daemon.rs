@@ -27,9 +27,9 @@ use super::rpc::{Reply, Request};
 use super::shim::ExecSpec;
 use super::state::{ClusterInfo, Ledger, RunInfo};
 use crate::backend::BackendError;
-use crate::wait::{self, Deadline};
 use crate::fixtures::{Binaries, Paths};
 use crate::topology::NodeRole;
+use crate::wait::{self, Deadline};
 
 /// `status.json`: what `firedrill up` waits for.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -628,12 +628,7 @@ async fn wait_nodes_ready(c: &ClusterInfo) -> Result<(), BackendError> {
             let ready = nodes
                 .items
                 .iter()
-                .filter(|n| {
-                    n.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
+                .filter(|n| n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
                 .count();
             (ready >= want).then_some(())
         }

@@ -61,7 +61,9 @@ impl ImageMap {
                 },
                 Source::Workspace(b) => firedrill.parent().unwrap_or(Path::new(".")).join(b),
                 Source::System(p) if p.is_absolute() => p.clone(),
-                Source::System(p) => return Err(FixtureError::Invalid { path, message: format!("image {name}: system binary {} is not an absolute path", p.display()) }),
+                Source::System(p) => {
+                    return Err(FixtureError::Invalid { path, message: format!("image {name}: system binary {} is not an absolute path", p.display()) });
+                }
             };
             images.insert(name, Image { binary, path: e.path });
         }

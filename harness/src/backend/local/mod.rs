@@ -28,15 +28,8 @@ use crate::fixtures::{Binaries, Paths};
 use crate::topology::Topology;
 use crate::wait::{self, Deadline};
 
-pub const CAPABILITIES: Capabilities = Capabilities {
-    api_faults: true,
-    stop_host: true,
-    partition: true,
-    stop_storage: true,
-    lose_node: true,
-    stop_cluster: true,
-    extra_apiserver: true,
-};
+pub const CAPABILITIES: Capabilities =
+    Capabilities { api_faults: true, stop_host: true, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: true };
 
 /// How long `up` waits for the daemon to report ready.
 const UP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -111,7 +104,8 @@ impl LocalRun {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| BackendError::Command { command: format!("{} __daemon", self.info.firedrill.display()), stderr: e.to_string() })?;
+        let mut child =
+            cmd.spawn().map_err(|e| BackendError::Command { command: format!("{} __daemon", self.info.firedrill.display()), stderr: e.to_string() })?;
         let result = wait::until(Deadline::after(UP_TIMEOUT), "the local daemon to report every cluster ready", || {
             let status = daemon::read_status(dir);
             let exited = child.try_wait().ok().flatten();
@@ -167,7 +161,8 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
         if rpc::call(dir, &rpc::Request::Shutdown, Duration::from_secs(60)).await.is_err() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         }
-        let gone = wait::until(Deadline::after(Duration::from_secs(30)), &format!("local daemon {pid} to exit"), || async move { (!alive(pid)).then_some(()) }).await;
+        let gone =
+            wait::until(Deadline::after(Duration::from_secs(30)), &format!("local daemon {pid} to exit"), || async move { (!alive(pid)).then_some(()) }).await;
         if gone.is_err() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }

@@ -126,18 +126,9 @@ pub fn delete_link(name: &str) -> Result<(), BackendError> {
 
 /// Every namespace and link name this machine has that firedrill's naming could have made.
 pub fn firedrill_names() -> (Vec<String>, Vec<String>) {
-    let netns = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| is_ours(n))
-        .collect();
-    let links = std::fs::read_dir("/sys/class/net")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| is_ours(n))
-        .collect();
+    let netns = std::fs::read_dir("/run/netns").into_iter().flatten().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_ours(n)).collect();
+    let links =
+        std::fs::read_dir("/sys/class/net").into_iter().flatten().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_ours(n)).collect();
     (netns, links)
 }
 

@@ -10,10 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 
 use crate::backend::BackendError;
 
@@ -133,13 +130,7 @@ fn write_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), BackendErro
     }
     // Replace rather than truncate: a reader never sees a half-written key.
     let tmp = path.with_extension("tmp-write");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| BackendError::io(&tmp, e))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(|e| BackendError::io(&tmp, e))?;
     f.write_all(contents).map_err(|e| BackendError::io(&tmp, e))?;
     f.sync_all().map_err(|e| BackendError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| BackendError::io(path, e))

@@ -15,22 +15,50 @@ use crate::backend::BackendError;
 pub enum Request {
     Status,
     /// Run a process on a host outside the clusters; kept and restarted by `start-host`.
-    AddHostProcess { host: String, name: String, argv: Vec<String>, env: Vec<(String, String)> },
-    StopHost { host: String },
-    StartHost { host: String },
+    AddHostProcess {
+        host: String,
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    StopHost {
+        host: String,
+    },
+    StartHost {
+        host: String,
+    },
     /// Stop or start a cluster's etcd member(s).
-    StopStorage { cluster: String },
-    StartStorage { cluster: String },
+    StopStorage {
+        cluster: String,
+    },
+    StartStorage {
+        cluster: String,
+    },
     /// A node is lost: its agent stops and its pods' processes are killed. Restoring starts
     /// a fresh agent, as after a reboot.
-    LoseNode { cluster: String, node: String },
-    RestoreNode { cluster: String, node: String },
+    LoseNode {
+        cluster: String,
+        node: String,
+    },
+    RestoreNode {
+        cluster: String,
+        node: String,
+    },
     /// Every process of a cluster: control plane, node agents, pods.
-    StopCluster { cluster: String },
-    StartCluster { cluster: String },
+    StopCluster {
+        cluster: String,
+    },
+    StartCluster {
+        cluster: String,
+    },
     /// One more kube-apiserver on the cluster's first API-server node, on `port`.
-    StartExtraApiserver { cluster: String, port: u16 },
-    StopProcess { name: String },
+    StartExtraApiserver {
+        cluster: String,
+        port: u16,
+    },
+    StopProcess {
+        name: String,
+    },
     Shutdown,
 }
 

@@ -57,8 +57,7 @@ enum Never {}
 
 fn exec(spec: &ExecSpec) -> Result<Never, String> {
     if let Some(cg) = &spec.cgroup {
-        std::fs::write(cg.join("cgroup.procs"), std::process::id().to_string())
-            .map_err(|e| format!("joining cgroup {}: {e}", cg.display()))?;
+        std::fs::write(cg.join("cgroup.procs"), std::process::id().to_string()).map_err(|e| format!("joining cgroup {}: {e}", cg.display()))?;
     }
     if let Some(ns) = &spec.netns {
         let path = Path::new("/run/netns").join(ns);
@@ -83,8 +82,7 @@ fn exec(spec: &ExecSpec) -> Result<Never, String> {
 
 fn mount_volumes(spec: &ExecSpec) -> Result<(), String> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("making / private: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("making / private: {e}"))?;
     let scratch = spec.scratch.clone().ok_or("mounts need a scratch directory")?;
     let mut overlaid: Vec<PathBuf> = Vec::new();
     let mut mounts = spec.mounts.clone();
@@ -105,10 +103,7 @@ fn mount_volumes(spec: &ExecSpec) -> Result<(), String> {
                 .canonicalize()
                 .map_err(|e| format!("resolving the parent of {}: {e}", m.target.display()))?;
             if ancestor == Path::new("/") {
-                return Err(format!(
-                    "mount path {}: its top-level directory does not exist, and the local backend will not overlay /",
-                    m.target.display()
-                ));
+                return Err(format!("mount path {}: its top-level directory does not exist, and the local backend will not overlay /", m.target.display()));
             }
             if !overlaid.iter().any(|o| ancestor.starts_with(o)) {
                 let n = overlaid.len();

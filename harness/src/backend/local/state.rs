@@ -34,12 +34,8 @@ pub fn runs_dir() -> PathBuf {
 
 /// Every run directory on this machine, oldest first.
 pub fn all_runs() -> Vec<PathBuf> {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(runs_dir())
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("run.json").is_file())
-        .collect();
+    let mut runs: Vec<PathBuf> =
+        std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("run.json").is_file()).collect();
     runs.sort();
     runs
 }
@@ -128,12 +124,7 @@ impl RunInfo {
             let apiserver_nodes: Vec<String> = control.iter().take(c.apiservers as usize).map(|n| n.name.clone()).collect();
             let apiserver_lb = (c.apiservers > 1).then(|| {
                 let name = format!("{}-api-lb", c.name);
-                all_hosts.push(HostInfo {
-                    ip: s.host_ip(190 + k as u8),
-                    netns: format!("fd{subnet}-host-{name}"),
-                    veth: next_veth(),
-                    name: name.clone(),
-                });
+                all_hosts.push(HostInfo { ip: s.host_ip(190 + k as u8), netns: format!("fd{subnet}-host-{name}"), veth: next_veth(), name: name.clone() });
                 name
             });
             let server_ip = match &apiserver_lb {
@@ -154,12 +145,7 @@ impl RunInfo {
             });
         }
         for (h, name) in hosts.iter().enumerate() {
-            all_hosts.push(HostInfo {
-                name: name.clone(),
-                ip: s.host_ip(200 + h as u8),
-                netns: format!("fd{subnet}-host-{name}"),
-                veth: next_veth(),
-            });
+            all_hosts.push(HostInfo { name: name.clone(), ip: s.host_ip(200 + h as u8), netns: format!("fd{subnet}-host-{name}"), veth: next_veth() });
         }
         RunInfo {
             id: id.to_string(),
@@ -240,11 +226,7 @@ impl Ledger {
 
     /// Entries in creation order; a torn last line (crash mid-write) is skipped.
     pub fn entries(&self) -> Vec<LedgerEntry> {
-        std::fs::read_to_string(&self.path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        std::fs::read_to_string(&self.path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 }
 

@@ -92,9 +92,8 @@ async fn register(ctx: &NodeCtx) -> Result<(), BackendError> {
     labels.insert("kubernetes.io/hostname".into(), ctx.node.clone());
     labels.insert("kubernetes.io/os".into(), "linux".into());
     labels.insert("kubernetes.io/arch".into(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"));
-    let taints = (ctx.role == NodeRole::ControlPlane).then(|| {
-        vec![Taint { key: "node-role.kubernetes.io/control-plane".into(), effect: "NoSchedule".into(), ..Default::default() }]
-    });
+    let taints = (ctx.role == NodeRole::ControlPlane)
+        .then(|| vec![Taint { key: "node-role.kubernetes.io/control-plane".into(), effect: "NoSchedule".into(), ..Default::default() }]);
     let node = Node {
         metadata: ObjectMeta { name: Some(ctx.node.clone()), labels: Some(labels), ..Default::default() },
         spec: Some(NodeSpec { taints, ..Default::default() }),

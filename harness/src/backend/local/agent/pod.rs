@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
-    PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
+    PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
@@ -94,12 +94,7 @@ fn now() -> Time {
 /// pod (status and events), as the kubelet does.
 pub async fn run(ctx: Arc<NodeCtx>, pod: Pod, mut rx: mpsc::Receiver<Msg>) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let dir = ctx.pods_dir.join(format!(
-        "{}_{}_{}",
-        pod.metadata.namespace.as_deref().unwrap_or(""),
-        pod.metadata.name.as_deref().unwrap_or(""),
-        uid
-    ));
+    let dir = ctx.pods_dir.join(format!("{}_{}_{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""), uid));
     let mut w = Worker {
         ctx: ctx.clone(),
         dir,
@@ -481,12 +476,8 @@ impl Worker {
 
     fn grace(&self, override_: Option<Duration>) -> Duration {
         override_.unwrap_or_else(|| {
-            let secs = self
-                .pod
-                .metadata
-                .deletion_grace_period_seconds
-                .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-                .unwrap_or(30);
+            let secs =
+                self.pod.metadata.deletion_grace_period_seconds.or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30);
             Duration::from_secs(secs.max(0) as u64)
         })
     }

@@ -82,7 +82,9 @@ pub async fn materialize(client: &kube::Client, pod: &Pod, dir: &Path) -> Result
                         write_file(&vdir.join(&item.path), value.as_bytes(), item.mode.unwrap_or(mode)).map_err(fail)?;
                     }
                 } else {
-                    return Err(fail("projected source not supported by the local backend (supported: serviceAccountToken, configMap, secret, downwardAPI)".into()));
+                    return Err(fail(
+                        "projected source not supported by the local backend (supported: serviceAccountToken, configMap, secret, downwardAPI)".into(),
+                    ));
                 }
             }
         } else {
