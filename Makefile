@@ -39,7 +39,7 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	mkdir -p fuzz/corpus/suite_loader
-	cd fuzz && $(CARGO) +nightly fuzz run suite_loader corpus/suite_loader seeds -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
+	cd fuzz && $(CARGO) +nightly fuzz run suite_loader corpus/suite_loader ../harness/tests/data/bad-suites ../suites -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 review:
 	@command -v cargo-insta >/dev/null || $(CARGO) install cargo-insta --locked
