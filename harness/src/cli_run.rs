@@ -1,6 +1,5 @@
 //! `firedrill run` and `firedrill recover`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,7 +69,9 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
                     eprintln!("error: suite {}: {e}", suite.id());
                     for j in scs {
                         let sc = &suite.spec.scenarios[*j];
-                        results.push(setup_failed(suite, sc, &e.to_string()));
+                        let mut r = setup_failed(suite, sc, &e.to_string());
+                        r.round = round;
+                        results.push(r);
                     }
                     continue;
                 }
@@ -79,7 +80,8 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
                 if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
+                let mut r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
+                r.round = round;
                 report::terminal::print_result(&r);
                 results.push(r);
             }
@@ -94,14 +96,18 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         }
     }
     let all: Vec<ScenarioResult> = rounds.iter().flatten().cloned().collect();
+    let stability = (args.repeat > 1).then(|| report::stability::Stability::of(&rounds));
     if let Some(dir) = &args.report {
-        match report::write_all(dir, &all) {
+        match report::write_all(dir, &all, stability.as_ref()) {
             Ok(()) => eprintln!("firedrill: report written to {}", dir.join("report.md").display()),
             Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
         }
     }
-    if args.repeat > 1 {
-        print_flakiness(&rounds);
+    if let Some(s) = &stability {
+        println!("\nfiredrill: {}", s.summary());
+        for c in &s.changed {
+            println!("  {c}");
+        }
     }
     exit_code(&all)
 }
@@ -121,6 +127,7 @@ fn setup_failed(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, er
         claims: vec![],
         reverted: vec![],
         took: Default::default(),
+        round: 1,
     }
 }
 
@@ -132,66 +139,6 @@ pub fn exit_code(results: &[ScenarioResult]) -> ExitCode {
         ExitCode::from(EXIT_MISMATCH)
     } else {
         ExitCode::from(EXIT_MATCH)
-    }
-}
-
-/// Every (scenario, operation) cell whose glyph was not the same in every round.
-pub fn unstable_cells(rounds: &[Vec<ScenarioResult>]) -> Vec<String> {
-    let mut seen = Vec::new();
-    for (i, round) in rounds.iter().enumerate() {
-        for r in round {
-            for o in &r.operations {
-                let glyph = o.classification.as_ref().map(|c| c.impact.glyph().to_string()).unwrap_or_else(|| "—".into());
-                seen.push((i, r.name(), o.name.clone(), glyph));
-            }
-            // A harness error after a table was computed (a steady state not restored)
-            // counts: the verdict is a cell of its own.
-            seen.push((i, r.name(), "(verdict)".into(), crate::report::markdown::verdict_word(&r.verdict).into()));
-        }
-    }
-    changed_cells(rounds.len(), &seen)
-}
-
-/// The cells whose value is not the same in every round: `seen` is (round, scenario,
-/// cell, value); a cell missing from a round shows as `·` there and counts as a change.
-fn changed_cells(rounds: usize, seen: &[(usize, String, String, String)]) -> Vec<String> {
-    let mut cells: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (round, sc, cell, value) in seen {
-        let v = cells.entry((sc.clone(), cell.clone())).or_insert_with(|| vec!["·".to_string(); rounds]);
-        v[*round] = value.clone();
-    }
-    cells.into_iter().filter(|(_, v)| v.windows(2).any(|w| w[0] != w[1])).map(|((sc, op), v)| format!("{sc} / {op}: {}", v.join(" | "))).collect()
-}
-
-fn print_flakiness(rounds: &[Vec<ScenarioResult>]) {
-    // An interrupted last round is left out: it did not run everything.
-    let complete = rounds.iter().take_while(|r| r.len() == rounds[0].len()).count();
-    let rounds = &rounds[..complete];
-    let unstable = unstable_cells(rounds);
-    if unstable.is_empty() {
-        println!("\nfiredrill: every verdict was identical in all {} complete rounds", rounds.len());
-    } else {
-        println!("\nfiredrill: {} cell(s) changed across {} complete rounds:", unstable.len(), rounds.len());
-        for u in unstable {
-            println!("  {u}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    fn cell(round: usize, cell: &str, value: &str) -> (usize, String, String, String) {
-        (round, "s::a".into(), cell.into(), value.into())
-    }
-
-    #[test]
-    fn a_verdict_or_glyph_that_changes_in_any_round_is_reported() {
-        let same = [cell(0, "op", "✅"), cell(1, "op", "✅"), cell(0, "(verdict)", "matches the document"), cell(1, "(verdict)", "matches the document")];
-        assert!(super::changed_cells(2, &same).is_empty());
-        let flip = [cell(0, "op", "✅"), cell(1, "op", "✅"), cell(0, "(verdict)", "matches the document"), cell(1, "(verdict)", "harness error")];
-        assert_eq!(super::changed_cells(2, &flip), vec!["s::a / (verdict): matches the document | harness error".to_string()]);
-        let missing = [cell(0, "op", "✅")];
-        assert_eq!(super::changed_cells(2, &missing), vec!["s::a / op: ✅ | ·".to_string()]);
     }
 }
 

@@ -113,6 +113,8 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
         assert_eq!(o.status.code(), Some(1), "{out}");
         assert!(out.contains("DIFFERS from the document"), "{out}");
         assert!(out.contains("| Console login, local user | ✅ |"), "observed ✅ where the document says ❌: {out}");
+        let html = std::fs::read_to_string(report.path().join("report.html")).unwrap();
+        assert!(html.contains("<td class=\"differs\">DIFFERS from the document</td>"), "the HTML report shows the verdict: {html}");
 
         // Secrets of this run: the dex client secret and LDAP admin password from its
         // rendered configuration, the private keys it generated.
@@ -126,7 +128,7 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
             secrets.push(pem.lines().nth(1).unwrap().to_string());
         }
         let mut haystacks = vec![("output".to_string(), out.clone())];
-        for f in ["report.md", "results.json", "junit.xml"] {
+        for f in ["report.md", "report.html", "results.json", "junit.xml"] {
             haystacks.push((f.into(), std::fs::read_to_string(report.path().join(f)).unwrap()));
         }
         haystacks.push(("daemon.log".into(), std::fs::read_to_string(run_dir.join("daemon.log")).unwrap()));

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     let results = std::mem::take(&mut *RESULTS.lock().expect("results"));
     if !results.is_empty() {
         let dir = root().join("target/drill-report");
-        if let Err(e) = firedrill::report::write_all(&dir, &results) {
+        if let Err(e) = firedrill::report::write_all(&dir, &results, None) {
             eprintln!("warning: writing {}: {e}", dir.display());
         }
     }

@@ -2,11 +2,8 @@
 
 use std::fmt::Write as _;
 
+use super::html::esc;
 use crate::runner::{ScenarioResult, Verdict};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 pub fn render(results: &[ScenarioResult]) -> String {
     let failures = results.iter().filter(|r| matches!(r.verdict, Verdict::Mismatch { .. })).count();
@@ -15,7 +12,13 @@ pub fn render(results: &[ScenarioResult]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(out, "<testsuite name=\"firedrill\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\">", results.len());
     for r in results {
-        let _ = write!(out, "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.1}\">", esc(&r.suite), esc(&r.scenario), r.took.as_secs_f64());
+        let _ = write!(
+            out,
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.1}\">",
+            esc(&r.suite),
+            esc(&super::label(r, results).trim_start_matches(&format!("{}::", r.suite))),
+            r.took.as_secs_f64()
+        );
         match &r.verdict {
             Verdict::Match => {}
             Verdict::Mismatch { diff } => {

@@ -16,7 +16,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
-            r.name(),
+            super::label(r, results),
             verdict_word(&r.verdict),
             r.mttr.map(secs).unwrap_or_else(|| "—".into()),
             r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()),
@@ -24,7 +24,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
         );
     }
     for r in results {
-        let _ = writeln!(out, "\n## {} — {}\n", r.name(), r.title);
+        let _ = writeln!(out, "\n## {} — {}\n", super::label(r, results), r.title);
         let _ = writeln!(out, "Verdict: **{}**\n", verdict_word(&r.verdict));
         match &r.verdict {
             Verdict::Mismatch { diff } => {
@@ -56,12 +56,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
                     Some(c) => (c.impact.glyph(), format!("{:.0}%", 100.0 * c.success_ratio()), c.samples.to_string()),
                     None => ("—", "—".into(), "—".into()),
                 };
-                let mut failures = o.failures.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ");
-                if !o.recovery_failures.is_empty() {
-                    let after = o.recovery_failures.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ");
-                    failures.push_str(&format!("; after revert: {after}"));
-                }
-                let failures = failures.replace('|', "\\|");
+                let failures = super::failures_seen(o).replace('|', "\\|");
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} |",

@@ -1,21 +1,46 @@
 //! Reporters: they consume run events and results, and never decide a verdict.
 
+pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod stability;
 pub mod terminal;
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::runner::ScenarioResult;
+use crate::runner::{OperationResult, ScenarioResult};
 
-/// Write `report.md`, `junit.xml` and `results.json` into `dir`.
-pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> std::io::Result<()> {
+/// Write `report.md`, `report.html`, `junit.xml` and `results.json` into `dir`; with
+/// `stability` (a repeated run), also `stability.json`, and its section ends both reports.
+pub fn write_all(dir: &Path, results: &[ScenarioResult], stability: Option<&stability::Stability>) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("report.md"), markdown::render(results))?;
+    let mut md = markdown::render(results);
+    if let Some(s) = stability {
+        md.push('\n');
+        md.push_str(&s.render_markdown());
+        std::fs::write(dir.join("stability.json"), serde_json::to_string_pretty(s).expect("stability serialises"))?;
+    }
+    std::fs::write(dir.join("report.md"), md)?;
+    std::fs::write(dir.join("report.html"), html::render(results, stability))?;
     std::fs::write(dir.join("junit.xml"), junit::render(results))?;
     std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(results).expect("results serialise"))?;
     Ok(())
+}
+
+/// `suite::scenario`, with the round when the results hold more than one.
+pub fn label(r: &ScenarioResult, results: &[ScenarioResult]) -> String {
+    if results.iter().any(|x| x.round > 1) { format!("{} (round {})", r.name(), r.round) } else { r.name() }
+}
+
+/// The reasons failed attempts gave in the fault window, then after the revert.
+pub fn failures_seen(o: &OperationResult) -> String {
+    let list = |v: &[(String, usize)]| v.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ");
+    let mut f = list(&o.failures);
+    if !o.recovery_failures.is_empty() {
+        f.push_str(&format!("; after revert: {}", list(&o.recovery_failures)));
+    }
+    f
 }
 
 /// `12.3 s`, `0.4 s`.

@@ -67,6 +67,8 @@ pub struct ScenarioResult {
     pub claims: Vec<super::claims::ClaimResult>,
     pub reverted: Vec<String>,
     pub took: Duration,
+    /// Which round of `firedrill run --repeat N` (1 without it).
+    pub round: u32,
 }
 
 impl ScenarioResult {

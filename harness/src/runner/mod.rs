@@ -240,6 +240,7 @@ impl Session {
             claims: vec![],
             reverted: vec![],
             took: Duration::ZERO,
+            round: 1,
         }
     }
 
@@ -446,6 +447,7 @@ impl Session {
             claims: claim_results,
             reverted: vec![],
             took: Duration::ZERO,
+            round: 1,
         })
     }
 }

@@ -1,0 +1,156 @@
+//! The HTML report: one self-contained page (no script, no external resource) with the
+//! same content as the Markdown report — what a nightly job publishes as an artifact.
+
+use std::fmt::Write as _;
+
+use super::secs;
+use super::stability::Stability;
+use crate::runner::{ScenarioResult, Verdict};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:72em}\
+table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
+th{background:#f4f4f4}.match{color:#1a7f37}.differs,.error{color:#cf222e}.skipped{color:#9a6700}\
+.cell-differs{background:#ffebe9}pre{background:#f6f8fa;padding:.6em;overflow:auto}";
+
+/// `&`, `<`, `>`, `"` and `'` as entities.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn verdict_class(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Match => "match",
+        Verdict::Mismatch { .. } => "differs",
+        Verdict::NotRunnable { .. } => "skipped",
+        Verdict::HarnessError { .. } => "error",
+    }
+}
+
+pub fn render(results: &[ScenarioResult], stability: Option<&Stability>) -> String {
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>firedrill report</title><style>{STYLE}</style></head><body>\n<h1>firedrill report</h1>\n"
+    );
+    let matched = results.iter().filter(|r| r.verdict.is_match()).count();
+    let _ = writeln!(out, "<p>{matched} of {} scenarios match their documented tables.</p>", results.len());
+    out.push_str("<table><tr><th>Scenario</th><th>Verdict</th><th>MTTR measured</th><th>MTTR documented</th><th>Took</th></tr>\n");
+    for (i, r) in results.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<tr><td><a href=\"#s{i}\">{}</a></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&super::label(r, results)),
+            verdict_class(&r.verdict),
+            super::markdown::verdict_word(&r.verdict),
+            r.mttr.map(secs).unwrap_or_else(|| "—".into()),
+            r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()),
+            secs(r.took)
+        );
+    }
+    out.push_str("</table>\n");
+    for (i, r) in results.iter().enumerate() {
+        scenario(&mut out, i, r, results);
+    }
+    if let Some(s) = stability {
+        let _ = writeln!(out, "<h2>Stability over {} rounds</h2>\n<p>{}.</p>", s.rounds, esc(&s.summary()));
+        if !s.changed.is_empty() {
+            out.push_str("<ul>");
+            for c in &s.changed {
+                let _ = write!(out, "<li>{}</li>", esc(c));
+            }
+            out.push_str("</ul>\n");
+        }
+        if !s.recovery.is_empty() {
+            out.push_str("<table><tr><th>Scenario</th><th>Operation</th><th>Recovery median</th><th>min</th><th>max</th><th>Rounds</th></tr>\n");
+            for x in &s.recovery {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&x.scenario),
+                    esc(&x.operation),
+                    secs(x.median),
+                    secs(x.min),
+                    secs(x.max),
+                    x.rounds
+                );
+            }
+            out.push_str("</table>\n");
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioResult]) {
+    let _ = writeln!(out, "<h2 id=\"s{i}\">{} — {}</h2>", esc(&super::label(r, results)), esc(&r.title));
+    let _ = writeln!(out, "<p>Verdict: <strong class=\"{}\">{}</strong></p>", verdict_class(&r.verdict), super::markdown::verdict_word(&r.verdict));
+    match &r.verdict {
+        Verdict::Mismatch { diff } => {
+            let _ = writeln!(out, "<pre>{}</pre>", esc(diff));
+        }
+        Verdict::HarnessError { error } => {
+            let _ = writeln!(out, "<p>Harness error: {}</p>", esc(error));
+        }
+        Verdict::NotRunnable { reason } => {
+            let _ = writeln!(out, "<p>Not runnable: {}</p>", esc(reason));
+        }
+        Verdict::Match => {}
+    }
+    out.push_str("<table><tr><th>Operation</th><th>Documented</th><th>Observed</th><th>Note</th><th>Success ratio</th><th>Samples</th><th>Recovery</th><th>Failures seen</th></tr>\n");
+    for (k, row) in r.expected.rows.iter().enumerate() {
+        let o = r.operations.get(k).filter(|o| o.name == row.operation);
+        let c = o.and_then(|o| o.classification.as_ref());
+        let observed = c.map(|c| c.impact.glyph()).unwrap_or("—");
+        let differs = c.is_some_and(|c| c.impact != row.impact);
+        let failures = o.map(super::failures_seen).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td{}>{observed}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&row.operation),
+            row.impact.glyph(),
+            if differs { " class=\"cell-differs\"" } else { "" },
+            esc(&row.note),
+            c.map(|c| format!("{:.0}%", 100.0 * c.success_ratio())).unwrap_or_else(|| "—".into()),
+            c.map(|c| c.samples.to_string()).unwrap_or_else(|| "—".into()),
+            o.map(|o| o.recovery.map(secs).unwrap_or_else(|| "not recovered".into())).unwrap_or_else(|| "—".into()),
+            esc(&failures)
+        );
+    }
+    out.push_str("</table>\n");
+    let rec = r.observed.as_ref().map(|t| &t.recovery).unwrap_or(&r.expected.recovery);
+    let _ = writeln!(
+        out,
+        "<p>Recovery: {}</p>",
+        esc(&match rec.within {
+            Some(w) => format!("{} the documented MTTR ({})", if w { "within" } else { "over" }, rec.bound),
+            None => "no MTTR documented".into(),
+        })
+    );
+    if !r.claims.is_empty() {
+        out.push_str("<ul>");
+        for c in &r.claims {
+            let _ = write!(out, "<li>{}: {} — {}</li>", esc(c.claim.words()), if c.holds { "holds" } else { "does not hold" }, esc(&c.detail));
+        }
+        out.push_str("</ul>\n");
+    }
+    if !r.deviations.is_empty() {
+        out.push_str("<p>Recorded deviations from the document:</p><ul>");
+        for d in &r.deviations {
+            let _ = write!(out, "<li><strong>{}</strong>: {}<ul>", esc(&d.operation), esc(&d.reason));
+            for e in &d.evidence {
+                let _ = write!(out, "<li>evidence: {}</li>", esc(e));
+            }
+            out.push_str("</ul></li>");
+        }
+        out.push_str("</ul>\n");
+    }
+    if !r.reverted.is_empty() {
+        let _ = writeln!(out, "<p>Reverted: {}</p>", esc(&r.reverted.join("; ")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_from_probes_and_documents_is_escaped() {
+        assert_eq!(super::esc("<script>a & 'b'</script>"), "&lt;script&gt;a &amp; &#39;b&#39;&lt;/script&gt;");
+    }
+}
