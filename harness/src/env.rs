@@ -47,13 +47,11 @@ pub struct Env {
 }
 
 impl Env {
-    /// Bring up `topology` with `hosts` on `backend`.
-    pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
+    /// Whether `backend` can create environments here; checked before anything is
+    /// planned or printed. The local backend's own checks (root, tools) run in `up`.
+    pub fn can_provision(backend: BackendKind) -> Result<(), BackendError> {
         match backend {
-            BackendKind::Local => {
-                let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
-                Env::from_local(paths, run).await
-            }
+            BackendKind::Local => Ok(()),
             BackendKind::Kind => {
                 crate::backend::kind::preflight()?;
                 Err(BackendError::Unsupported(
@@ -65,6 +63,13 @@ impl Env {
                     .into(),
             )),
         }
+    }
+
+    /// Bring up `topology` with `hosts` on `backend`.
+    pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
+        Env::can_provision(backend)?;
+        let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
+        Env::from_local(paths, run).await
     }
 
     /// The environment of a local run that is already up.

@@ -63,6 +63,26 @@ fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     assert!(!state.path().join("runs").exists(), "nothing may be started for a bad suite");
 }
 
+/// Backends that cannot create clusters here refuse before planning anything: no line
+/// claims clusters will be faulted, nothing is created, the message names what is missing.
+#[test]
+fn a_backend_that_cannot_provision_refuses_before_planning() {
+    for (backend, missing) in [("existing", "existing backend (clusters named by kubeconfig context) is not implemented"), ("kind", "kind backend")] {
+        let state = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(["run", "identity", "--backend", backend])
+            .current_dir(root())
+            .env("FIREDRILL_STATE", state.path())
+            .output()
+            .unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{backend}: {out}");
+        assert!(out.contains(missing), "{backend}: {out}");
+        assert!(!out.contains("will fault"), "{backend}: no plan for a backend that cannot provision: {out}");
+        assert!(!state.path().join("runs").exists(), "{backend}: nothing may be created");
+    }
+}
+
 #[test]
 fn recover_with_nothing_to_recover_says_so() {
     let state = tempfile::tempdir().unwrap();

@@ -92,6 +92,9 @@ impl Session {
     pub async fn open(paths: &Paths, target: Target, suite: &Suite, firedrill: &std::path::Path, emit: Emit, keep: bool) -> Result<Session, RunError> {
         let (topo, comps) = plan(paths, suite)?;
         let hosts: Vec<String> = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
+        if let Target::New(backend) = &target {
+            Env::can_provision(*backend).map_err(|e| RunError::Setup(e.to_string()))?;
+        }
         emit(RunEvent::Plan {
             suite: suite.id().into(),
             environment: match &target {
