@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::deploy::Deployed;
-use crate::deploy::directory::{converged_diff, registry};
+use crate::deploy::directory::{Registry, converged_diff, registry};
 use crate::env::Env;
 use crate::probe::management::GENERATION;
 use crate::suite::Claim;
@@ -96,9 +96,9 @@ pub async fn check(claim: Claim, env: &Env, deployed: &Deployed, before: &Before
             lost.extend(before.policies.iter().filter(|n| !p.contains_key(*n)).map(|n| format!("ClusterPolicy {n}")));
             let last = d.accepted.lock().expect("accepted").iter().map(|(g, _)| *g).max();
             if let Some(g) = last
-                && !c.values().any(|(_, ann, _)| ann.get(GENERATION) == Some(&g.to_string()))
+                && !holds_generation(&c, g)
             {
-                lost.push(format!("the last accepted change (generation {g})"));
+                lost.push(format!("the last accepted change (generation {g}; the directory holds {})", generation_held(&c)));
             }
             let mut notes = Vec::new();
             if let Some(m) = &deployed.metrics {
@@ -124,11 +124,52 @@ async fn replicas_without(env: &Env, d: &crate::deploy::directory::Directory, g:
     let mut missing = Vec::new();
     for r in &d.replicas {
         let (c, _) = registry(env.cluster(r).map_err(|e| e.to_string())?).await?;
-        if !c.values().any(|(_, ann, _)| ann.get(GENERATION) == Some(&g.to_string())) {
-            missing.push(r.clone());
+        if !holds_generation(&c, g) {
+            missing.push(format!("{r} (holds {})", generation_held(&c)));
         }
     }
     Ok(missing)
+}
+
+/// Whether a copy of the registry holds management change `g`: a Cluster annotated with
+/// generation `g` or a later one. Generations only grow, and each change replaces the one
+/// annotation, so a later generation carries `g`'s change with it. A later one can exist
+/// that was never seen accepted: the write of an attempt cut off when sampling stopped, or
+/// whose response was lost, still lands (CI, central-control-plane-fails: every copy
+/// equal, all one generation past the last acknowledged).
+fn holds_generation(registry: &Registry, g: u64) -> bool {
+    registry.values().any(|(_, ann, _)| ann.get(GENERATION).and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= g))
+}
+
+/// The highest generation a copy holds, for messages.
+fn generation_held(registry: &Registry) -> String {
+    registry
+        .values()
+        .filter_map(|(_, ann, _)| ann.get(GENERATION)?.parse::<u64>().ok())
+        .max()
+        .map(|g| format!("generation {g}"))
+        .unwrap_or_else(|| "no generation".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(generation: Option<&str>) -> Registry {
+        let ann = generation.map(|g| [(GENERATION.to_string(), g.to_string())].into()).unwrap_or_default();
+        [("east".to_string(), (Default::default(), ann, serde_json::Value::Null)), ("west".to_string(), Default::default())].into()
+    }
+
+    #[test]
+    fn a_write_cut_off_after_the_last_acknowledged_one_still_holds_it() {
+        assert!(holds_generation(&registry(Some("100")), 100));
+        assert!(holds_generation(&registry(Some("101")), 100), "a later generation carries the change");
+        assert!(!holds_generation(&registry(Some("99")), 100));
+        assert!(!holds_generation(&registry(None), 100));
+        assert!(!holds_generation(&registry(Some("not-a-number")), 100));
+        assert_eq!(generation_held(&registry(Some("99"))), "generation 99");
+        assert_eq!(generation_held(&registry(None)), "no generation");
+    }
 }
 
 /// Samples of a replica's heartbeat the receiver holds for the fault window, and how many
