@@ -22,10 +22,13 @@ setup:
 build: setup
 	$(CARGO) build --workspace --bins
 
+# Every test binary runs even after one fails, and the leftover check runs whatever they
+# returned; the exit status is the tests', or the leftover check's when they passed.
 test: build
 	@mkdir -p target && ci/leftovers.sh --record target/leftovers.before
-	$(CARGO) test --workspace
-	ci/leftovers.sh --since target/leftovers.before
+	status=0; $(CARGO) test --workspace --no-fail-fast || status=$$?; \
+	  ci/leftovers.sh --since target/leftovers.before || { [[ $$status != 0 ]] || status=1; }; \
+	  exit $$status
 
 drill: build
 	$(FIREDRILL) run --backend local --report reports/latest
