@@ -151,27 +151,6 @@ fn generation_held(registry: &Registry) -> String {
         .unwrap_or_else(|| "no generation".into())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn registry(generation: Option<&str>) -> Registry {
-        let ann = generation.map(|g| [(GENERATION.to_string(), g.to_string())].into()).unwrap_or_default();
-        [("east".to_string(), (Default::default(), ann, serde_json::Value::Null)), ("west".to_string(), Default::default())].into()
-    }
-
-    #[test]
-    fn a_write_cut_off_after_the_last_acknowledged_one_still_holds_it() {
-        assert!(holds_generation(&registry(Some("100")), 100));
-        assert!(holds_generation(&registry(Some("101")), 100), "a later generation carries the change");
-        assert!(!holds_generation(&registry(Some("99")), 100));
-        assert!(!holds_generation(&registry(None), 100));
-        assert!(!holds_generation(&registry(Some("not-a-number")), 100));
-        assert_eq!(generation_held(&registry(Some("99"))), "generation 99");
-        assert_eq!(generation_held(&registry(None)), "no generation");
-    }
-}
-
 /// Samples of a replica's heartbeat the receiver holds for the fault window, and how many
 /// one per scrape interval (1 s) makes; waits for queued samples to arrive.
 async fn metrics_kept(m: &crate::deploy::directory::Metrics, cluster: &str, w: &Window, deadline: &Deadline) -> Result<(u64, u64), String> {
@@ -192,5 +171,26 @@ async fn metrics_kept(m: &crate::deploy::directory::Metrics, cluster: &str, w: &
             return Ok((kept, expected));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_at(generation: Option<&str>) -> Registry {
+        let ann = generation.map(|g| [(GENERATION.to_string(), g.to_string())].into()).unwrap_or_default();
+        [("east".to_string(), (Default::default(), ann, serde_json::Value::Null)), ("west".to_string(), Default::default())].into()
+    }
+
+    #[test]
+    fn a_write_cut_off_after_the_last_acknowledged_one_still_holds_it() {
+        assert!(holds_generation(&copy_at(Some("100")), 100));
+        assert!(holds_generation(&copy_at(Some("101")), 100), "a later generation carries the change");
+        assert!(!holds_generation(&copy_at(Some("99")), 100));
+        assert!(!holds_generation(&copy_at(None), 100));
+        assert!(!holds_generation(&copy_at(Some("not-a-number")), 100));
+        assert_eq!(generation_held(&copy_at(Some("99"))), "generation 99");
+        assert_eq!(generation_held(&copy_at(None)), "no generation");
     }
 }
