@@ -69,9 +69,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
                     eprintln!("error: suite {}: {e}", suite.id());
                     for j in scs {
                         let sc = &suite.spec.scenarios[*j];
-                        let mut r = setup_failed(suite, sc, &e.to_string());
-                        r.round = round;
-                        results.push(r);
+                        results.push(setup_failed(suite, sc, &e.to_string()));
                     }
                     continue;
                 }
@@ -80,14 +78,16 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
                 if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                let mut r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
-                r.round = round;
+                let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
                 report::terminal::print_result(&r);
                 results.push(r);
             }
             if let Err(e) = session.close().await {
                 eprintln!("error: suite {}: {e}", suite.id());
             }
+        }
+        for r in &mut results {
+            r.round = round;
         }
         rounds.push(results);
         if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {

@@ -47,20 +47,32 @@ impl ImpactTable {
             let _ = writeln!(out, "| {} | {} | {} |", escape(&r.operation), r.impact.glyph(), escape(&r.note));
         }
         let r = &self.recovery;
-        let _ = match r.within {
-            Some(within) => write!(out, "\nRecovery: {} the documented MTTR ({})", if within { "within" } else { "over" }, r.bound),
-            None if r.bound.is_empty() => write!(out, "\nRecovery: no MTTR documented"),
-            None => write!(out, "\nRecovery: no MTTR documented (\"{}\")", r.bound),
-        };
-        if !r.note.is_empty() {
-            let _ = write!(out, " — {}", r.note);
-        }
-        out.push('\n');
+        let _ = writeln!(out, "\nRecovery: {}", r.describe());
         for (claim, held) in &r.claims {
-            let _ = writeln!(out, "Claim: {} — {}", claim.words(), if *held { "holds" } else { "does not hold" });
+            let _ = writeln!(out, "Claim: {} — {}", claim.words(), holds(*held));
         }
         out
     }
+}
+
+impl RecoveryLine {
+    /// `within the documented MTTR (5–60 s) — note`, `no MTTR documented`.
+    pub fn describe(&self) -> String {
+        let mut s = match self.within {
+            Some(within) => format!("{} the documented MTTR ({})", if within { "within" } else { "over" }, self.bound),
+            None if self.bound.is_empty() => "no MTTR documented".into(),
+            None => format!("no MTTR documented (\"{}\")", self.bound),
+        };
+        if !self.note.is_empty() {
+            s.push_str(&format!(" — {}", self.note));
+        }
+        s
+    }
+}
+
+/// How a recovery claim came out, in every table and report.
+pub fn holds(held: bool) -> &'static str {
+    if held { "holds" } else { "does not hold" }
 }
 
 fn escape(s: &str) -> String {

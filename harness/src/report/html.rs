@@ -116,18 +116,11 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
     }
     out.push_str("</table>\n");
     let rec = r.observed.as_ref().map(|t| &t.recovery).unwrap_or(&r.expected.recovery);
-    let _ = writeln!(
-        out,
-        "<p>Recovery: {}</p>",
-        esc(&match rec.within {
-            Some(w) => format!("{} the documented MTTR ({})", if w { "within" } else { "over" }, rec.bound),
-            None => "no MTTR documented".into(),
-        })
-    );
+    let _ = writeln!(out, "<p>Recovery: {}</p>", esc(&rec.describe()));
     if !r.claims.is_empty() {
         out.push_str("<ul>");
         for c in &r.claims {
-            let _ = write!(out, "<li>{}: {} — {}</li>", esc(c.claim.words()), if c.holds { "holds" } else { "does not hold" }, esc(&c.detail));
+            let _ = write!(out, "<li>{}: {} — {}</li>", esc(c.claim.words()), crate::model::table::holds(c.holds), esc(&c.detail));
         }
         out.push_str("</ul>\n");
     }

@@ -16,7 +16,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
             out,
             "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.1}\">",
             esc(&r.suite),
-            esc(&super::label(r, results).trim_start_matches(&format!("{}::", r.suite))),
+            esc(&format!("{}{}", r.scenario, super::round_suffix(r, results))),
             r.took.as_secs_f64()
         );
         match &r.verdict {

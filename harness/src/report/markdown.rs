@@ -74,7 +74,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
         if !r.claims.is_empty() {
             out.push_str("Recovery claims:\n\n");
             for c in &r.claims {
-                let _ = writeln!(out, "- {}: {} — {}", c.claim.words(), if c.holds { "holds" } else { "does not hold" }, c.detail);
+                let _ = writeln!(out, "- {}: {} — {}", c.claim.words(), crate::model::table::holds(c.holds), c.detail);
             }
             out.push('\n');
         }

@@ -30,17 +30,26 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult], stability: Option<&stab
 
 /// `suite::scenario`, with the round when the results hold more than one.
 pub fn label(r: &ScenarioResult, results: &[ScenarioResult]) -> String {
-    if results.iter().any(|x| x.round > 1) { format!("{} (round {})", r.name(), r.round) } else { r.name() }
+    format!("{}{}", r.name(), round_suffix(r, results))
+}
+
+/// ` (round N)` when the results hold more than one round, else nothing.
+pub fn round_suffix(r: &ScenarioResult, results: &[ScenarioResult]) -> String {
+    if results.iter().any(|x| x.round > 1) { format!(" (round {})", r.round) } else { String::new() }
 }
 
 /// The reasons failed attempts gave in the fault window, then after the revert.
 pub fn failures_seen(o: &OperationResult) -> String {
-    let list = |v: &[(String, usize)]| v.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ");
-    let mut f = list(&o.failures);
+    let mut f = reasons(&o.failures);
     if !o.recovery_failures.is_empty() {
-        f.push_str(&format!("; after revert: {}", list(&o.recovery_failures)));
+        f.push_str(&format!("; after revert: {}", reasons(&o.recovery_failures)));
     }
     f
+}
+
+/// `reason (×count); …`
+pub fn reasons(counted: &[(String, usize)]) -> String {
+    counted.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ")
 }
 
 /// `12.3 s`, `0.4 s`.

@@ -53,14 +53,13 @@ pub fn print_result(r: &ScenarioResult) {
         }
     }
     for o in r.operations.iter().filter(|o| !o.recovery_failures.is_empty()) {
-        let why = o.recovery_failures.iter().map(|(w, n)| format!("{w} (×{n})")).collect::<Vec<_>>().join("; ");
-        let _ = writeln!(out, "  {} after revert: {why}", o.name);
+        let _ = writeln!(out, "  {} after revert: {}", o.name, super::reasons(&o.recovery_failures));
     }
     if let Some(m) = r.mttr {
         let _ = writeln!(out, "  MTTR measured {} (documented {})", secs(m), r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()));
     }
     for c in &r.claims {
-        let _ = writeln!(out, "  claim {}: {} — {}", c.claim.words(), if c.holds { "holds" } else { "does not hold" }, c.detail);
+        let _ = writeln!(out, "  claim {}: {} — {}", c.claim.words(), crate::model::table::holds(c.holds), c.detail);
     }
     for d in &r.deviations {
         let _ = writeln!(out, "  deviation recorded for {}: {}", d.operation, d.reason);
