@@ -8,8 +8,8 @@ use kube::discovery;
 /// Apply every document of `yaml` in order. `name` is used in errors.
 pub async fn apply(client: &kube::Client, name: &str, yaml: &str) -> Result<Vec<String>, String> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(yaml).map_err(|e| match e.location() {
-        Some(l) => format!("{name} (as rendered), line {} column {}: {}", l.line(), l.column(), crate::suite::error_message(&e)),
-        None => format!("{name}: {}", crate::suite::error_message(&e)),
+        Some(l) => format!("{name} (as rendered), line {} column {}: {}", l.line(), l.column(), crate::error::yaml_message(&e)),
+        None => format!("{name}: {}", crate::error::yaml_message(&e)),
     })?;
     let mut applied = Vec::new();
     for doc in docs.into_iter().filter(|d| !d.is_null()) {

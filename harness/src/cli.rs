@@ -28,6 +28,9 @@ pub enum Command {
     List {
         /// Only scenarios whose `suite::scenario` name contains one of these.
         filters: Vec<String>,
+        /// Also print each scenario's documented table, as its snapshot must hold it.
+        #[arg(long)]
+        tables: bool,
     },
     /// Print the JSON Schema of suite files.
     Schema,
@@ -58,6 +61,10 @@ pub enum Command {
         /// Run everything N times and report every cell whose verdict changed.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         repeat: u32,
+        /// How many suites run at once, each on a new environment of its own (with
+        /// `--on`, suites take turns on that one).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+        jobs: u32,
         /// Directory of suite files (default: the repository's suites/).
         #[arg(long)]
         suites: Option<PathBuf>,
@@ -90,19 +97,19 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let paths = Paths::discover();
     match cli.command {
-        Command::List { filters } => list(&paths, &filters),
+        Command::List { filters, tables } => list(&paths, &filters, tables),
         Command::Schema => {
             print!("{}", crate::suite::schema::json());
             ExitCode::from(EXIT_MATCH)
         }
         Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
         Command::Down { run_dir, all } => block_on(down(run_dir, all)),
-        Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on } => {
+        Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on, jobs } => {
             let target = match on {
                 Some(dir) => crate::runner::Target::Existing(dir),
                 None => crate::runner::Target::New(backend),
             };
-            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, target, report, repeat, suites, snapshots, keep }))
+            block_on(crate::cli_run::run(paths, crate::cli_run::RunArgs { filters, target, report, repeat, suites, snapshots, keep, jobs: jobs as usize }))
         }
         Command::Recover { run_dir } => block_on(crate::cli_run::recover(paths, run_dir)),
         Command::Daemon { run_dir } => block_on(async move {
@@ -224,7 +231,7 @@ pub fn matches(name: &str, filters: &[String]) -> bool {
     filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
-fn list(paths: &Paths, filters: &[String]) -> ExitCode {
+fn list(paths: &Paths, filters: &[String], tables: bool) -> ExitCode {
     let suites = match crate::suite::load_dir(&paths.suites, &paths.fixtures) {
         Ok(s) => s,
         Err(e) => {
@@ -241,6 +248,10 @@ fn list(paths: &Paths, filters: &[String]) -> ExitCode {
         println!("{} — {} ({})", suite.id(), suite.spec.title, relative(paths, &suite.file).display());
         for (name, sc) in names.iter().zip(suite.spec.scenarios.iter().filter(|s| matches(&format!("{}::{}", suite.id(), s.id.value), filters))) {
             println!("  {name}  {}", sc.title);
+            if tables {
+                let file = crate::snapshot::file(&paths.snapshots, suite.id(), &sc.id.value);
+                println!("\n{}:\n{}", relative(paths, &file).display(), crate::model::table::expected(suite, sc).render());
+            }
             shown += 1;
         }
     }

@@ -16,6 +16,8 @@ pub struct RunArgs {
     pub suites: Option<PathBuf>,
     pub snapshots: Option<PathBuf>,
     pub keep: bool,
+    /// How many suites run at once, each on an environment of its own.
+    pub jobs: usize,
 }
 
 pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
@@ -57,35 +59,21 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         if args.repeat > 1 {
             eprintln!("firedrill: round {round} of {}", args.repeat);
         }
-        let mut results = Vec::new();
-        for (i, scs) in &selected {
-            if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
+        // Suites on environments of their own run side by side, `jobs` at a time; on one
+        // existing environment they take turns.
+        let jobs = match args.target {
+            crate::runner::Target::New(_) => args.jobs.max(1),
+            crate::runner::Target::Existing(_) => 1,
+        };
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs));
+        let per_suite = selected.iter().map(|(i, scs)| {
+            let (suite, paths, args, emit, firedrill, snapshots, slots) = (&suites[*i], &paths, &args, emit.clone(), &firedrill, &snapshots, slots.clone());
+            async move {
+                let _slot = slots.acquire().await.expect("never closed");
+                run_suite(paths, args, suite, scs, emit, firedrill, snapshots).await
             }
-            let suite = &suites[*i];
-            let session = match Session::open(&paths, args.target.clone(), suite, &firedrill, emit.clone(), args.keep).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: suite {}: {e}", suite.id());
-                    for j in scs {
-                        let sc = &suite.spec.scenarios[*j];
-                        results.push(setup_failed(suite, sc, &e.to_string()));
-                    }
-                    continue;
-                }
-            };
-            for j in scs {
-                if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                let r = session.run_scenario(suite, &suite.spec.scenarios[*j], &snapshots).await;
-                report::terminal::print_result(&r);
-                results.push(r);
-            }
-            if let Err(e) = session.close().await {
-                eprintln!("error: suite {}: {e}", suite.id());
-            }
-        }
+        });
+        let mut results: Vec<ScenarioResult> = futures::future::join_all(per_suite).await.into_iter().flatten().collect();
         for r in &mut results {
             r.round = round;
         }
@@ -112,23 +100,45 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
     exit_code(&all)
 }
 
-fn setup_failed(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, error: &str) -> ScenarioResult {
-    ScenarioResult {
-        suite: suite.id().into(),
-        scenario: sc.id.value.clone(),
-        title: sc.title.clone(),
-        verdict: Verdict::HarnessError { error: format!("environment: {error}") },
-        operations: vec![],
-        mttr: None,
-        mttr_bound: sc.documented.recovery.mttr.map(|m| m.0),
-        observed: None,
-        expected: crate::model::table::expected(suite, sc),
-        deviations: vec![],
-        claims: vec![],
-        reverted: vec![],
-        took: Default::default(),
-        round: 1,
+/// The selected scenarios of one suite, on one environment.
+async fn run_suite(
+    paths: &Paths,
+    args: &RunArgs,
+    suite: &crate::suite::Suite,
+    scs: &[usize],
+    emit: runner::Emit,
+    firedrill: &std::path::Path,
+    snapshots: &std::path::Path,
+) -> Vec<ScenarioResult> {
+    let mut results = Vec::new();
+    if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return results;
     }
+    let session = match Session::open(paths, args.target.clone(), suite, firedrill, emit, args.keep).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: suite {}: {e}", suite.id());
+            return scs.iter().map(|j| setup_failed(suite, &suite.spec.scenarios[*j], &e.to_string())).collect();
+        }
+    };
+    for j in scs {
+        if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let r = session.run_scenario(suite, &suite.spec.scenarios[*j], snapshots).await;
+        report::terminal::print_result(&r);
+        results.push(r);
+    }
+    if let Err(e) = session.close().await {
+        eprintln!("error: suite {}: {e}", suite.id());
+    }
+    results
+}
+
+fn setup_failed(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, error: &str) -> ScenarioResult {
+    let mut r = ScenarioResult::without_table(suite, sc, Verdict::HarnessError { error: format!("environment: {error}") });
+    r.deviations.clear();
+    r
 }
 
 /// 2 if the harness failed anywhere, else 1 if a table differs, else 0.

@@ -133,14 +133,15 @@ impl Env {
     pub async fn add_host_process(&self, host: &str, name: &str, argv: Vec<String>, env: Vec<(String, String)>) -> Result<(), BackendError> {
         self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ())
     }
-    pub async fn stop_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StopHost { host: host.into() }).await
+    /// Stop a host's processes: gracefully, or with `kill` by SIGKILL.
+    pub async fn stop_host(&self, host: &str, kill: bool) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StopHost { host: host.into(), kill }).await
     }
     pub async fn start_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
         self.daemon(Request::StartHost { host: host.into() }).await
     }
-    pub async fn stop_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StopStorage { cluster: cluster.into() }).await
+    pub async fn stop_storage(&self, cluster: &str, kill: bool) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StopStorage { cluster: cluster.into(), kill }).await
     }
     pub async fn start_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         self.daemon(Request::StartStorage { cluster: cluster.into() }).await
@@ -158,26 +159,41 @@ impl Env {
         self.daemon(Request::StartCluster { cluster: cluster.into() }).await
     }
 
-    /// Start one more kube-apiserver of `cluster` on `port`; returns its URL and the name
-    /// to stop it with.
-    pub async fn start_extra_apiserver(&self, cluster: &str, port: u16) -> Result<(String, String), BackendError> {
+    /// Start one more kube-apiserver of `cluster` on a free port. The returned guard owns
+    /// it: dropping the guard on any path (cancellation included) kills it.
+    pub async fn start_extra_apiserver(&self, cluster: &str) -> Result<ExtraApiserver, BackendError> {
         let c = self.cluster(cluster)?;
         let info = c.local.as_ref().ok_or_else(|| BackendError::Unsupported("starting an extra API server needs the local backend".into()))?;
         let node = info.node(&info.apiserver_nodes[0])?;
-        let names = self.daemon(Request::StartExtraApiserver { cluster: cluster.into(), port }).await?;
-        let name = names.into_iter().next().unwrap_or_else(|| format!("{cluster}/kube-apiserver-extra-{port}"));
-        Ok((format!("https://{}:{port}", node.ip), name))
+        let reply = self.daemon(Request::StartExtraApiserver { cluster: cluster.into() }).await?;
+        let [name, port] = reply.as_slice() else { return Err(BackendError::Daemon(format!("unexpected reply to starting an extra API server: {reply:?}"))) };
+        let port: u16 = port.parse().map_err(|_| BackendError::Daemon(format!("unexpected port in {reply:?}")))?;
+        Ok(ExtraApiserver {
+            url: format!("https://{}:{port}", node.ip),
+            name: name.clone(),
+            port,
+            log: info.dir.join("logs").join(format!("kube-apiserver-extra-{port}.log")),
+            run_dir: self.run_dir.clone(),
+            stopped: false,
+        })
     }
 
-    /// Why an extra API server rejected a bearer token, from its log (the authenticator's
-    /// error, never the token).
-    pub fn extra_apiserver_auth_error(&self, cluster: &str, port: u16) -> Option<String> {
-        let info = self.cluster(cluster).ok()?.local.as_ref()?;
-        let log = std::fs::read_to_string(info.dir.join("logs").join(format!("kube-apiserver-extra-{port}.log"))).ok()?;
-        let line = log.lines().rev().find(|l| l.contains("invalid bearer token"))?;
-        let reason = line.split("invalid bearer token, ").nth(1).unwrap_or(line);
-        // Keep it short: the HTML body of an error page adds nothing.
-        Some(reason.split(" <!DOCTYPE").next().unwrap_or(reason).trim_end_matches(']').chars().take(200).collect())
+    /// Stop every extra API server of the run; returns the names of those that ran.
+    pub async fn stop_extra_apiservers(&self) -> Result<Vec<String>, BackendError> {
+        self.daemon(Request::StopExtraApiservers).await
+    }
+
+    /// The daemon's processes and node agents, by name, and whether each runs.
+    pub async fn processes(&self) -> Result<Vec<(String, bool)>, BackendError> {
+        Ok(self.daemon(Request::Processes).await?.into_iter().filter_map(|l| l.split_once('\t').map(|(n, s)| (n.to_string(), s == "running"))).collect())
+    }
+
+    /// The pids left in a node's cgroup (its agent's pods' processes).
+    pub fn node_pids(&self, cluster: &str, node: &str) -> Vec<i32> {
+        match self.local() {
+            Some(run) => local::process::cgroup_pids(&run.info.cgroup.join(cluster).join("nodes").join(node)),
+            None => vec![],
+        }
     }
 
     pub async fn stop_process(&self, name: &str) -> Result<(), BackendError> {
@@ -191,5 +207,45 @@ impl Env {
         let info =
             c.local.as_ref().ok_or_else(|| BackendError::Unsupported("authentication configuration is set at cluster creation on this backend".into()))?;
         local::pki::write_public(&local::controlplane::authentication_config(info), yaml)
+    }
+}
+
+/// An extra kube-apiserver started for one probe attempt, owned by it: [`Self::stop`] on
+/// the normal path, and on every other path (an error, the attempt's deadline, the sampler
+/// aborting it) the drop kills it — synchronously, since a drop cannot await.
+pub struct ExtraApiserver {
+    pub url: String,
+    pub name: String,
+    pub port: u16,
+    log: PathBuf,
+    run_dir: PathBuf,
+    stopped: bool,
+}
+
+impl ExtraApiserver {
+    pub async fn stop(mut self) -> Result<(), BackendError> {
+        self.stopped = true;
+        local::rpc::call(&self.run_dir, &Request::StopExtraApiserver { name: self.name.clone() }, std::time::Duration::from_secs(10)).await.map(|_| ())
+    }
+
+    /// Why the server rejected a bearer token, from its log (the authenticator's error,
+    /// never the token).
+    pub fn auth_error(&self) -> Option<String> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        let line = log.lines().rev().find(|l| l.contains("invalid bearer token"))?;
+        let reason = line.split("invalid bearer token, ").nth(1).unwrap_or(line);
+        // Keep it short: the HTML body of an error page adds nothing.
+        Some(reason.split(" <!DOCTYPE").next().unwrap_or(reason).trim_end_matches(']').chars().take(200).collect())
+    }
+}
+
+impl Drop for ExtraApiserver {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let req = Request::StopExtraApiserver { name: self.name.clone() };
+            if let Err(e) = local::rpc::call_blocking(&self.run_dir, &req, std::time::Duration::from_secs(10)) {
+                tracing::warn!(name = %self.name, error = %e, "could not stop an extra API server its attempt left");
+            }
+        }
     }
 }

@@ -38,9 +38,57 @@ pub enum FixtureError {
 impl FixtureError {
     pub fn parse(path: &std::path::Path, e: &serde_saphyr::Error) -> Self {
         let message = match e.location() {
-            Some(l) => format!("{}:{}: {}", l.line(), l.column(), crate::suite::error_message(e)),
-            None => crate::suite::error_message(e),
+            Some(l) => format!("{}:{}: {}", l.line(), l.column(), crate::error::yaml_message(e)),
+            None => crate::error::yaml_message(e),
         };
         FixtureError::Invalid { path: path.to_path_buf(), message }
     }
+}
+
+/// An error and its causes on one line (reqwest's Display names only the outermost).
+/// Every layer uses it, so it lives here, below them all.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// A Kubernetes API error in one short line: the status code and message, not the dump.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.message),
+        other => chain(other),
+    }
+}
+
+/// serde-saphyr's message without its `error: line L column C:` prefix and snippet: the
+/// location is reported separately, as file:line:column.
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let mut text = text.to_string();
+    if let Some(rest) = text.strip_prefix("line ")
+        && let Some(idx) = rest.find(": ")
+        && rest[..idx].contains(" column ")
+    {
+        text = rest[idx + 2..].to_string();
+    }
+    // Advice meant for programs calling serde-saphyr, not for people writing suites.
+    if let Some(idx) = text.find(", set DuplicateKeyPolicy in Options") {
+        text.truncate(idx);
+    }
+    if let Some(idx) = text.rfind(" at line ")
+        && text[idx..].contains(", column ")
+    {
+        text.truncate(idx);
+    }
+    text
 }

@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn fault() -> (FaultSpec, Undo) {
-        (FaultSpec::StopHost { host: "lb".into() }, Undo::StartHost { host: "lb".into() })
+        (FaultSpec::StopHost { host: "lb".into(), signal: Default::default() }, Undo::StartHost { host: "lb".into() })
     }
 
     #[test]

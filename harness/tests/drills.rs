@@ -1,14 +1,17 @@
 //! One trial per scenario of every suite in `suites/`, named `suite::scenario`:
 //! `cargo test identity` runs the identity drill. Listing touches no cluster.
 //!
-//! Trials run one at a time (faults interfere). A suite's environment is brought up by its
-//! first selected trial and torn down when the next suite starts or the run ends. The
-//! backend comes from `FIREDRILL_BACKEND` (default `local`). A report of the run is
-//! written to `target/drill-report/`.
+//! A suite's selected scenarios run one after the other on an environment of its own,
+//! brought up for them and torn down after them; different suites run side by side
+//! (`FIREDRILL_JOBS` at a time, default 2), as `firedrill run` does. Each trial reports its
+//! scenario's result as it arrives. The backend comes from `FIREDRILL_BACKEND` (default
+//! `local`). A report of the run is written to `target/drill-report/`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Mutex, OnceLock};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use firedrill::backend::BackendKind;
 use firedrill::fixtures::Paths;
@@ -16,22 +19,22 @@ use firedrill::runner::{ScenarioResult, Session, Verdict};
 use firedrill::suite::Suite;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-/// The environment of the suite being run, or why it could not be brought up.
-enum Current {
-    Up(Session),
-    Failed(String),
-}
-
-static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-static CURRENT: Mutex<Option<(String, Current)>> = Mutex::new(None);
-static RESULTS: Mutex<Vec<ScenarioResult>> = Mutex::new(Vec::new());
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime"))
-}
+/// What a trial waits for: its scenario's result and what the environment looked like
+/// after it, or why its suite could not run it.
+type Outcome = Result<(ScenarioResult, Option<(usize, usize)>), String>;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ is in the workspace").to_path_buf()
+}
+
+/// The trials libtest-mimic will run, by the same rules it applies (filter, `--exact`,
+/// `--skip`), so that only those scenarios are started in the background.
+fn selected(args: &Arguments, name: &str) -> bool {
+    let hit = |f: &str| if args.exact { name == f } else { name.contains(f) };
+    if args.skip.iter().any(|s| if args.exact { name == s } else { name.contains(s.as_str()) }) {
+        return false;
+    }
+    args.filter.as_deref().is_none_or(hit) && !args.ignored
 }
 
 fn main() -> ExitCode {
@@ -52,22 +55,51 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let jobs: usize = std::env::var("FIREDRILL_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(2).max(1);
+
     let mut trials = Vec::new();
+    let mut waiting: BTreeMap<String, mpsc::Receiver<Outcome>> = BTreeMap::new();
+    let mut work: Vec<(&'static Suite, Vec<(&'static firedrill::suite::ScenarioSpec, mpsc::Sender<Outcome>)>)> = Vec::new();
+    for suite in suites {
+        let mut mine = Vec::new();
+        for sc in &suite.spec.scenarios {
+            let name = format!("{}::{}", suite.id(), sc.id.value);
+            if !args.list && selected(&args, &name) {
+                let (tx, rx) = mpsc::channel();
+                waiting.insert(name.clone(), rx);
+                mine.push((sc, tx));
+            }
+        }
+        if !mine.is_empty() {
+            work.push((suite, mine));
+        }
+    }
+    let waiting = Arc::new(Mutex::new(waiting));
     for suite in suites {
         for sc in &suite.spec.scenarios {
-            let paths = paths.clone();
-            trials.push(Trial::test(format!("{}::{}", suite.id(), sc.id.value), move || run(&paths, backend, suite, sc)));
+            let name = format!("{}::{}", suite.id(), sc.id.value);
+            let waiting = waiting.clone();
+            trials.push(Trial::test(name.clone(), move || judge(&name, &waiting)));
         }
     }
     if trials.is_empty() {
         eprintln!("error: the suites in {} define no scenario", paths.suites.display());
         return ExitCode::from(2);
     }
+
+    let results: Arc<Mutex<Vec<ScenarioResult>>> = Default::default();
+    let background = std::thread::spawn({
+        let (paths, results) = (paths.clone(), results.clone());
+        move || run_all(&paths, backend, work, jobs, &results)
+    });
     let mut args = args;
     args.test_threads = Some(1);
     let conclusion = libtest_mimic::run(&args, trials);
-    close_current();
-    let results = std::mem::take(&mut *RESULTS.lock().expect("results"));
+    let _ = background.join();
+    let mut results = std::mem::take(&mut *results.lock().expect("results"));
+    results.sort_by_key(|r| {
+        (r.suite.clone(), suites.iter().find(|s| s.id() == r.suite).and_then(|s| s.spec.scenarios.iter().position(|x| x.id.value == r.scenario)))
+    });
     if !results.is_empty() {
         let dir = root().join("target/drill-report");
         if let Err(e) = firedrill::report::write_all(&dir, &results, None) {
@@ -77,38 +109,75 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-fn close_current() {
-    if let Some((_, Current::Up(s))) = CURRENT.lock().expect("current session").take()
-        && let Err(e) = runtime().block_on(s.close())
-    {
+/// Every selected scenario, suites side by side (`jobs` at a time), each suite's in order.
+fn run_all(
+    paths: &Paths,
+    backend: BackendKind,
+    work: Vec<(&'static Suite, Vec<(&'static firedrill::suite::ScenarioSpec, mpsc::Sender<Outcome>)>)>,
+    jobs: usize,
+    results: &Arc<Mutex<Vec<ScenarioResult>>>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
+        let per_suite = work.into_iter().map(|(suite, scenarios)| {
+            let (slots, results) = (slots.clone(), results.clone());
+            async move {
+                let _slot = slots.acquire().await.expect("never closed");
+                run_suite(paths, backend, suite, scenarios, &results).await
+            }
+        });
+        futures::future::join_all(per_suite).await;
+    });
+}
+
+async fn run_suite(
+    paths: &Paths,
+    backend: BackendKind,
+    suite: &'static Suite,
+    scenarios: Vec<(&'static firedrill::suite::ScenarioSpec, mpsc::Sender<Outcome>)>,
+    results: &Arc<Mutex<Vec<ScenarioResult>>>,
+) {
+    let firedrill = PathBuf::from(env!("CARGO_BIN_EXE_firedrill"));
+    let emit = firedrill::report::terminal::emitter();
+    let session = match Session::open(paths, firedrill::runner::Target::New(backend), suite, &firedrill, emit, false).await {
+        Ok(s) => s,
+        Err(e) => {
+            for (_, tx) in scenarios {
+                let _ = tx.send(Err(format!("environment of suite {}: {e}", suite.id())));
+            }
+            return;
+        }
+    };
+    for (sc, tx) in scenarios {
+        let result = session.run_scenario(suite, sc, &paths.snapshots).await;
+        firedrill::report::terminal::print_result(&result);
+        // No probe may leave an API server behind: as many kube-apiservers as the topology has.
+        let apiservers = session.env.local().map(|run| {
+            let want: usize = run.info.clusters.iter().map(|c| c.apiserver_nodes.len()).sum();
+            let have = firedrill::backend::local::process::cgroup_pids(&run.info.cgroup)
+                .iter()
+                .filter(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e.file_name().is_some_and(|n| n == "kube-apiserver")))
+                .count();
+            (want, have)
+        });
+        results.lock().expect("results").push(result.clone());
+        let _ = tx.send(Ok((result, apiservers)));
+    }
+    if let Err(e) = session.close().await {
         eprintln!("warning: {e}");
     }
 }
 
-fn run(paths: &Paths, backend: BackendKind, suite: &'static Suite, sc: &'static firedrill::suite::ScenarioSpec) -> Result<(), Failed> {
-    let same = CURRENT.lock().expect("current session").as_ref().is_some_and(|(id, _)| id == suite.id());
-    if !same {
-        close_current();
-        let firedrill = PathBuf::from(env!("CARGO_BIN_EXE_firedrill"));
-        let emit = firedrill::report::terminal::emitter();
-        let opened = runtime().block_on(Session::open(paths, firedrill::runner::Target::New(backend), suite, &firedrill, emit, false));
-        let current = match opened {
-            Ok(s) => Current::Up(s),
-            Err(e) => Current::Failed(e.to_string()),
-        };
-        *CURRENT.lock().expect("current session") = Some((suite.id().to_string(), current));
+fn judge(name: &str, waiting: &Mutex<BTreeMap<String, mpsc::Receiver<Outcome>>>) -> Result<(), Failed> {
+    let rx = waiting.lock().expect("waiting").remove(name).ok_or_else(|| format!("{name} was not started"))?;
+    let (result, apiservers) = rx.recv().map_err(|_| format!("{name}: its suite stopped before running it"))??;
+    if let Some((want, have)) = apiservers
+        && want != have
+    {
+        return Err(format!("{have} kube-apiserver processes run after the scenario; the topology has {want}").into());
     }
-    let guard = CURRENT.lock().expect("current session");
-    let session = match &guard.as_ref().expect("set above").1 {
-        Current::Up(s) => s,
-        Current::Failed(e) => return Err(format!("environment of suite {}: {e}", suite.id()).into()),
-    };
-    let result = runtime().block_on(session.run_scenario(suite, sc, &paths.snapshots));
-    drop(guard);
-    firedrill::report::terminal::print_result(&result);
-    let verdict = result.verdict.clone();
-    RESULTS.lock().expect("results").push(result);
-    match verdict {
+    match result.verdict {
         Verdict::Match => Ok(()),
         Verdict::Mismatch { diff } => Err(diff.into()),
         Verdict::HarnessError { error } => Err(format!("harness error: {error}").into()),

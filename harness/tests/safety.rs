@@ -34,7 +34,23 @@ use common::DownOnDrop;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const KINDS: [&str; 7] = ["scale", "revoke-rbac", "stop-host", "partition", "stop-storage", "lose-node", "stop-cluster"];
+const KINDS: [&str; 11] = [
+    "scale",
+    "revoke-rbac",
+    "stop-host",
+    "stop-host-kill",
+    "unreachable-host",
+    "partition",
+    "stop-storage",
+    "stop-storage-kill",
+    "lose-node",
+    "stop-cluster",
+    "kill-pod",
+];
+
+/// A killed pod is an event, not a state: its Deployment has replaced it within seconds,
+/// so the environment may already look as before while the journal still holds the fault.
+const SELF_HEALING: [&str; 1] = ["kill-pod"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -246,7 +262,9 @@ async fn sigkill_mid_fault_then_recover_restores_everything() {
         child.wait().unwrap();
         let pending = Journal::at(&run.info.dir).pending();
         assert_eq!(pending.len(), 1, "{kind}: the journal holds the fault");
-        assert_ne!(fingerprint(&run).await, before, "{kind}: the fault was in place when firedrill died");
+        if !SELF_HEALING.contains(kind) {
+            assert_ne!(fingerprint(&run).await, before, "{kind}: the fault was in place when firedrill died");
+        }
         if i == 0 {
             let o = Command::new(bin())
                 .args(["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"])
@@ -315,7 +333,7 @@ async fn completed_scenarios_revert_whether_their_table_matches_or_not() {
         start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/short", "--snapshots", "harness/tests/data/safety/snapshots-mixed"]);
     let (code, out) = run_to_end(child, rx);
     assert_eq!(code, Some(1), "{out}");
-    assert_eq!(verdicts(&out, ": matches the document"), 4, "{out}");
+    assert_eq!(verdicts(&out, ": matches the document"), KINDS.len() - 3, "{out}");
     assert_eq!(verdicts(&out, ": DIFFERS from the document"), 3, "{out}");
     assert_eq!(out.matches("reverted:").count(), KINDS.len(), "{out}");
     assert!(Journal::at(&run.info.dir).pending().is_empty());

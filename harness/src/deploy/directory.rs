@@ -26,8 +26,38 @@ pub struct Directory {
     /// directory-api's address and the token it accepts.
     pub api: String,
     pub token: String,
-    /// Every management change the API accepted: (generation, accepted at).
-    pub accepted: Arc<Mutex<Vec<(u64, std::time::Instant)>>>,
+    /// The management changes of the current scenario.
+    pub changes: Arc<Mutex<Changes>>,
+}
+
+/// Management changes made through the API: each adds one key to the `drill-changes`
+/// policy, whose rendered ClusterRole only the central control plane (directory-hub) can
+/// produce for the target cluster, and only its directory-sync can apply there.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    /// The cluster the changes are for (the policy selects it by its `region` label).
+    pub cluster: String,
+    /// Every change the API accepted in this scenario: (key number, accepted at).
+    pub accepted: Vec<(u64, std::time::Instant)>,
+}
+
+/// The policy and the ClusterRole it renders to, named alike.
+pub const CHANGES: &str = "drill-changes";
+
+/// The key a change adds: a resource name in the rendered ClusterRole's rule.
+pub fn change_key(n: u64) -> String {
+    format!("change-{n}")
+}
+
+/// The keys of change the rendered `drill-changes` ClusterRole holds in `cluster`: what
+/// has really been applied there. `Ok(None)` when the role does not exist.
+pub async fn applied_changes(cluster: &ClusterHandle) -> Result<Option<std::collections::BTreeSet<String>>, String> {
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(cluster.client.clone());
+    let role = tokio::time::timeout(Duration::from_secs(3), roles.get_opt(CHANGES))
+        .await
+        .map_err(|_| format!("reading ClusterRole {CHANGES} of {}: timed out", cluster.name))?
+        .map_err(|e| format!("reading ClusterRole {CHANGES} of {}: {}", cluster.name, crate::error::kube_message(&e)))?;
+    Ok(role.map(|r| r.rules.unwrap_or_default().into_iter().flat_map(|rule| rule.resources.unwrap_or_default()).collect()))
 }
 
 #[derive(Clone, Debug)]
@@ -190,7 +220,7 @@ pub async fn deploy_directory(env: &Env, c: &Component) -> Result<Directory, Str
         wait_available(env.cluster(r).map_err(|e| e.to_string())?, directory::NAMESPACE, "directory-sync").await?;
     }
     let api = format!("http://{}:8081", pod_ip(dir, directory::NAMESPACE, "directory-api").await?);
-    let handle = Directory { directory: dir_name, replicas, api, token, accepted: Default::default() };
+    let handle = Directory { directory: dir_name, replicas, api, token, changes: Default::default() };
     // Converged: every replica mirrors the registry and has the baseline policy applied.
     for r in &handle.replicas {
         let replica = env.cluster(r).map_err(|e| e.to_string())?;

@@ -3,7 +3,8 @@
 //! trusting dex through its structured authentication configuration.
 //!
 //! Options (`fixtures/components/<name>/component.yaml`):
-//! - `signing-key-rotation`: dex's `expiry.signingKeys` (default `20s`);
+//! - `signing-key-rotation`: dex's `expiry.signingKeys` (default `10s`: short, so that
+//!   rotation, and its stopping, are seen inside a drill's fault window);
 //! - `apiserver-trusts`: `issuer-ca` (default) or `unrelated-ca`, which breaks the setup
 //!   on purpose — the API server then cannot verify dex's certificate.
 
@@ -45,12 +46,14 @@ pub struct Identity {
     /// By the names suites use (`local`, `ldap`).
     pub users: BTreeMap<String, User>,
     pub lb: Ipv4Addr,
+    /// Where dex runs and keeps its storage objects.
+    pub namespace: String,
 }
 
 const NAMESPACE: &str = "identity";
 
 pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
-    let mut rotation = "20s".to_string();
+    let mut rotation = "10s".to_string();
     let mut trust_unrelated = false;
     for (k, v) in &c.options {
         match (k.as_str(), v.as_str()) {
@@ -194,7 +197,7 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
     .await
     .map_err(|e| e.to_string())?;
 
-    Ok(Identity { cluster: cluster.name.clone(), issuer, ca_pem: ca.cert_pem, client_id, client_secret, redirect_uri, users, lb })
+    Ok(Identity { cluster: cluster.name.clone(), issuer, ca_pem: ca.cert_pem, client_id, client_secret, redirect_uri, users, lb, namespace: NAMESPACE.into() })
 }
 
 async fn wait_tcp(ip: Ipv4Addr, port: u16, condition: &str) -> Result<(), String> {

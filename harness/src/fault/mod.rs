@@ -10,14 +10,24 @@
 //!   halfway: it restores the planned state from whatever it finds.
 //! - Every `.await` is a cancellation point. A cancelled `inject` leaves a state that
 //!   `revert` repairs; a cancelled `revert` can simply be run again (`firedrill recover`).
+//! - [`FaultSpec::verify`] proves, against the real system and with a deadline, that the
+//!   fault is in effect before the fault window opens, and that it is undone after the
+//!   revert: a scaled Deployment has no Ready pod, a revoked subject is denied by a
+//!   SubjectAccessReview, a partition drops a connection attempt both ways, a stopped
+//!   process is gone. A fault that cannot be proven is a harness error, never a table.
 
 mod cluster;
 mod host;
 mod node;
 mod partition;
+mod pod;
 mod rbac;
 mod scale;
 mod storage;
+
+use std::time::Duration;
+
+use crate::wait::Deadline;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -46,7 +56,8 @@ pub enum Undo {
     StartHost {
         host: String,
     },
-    /// Delete the partition's nftables table in each of these network namespaces.
+    /// Delete the fault's nftables table in each of these network namespaces (a partition,
+    /// or a host made unreachable).
     Unpartition {
         table: String,
         netns: Vec<String>,
@@ -61,6 +72,41 @@ pub enum Undo {
     StartCluster {
         cluster: String,
     },
+    /// Nothing to put back: the Deployment replaces the killed pod itself. Reverting waits
+    /// for it to be at full strength again.
+    AwaitReplicas {
+        cluster: String,
+        namespace: String,
+        deployment: String,
+        replicas: i32,
+        /// The pod that was killed.
+        pod: String,
+        uid: String,
+    },
+}
+
+/// How a stop is delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    /// SIGTERM and a grace period: a graceful shutdown.
+    #[default]
+    Term,
+    /// SIGKILL: no graceful shutdown, as a crash or a power cut.
+    Kill,
+}
+
+impl Signal {
+    fn is_default(&self) -> bool {
+        *self == Signal::Term
+    }
+}
+
+/// What [`FaultSpec::verify`] proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    InEffect,
+    Reverted,
 }
 
 /// A fault that could not be planned, injected or reverted.
@@ -78,11 +124,14 @@ pub enum FaultError {
     NotRunnable { kind: &'static str, needs: &'static str, backend: String },
     #[error("{0}")]
     Invalid(String),
+    /// What [`FaultSpec::verify`] last saw when its deadline passed.
+    #[error("{what}, {state} after {after:?}")]
+    Unproven { what: String, state: String, after: Duration },
 }
 
 pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> FaultError {
     let what = what.into();
-    move |e| FaultError::Kube { what, message: crate::probe::kube_message(&e) }
+    move |e| FaultError::Kube { what, message: crate::error::kube_message(&e) }
 }
 
 pub(crate) fn backend_err(what: impl Into<String>) -> impl FnOnce(BackendError) -> FaultError {
@@ -99,16 +148,32 @@ pub enum FaultSpec {
     /// Remove every RoleBinding and ClusterRoleBinding that names a service account.
     #[serde(rename_all = "kebab-case")]
     RevokeRbac { cluster: String, namespace: String, service_account: String },
-    /// Stop every process of a host outside the clusters (a load balancer, a directory server).
-    StopHost { host: String },
-    /// Drop all traffic between the hosts of two clusters, both directions (nftables).
+    /// Stop every process of a host outside the clusters (a load balancer, a directory
+    /// server): the host is down, connections are refused.
+    StopHost {
+        host: String,
+        #[serde(default, skip_serializing_if = "Signal::is_default")]
+        signal: Signal,
+    },
+    /// Make a host unreachable: every packet to or from it is dropped (nftables in its
+    /// namespace), so connections time out instead of being refused. Its processes run on.
+    UnreachableHost { host: String },
+    /// Drop all traffic between two sides, both directions (nftables). A side is a
+    /// cluster (all its nodes), a node (`cluster/node`) or a host.
     Partition { between: Vec<String> },
     /// Stop the etcd member(s) of a cluster.
-    StopStorage { cluster: String },
+    StopStorage {
+        cluster: String,
+        #[serde(default, skip_serializing_if = "Signal::is_default")]
+        signal: Signal,
+    },
     /// A node is lost: its agent stops heartbeating and its pods' processes die.
     LoseNode { cluster: String, node: String },
     /// Every process of a cluster stops: control plane, node agents and pods.
     StopCluster { cluster: String },
+    /// One Ready pod of a Deployment is deleted at once (no grace period): an instance
+    /// fails, and the Deployment replaces it.
+    KillPod { cluster: String, namespace: String, deployment: String },
 }
 
 impl FaultSpec {
@@ -117,19 +182,21 @@ impl FaultSpec {
             FaultSpec::Scale { .. } => "scale",
             FaultSpec::RevokeRbac { .. } => "revoke-rbac",
             FaultSpec::StopHost { .. } => "stop-host",
+            FaultSpec::UnreachableHost { .. } => "unreachable-host",
             FaultSpec::Partition { .. } => "partition",
             FaultSpec::StopStorage { .. } => "stop-storage",
             FaultSpec::LoseNode { .. } => "lose-node",
             FaultSpec::StopCluster { .. } => "stop-cluster",
+            FaultSpec::KillPod { .. } => "kill-pod",
         }
     }
 
     /// The capability the fault needs, by name, if the backend lacks it.
     pub fn missing_capability(&self, caps: &Capabilities) -> Option<&'static str> {
         let (has, name) = match self {
-            FaultSpec::Scale { .. } | FaultSpec::RevokeRbac { .. } => (caps.api_faults, "API-level faults"),
+            FaultSpec::Scale { .. } | FaultSpec::RevokeRbac { .. } | FaultSpec::KillPod { .. } => (caps.api_faults, "API-level faults"),
             FaultSpec::StopHost { .. } => (caps.stop_host, "stopping hosts"),
-            FaultSpec::Partition { .. } => (caps.partition, "network partitions"),
+            FaultSpec::UnreachableHost { .. } | FaultSpec::Partition { .. } => (caps.partition, "network partitions"),
             FaultSpec::StopStorage { .. } => (caps.stop_storage, "stopping etcd"),
             FaultSpec::LoseNode { .. } => (caps.lose_node, "losing nodes"),
             FaultSpec::StopCluster { .. } => (caps.stop_cluster, "stopping whole clusters"),
@@ -145,11 +212,13 @@ impl FaultSpec {
         match self {
             FaultSpec::Scale { cluster, namespace, deployment, .. } => scale::plan(env, cluster, namespace, deployment).await,
             FaultSpec::RevokeRbac { cluster, namespace, service_account } => rbac::plan(env, cluster, namespace, service_account).await,
-            FaultSpec::StopHost { host } => Ok(Undo::StartHost { host: host.clone() }),
+            FaultSpec::StopHost { host, .. } => Ok(Undo::StartHost { host: host.clone() }),
+            FaultSpec::UnreachableHost { host } => partition::plan(env, std::slice::from_ref(host), tag),
             FaultSpec::Partition { between } => partition::plan(env, between, tag),
-            FaultSpec::StopStorage { cluster } => Ok(Undo::StartStorage { cluster: cluster.clone() }),
+            FaultSpec::StopStorage { cluster, .. } => Ok(Undo::StartStorage { cluster: cluster.clone() }),
             FaultSpec::LoseNode { cluster, node } => Ok(Undo::RestoreNode { cluster: cluster.clone(), node: node.clone() }),
             FaultSpec::StopCluster { cluster } => Ok(Undo::StartCluster { cluster: cluster.clone() }),
+            FaultSpec::KillPod { cluster, namespace, deployment } => pod::plan(env, cluster, namespace, deployment).await,
         }
     }
 
@@ -158,12 +227,74 @@ impl FaultSpec {
         match (self, undo) {
             (FaultSpec::Scale { cluster, namespace, deployment, replicas }, _) => scale::set(env, cluster, namespace, deployment, *replicas as i32).await,
             (FaultSpec::RevokeRbac { cluster, .. }, Undo::RestoreBindings { bindings, .. }) => rbac::revoke(env, cluster, bindings).await,
-            (FaultSpec::StopHost { host }, _) => host::stop(env, host).await,
+            (FaultSpec::StopHost { host, signal }, _) => host::stop(env, host, *signal).await,
+            (FaultSpec::UnreachableHost { host }, Undo::Unpartition { table, .. }) => partition::isolate(env, host, table).await,
             (FaultSpec::Partition { between }, Undo::Unpartition { table, .. }) => partition::inject(env, between, table).await,
-            (FaultSpec::StopStorage { cluster }, _) => storage::stop(env, cluster).await,
+            (FaultSpec::StopStorage { cluster, signal }, _) => storage::stop(env, cluster, *signal).await,
             (FaultSpec::LoseNode { cluster, node }, _) => node::lose(env, cluster, node).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::stop(env, cluster).await,
+            (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, pod, uid, .. }) => pod::kill(env, cluster, namespace, pod, uid).await,
             (f, u) => Err(FaultError::Invalid(format!("fault {} cannot use undo record {u:?}", f.kind()))),
+        }
+    }
+
+    /// Prove that the fault is in effect, or that it is undone, polling until `deadline`.
+    pub async fn verify(&self, env: &Env, undo: &Undo, expect: Expect, deadline: Deadline) -> Result<(), FaultError> {
+        let what = match expect {
+            Expect::InEffect => format!("{} not in effect", self.describe()),
+            Expect::Reverted => format!("{} not undone", self.describe()),
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let state = match self.check(env, undo, expect).await {
+                Ok(()) => return Ok(()),
+                Err(state) => state,
+            };
+            if deadline.passed() {
+                return Err(FaultError::Unproven { what, state, after: started.elapsed() });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One look at the system: `Ok` when it is as `expect` says, else what was seen.
+    async fn check(&self, env: &Env, undo: &Undo, expect: Expect) -> Result<(), String> {
+        match (self, undo) {
+            (FaultSpec::Scale { cluster, namespace, deployment, replicas }, Undo::Scale { replicas: before, .. }) => match expect {
+                Expect::InEffect => scale::at_most_ready(env, cluster, namespace, deployment, *replicas as i32).await,
+                Expect::Reverted => scale::at_least_ready(env, cluster, namespace, deployment, *before).await,
+            },
+            (FaultSpec::RevokeRbac { .. }, Undo::RestoreBindings { cluster, bindings }) => rbac::check(env, cluster, bindings, expect).await,
+            (FaultSpec::StopHost { host, .. }, _) => host::check(env, host, expect).await,
+            (FaultSpec::UnreachableHost { host }, Undo::Unpartition { table, .. }) => partition::check(env, std::slice::from_ref(host), table, expect).await,
+            (FaultSpec::Partition { between }, Undo::Unpartition { table, .. }) => partition::check(env, between, table, expect).await,
+            (FaultSpec::StopStorage { cluster, .. }, _) => storage::check(env, cluster, expect).await,
+            (FaultSpec::LoseNode { cluster, node }, _) => node::check(env, cluster, node, expect).await,
+            (FaultSpec::StopCluster { cluster }, _) => cluster::check(env, cluster, expect).await,
+            (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, deployment, replicas, pod, uid }) => match expect {
+                Expect::InEffect => pod::gone(env, cluster, namespace, pod, uid).await,
+                Expect::Reverted => scale::at_least_ready(env, cluster, namespace, deployment, *replicas).await,
+            },
+            (f, u) => Err(format!("fault {} cannot use undo record {u:?}", f.kind())),
+        }
+    }
+
+    /// One line for errors: what the fault does.
+    pub fn describe(&self) -> String {
+        match self {
+            FaultSpec::Scale { cluster, namespace, deployment, replicas } => format!("deployment {cluster}/{namespace}/{deployment} scaled to {replicas}"),
+            FaultSpec::RevokeRbac { cluster, namespace, service_account } => {
+                format!("roles of service account {namespace}/{service_account} in cluster {cluster} revoked")
+            }
+            FaultSpec::StopHost { host, signal: Signal::Term } => format!("host {host} stopped"),
+            FaultSpec::StopHost { host, signal: Signal::Kill } => format!("host {host} killed"),
+            FaultSpec::UnreachableHost { host } => format!("host {host} unreachable"),
+            FaultSpec::Partition { between } => format!("partition between {}", between.join(" and ")),
+            FaultSpec::StopStorage { cluster, signal: Signal::Term } => format!("etcd of cluster {cluster} stopped"),
+            FaultSpec::StopStorage { cluster, signal: Signal::Kill } => format!("etcd of cluster {cluster} killed"),
+            FaultSpec::LoseNode { cluster, node } => format!("node {cluster}/{node} lost"),
+            FaultSpec::StopCluster { cluster } => format!("cluster {cluster} stopped"),
+            FaultSpec::KillPod { cluster, namespace, deployment } => format!("a pod of deployment {cluster}/{namespace}/{deployment} killed"),
         }
     }
 
@@ -172,11 +303,19 @@ impl FaultSpec {
         match self {
             FaultSpec::Scale { cluster, .. }
             | FaultSpec::RevokeRbac { cluster, .. }
-            | FaultSpec::StopStorage { cluster }
+            | FaultSpec::StopStorage { cluster, .. }
             | FaultSpec::LoseNode { cluster, .. }
-            | FaultSpec::StopCluster { cluster } => vec![cluster],
-            FaultSpec::Partition { between } => between.iter().map(String::as_str).collect(),
-            FaultSpec::StopHost { .. } => vec![],
+            | FaultSpec::StopCluster { cluster }
+            | FaultSpec::KillPod { cluster, .. } => vec![cluster],
+            FaultSpec::Partition { .. } | FaultSpec::StopHost { .. } | FaultSpec::UnreachableHost { .. } => vec![],
+        }
+    }
+
+    /// Hosts the fault names (checked against the suite's components when it loads).
+    pub fn hosts(&self) -> Vec<&str> {
+        match self {
+            FaultSpec::StopHost { host, .. } | FaultSpec::UnreachableHost { host } => vec![host],
+            _ => vec![],
         }
     }
 }
@@ -192,6 +331,7 @@ impl Undo {
             Undo::StartStorage { cluster } => storage::start(env, cluster).await,
             Undo::RestoreNode { cluster, node } => node::restore(env, cluster, node).await,
             Undo::StartCluster { cluster } => cluster::start(env, cluster).await,
+            Undo::AwaitReplicas { .. } => Ok(()),
         }
     }
 
@@ -205,6 +345,9 @@ impl Undo {
             Undo::StartStorage { cluster } => format!("start etcd of cluster {cluster}"),
             Undo::RestoreNode { cluster, node } => format!("restore node {cluster}/{node}"),
             Undo::StartCluster { cluster } => format!("start cluster {cluster}"),
+            Undo::AwaitReplicas { cluster, namespace, deployment, replicas, .. } => {
+                format!("nothing to undo: deployment {cluster}/{namespace}/{deployment} replaces its pod (back to {replicas})")
+            }
         }
     }
 }

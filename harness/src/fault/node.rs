@@ -1,7 +1,10 @@
 //! Lose a node: its agent stops heartbeating and its pods' processes die; the real
 //! node-lifecycle controller notices and evicts. Restoring is a reboot: a fresh agent.
 
-use super::{FaultError, backend_err};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+
+use super::{Expect, FaultError, backend_err};
 use crate::env::Env;
 
 pub async fn lose(env: &Env, cluster: &str, node: &str) -> Result<(), FaultError> {
@@ -10,4 +13,22 @@ pub async fn lose(env: &Env, cluster: &str, node: &str) -> Result<(), FaultError
 
 pub async fn restore(env: &Env, cluster: &str, node: &str) -> Result<(), FaultError> {
     env.restore_node(cluster, node).await.map(|_| ()).map_err(backend_err(format!("restoring node {cluster}/{node}")))
+}
+
+/// In effect: the node's agent is stopped and no process of its pods is left; undone: the
+/// agent runs and the Node is Ready again.
+pub async fn check(env: &Env, cluster: &str, node: &str, expect: Expect) -> Result<(), String> {
+    super::host::processes(env, &format!("agent/{cluster}/{node}"), expect).await?;
+    match expect {
+        Expect::InEffect => {
+            let left = env.node_pids(cluster, node);
+            if left.is_empty() { Ok(()) } else { Err(format!("{} process(es) of the node's pods still alive", left.len())) }
+        }
+        Expect::Reverted => {
+            let c = env.cluster(cluster).map_err(|e| e.to_string())?;
+            let n = Api::<Node>::all(c.client.clone()).get(node).await.map_err(|e| format!("reading node {node}: {}", crate::error::kube_message(&e)))?;
+            let ready = n.status.and_then(|s| s.conditions).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready { Ok(()) } else { Err(format!("node {cluster}/{node} not Ready")) }
+        }
+    }
 }

@@ -1,48 +1,78 @@
-//! Partition two clusters: an nftables table in every node (and API load balancer)
-//! namespace of each cluster drops all traffic to and from the other's addresses, both
-//! directions, enforced by the kernel.
+//! Partitions and unreachable hosts, enforced by the kernel: an nftables table in the
+//! network namespaces involved drops the packets. Connections across time out (nothing
+//! answers), unlike a stopped process, whose host refuses them.
+//!
+//! A partition's side is a cluster (every node, and its API load balancer host), one node
+//! (`cluster/node`) or a host; each side drops all traffic to and from the other. An
+//! unreachable host drops everything but its loopback.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::{FaultError, Undo};
+use super::{Expect, FaultError, Undo};
+use crate::backend::local::net::{DISCARD_PORT, Reach, reach};
 use crate::env::Env;
 
 struct Side {
+    name: String,
     netns: Vec<String>,
     ips: Vec<Ipv4Addr>,
 }
 
-fn side(env: &Env, cluster: &str) -> Result<Side, FaultError> {
-    let c = env.cluster(cluster).map_err(super::backend_err(format!("partition: cluster {cluster}")))?;
-    let info =
-        c.local.as_ref().ok_or(FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: format!("{:?}", env.backend) })?;
-    let mut netns: Vec<String> = info.nodes.iter().map(|n| n.netns.clone()).collect();
-    let mut ips: Vec<Ipv4Addr> = info.nodes.iter().map(|n| n.ip).collect();
-    if let Some(lb) = &info.apiserver_lb
-        && let Some(local) = env.local()
-        && let Ok(h) = local.info.host(lb)
-    {
-        netns.push(h.netns.clone());
-        ips.push(h.ip);
+fn side(env: &Env, name: &str) -> Result<Side, FaultError> {
+    let not_runnable = || FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: format!("{:?}", env.backend) };
+    let local = env.local().ok_or_else(not_runnable)?;
+    let (cluster, node) = match name.split_once('/') {
+        Some((c, n)) => (c, Some(n)),
+        None => (name, None),
+    };
+    if let Ok(c) = env.cluster(cluster) {
+        let info = c.local.as_ref().ok_or_else(not_runnable)?;
+        if let Some(node) = node {
+            let n = info.node(node).map_err(super::backend_err(format!("partition: node {name}")))?;
+            return Ok(Side { name: name.into(), netns: vec![n.netns.clone()], ips: vec![n.ip] });
+        }
+        let mut netns: Vec<String> = info.nodes.iter().map(|n| n.netns.clone()).collect();
+        let mut ips: Vec<Ipv4Addr> = info.nodes.iter().map(|n| n.ip).collect();
+        if let Some(lb) = &info.apiserver_lb
+            && let Ok(h) = local.info.host(lb)
+        {
+            netns.push(h.netns.clone());
+            ips.push(h.ip);
+        }
+        return Ok(Side { name: name.into(), netns, ips });
     }
-    Ok(Side { netns, ips })
+    let h = local.info.host(name).map_err(super::backend_err(format!("partition: `{name}` is neither a cluster, a node nor a host")))?;
+    Ok(Side { name: name.into(), netns: vec![h.netns.clone()], ips: vec![h.ip] })
 }
 
+fn table_name(tag: &str) -> String {
+    format!("firedrill_{tag}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// `between` has two sides for a partition, one host for an unreachable host.
 pub fn plan(env: &Env, between: &[String], tag: &str) -> Result<Undo, FaultError> {
-    let [a, b] = between else { return Err(FaultError::Invalid("partition needs exactly two clusters".into())) };
-    let (sa, sb) = (side(env, a)?, side(env, b)?);
-    let table: String = format!("firedrill_{tag}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    Ok(Undo::Unpartition { table, netns: sa.netns.into_iter().chain(sb.netns).collect() })
+    let mut netns = Vec::new();
+    for name in between {
+        netns.extend(side(env, name)?.netns);
+    }
+    Ok(Undo::Unpartition { table: table_name(tag), netns })
 }
 
-fn ruleset(table: &str, peers: &[Ipv4Addr]) -> String {
-    let set = peers.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+fn ruleset(table: &str, peers: Option<&[Ipv4Addr]>) -> String {
     // Declaring then deleting the table first makes the script idempotent.
-    format!(
-        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  set peers {{ type ipv4_addr; elements = {{ {set} }} }}\n  chain input {{ type filter hook input priority -10; policy accept; ip saddr @peers drop; }}\n  chain output {{ type filter hook output priority -10; policy accept; ip daddr @peers drop; }}\n}}\n"
-    )
+    let body = match peers {
+        Some(peers) => {
+            let set = peers.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+            format!(
+                "  set peers {{ type ipv4_addr; elements = {{ {set} }} }}\n  chain input {{ type filter hook input priority -10; policy accept; ip saddr @peers drop; }}\n  chain output {{ type filter hook output priority -10; policy accept; ip daddr @peers drop; }}\n"
+            )
+        }
+        None => "  chain input { type filter hook input priority -10; policy drop; iif lo accept; }\n  chain output { type filter hook output priority -10; policy drop; oif lo accept; }\n".to_string(),
+    };
+    format!("table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n{body}}}\n")
 }
 
 fn nft(netns: &str, script: &str) -> Result<(), String> {
@@ -58,14 +88,27 @@ fn nft(netns: &str, script: &str) -> Result<(), String> {
     if out.status.success() { Ok(()) } else { Err(format!("nft in {netns}: {}", String::from_utf8_lossy(&out.stderr).trim())) }
 }
 
+fn two_sides(env: &Env, between: &[String]) -> Result<(Side, Side), FaultError> {
+    let [a, b] = between else { return Err(FaultError::Invalid("partition needs exactly two sides".into())) };
+    Ok((side(env, a)?, side(env, b)?))
+}
+
 pub async fn inject(env: &Env, between: &[String], table: &str) -> Result<(), FaultError> {
-    let [a, b] = between else { return Err(FaultError::Invalid("partition needs exactly two clusters".into())) };
-    let (sa, sb) = (side(env, a)?, side(env, b)?);
+    let (sa, sb) = two_sides(env, between)?;
     for (from, to) in [(&sa, &sb), (&sb, &sa)] {
-        let script = ruleset(table, &to.ips);
+        let script = ruleset(table, Some(&to.ips));
         for ns in &from.netns {
             nft(ns, &script).map_err(FaultError::Invalid)?;
         }
+    }
+    Ok(())
+}
+
+/// Drop every packet of `host` but its loopback's.
+pub async fn isolate(env: &Env, host: &str, table: &str) -> Result<(), FaultError> {
+    let s = side(env, host)?;
+    for ns in &s.netns {
+        nft(ns, &ruleset(table, None)).map_err(FaultError::Invalid)?;
     }
     Ok(())
 }
@@ -81,13 +124,57 @@ pub async fn revert(table: &str, netns: &[String]) -> Result<(), FaultError> {
     Ok(())
 }
 
+/// How long a connection attempt may take to show it is dropped.
+const PROBE: Duration = Duration::from_millis(700);
+
+async fn try_reach(from: Option<String>, to: Ipv4Addr) -> Reach {
+    let addr = SocketAddr::from((to, DISCARD_PORT));
+    tokio::task::spawn_blocking(move || reach(from.as_deref(), addr, PROBE)).await.unwrap_or_else(|e| Reach::Other(e.to_string()))
+}
+
+/// In effect: a connection attempt across (to the discard port, which a reachable peer
+/// refuses at once) gets no answer, both ways; undone: it is answered. For a single host,
+/// the attempt comes from the harness's own namespace.
+pub async fn check(env: &Env, between: &[String], table: &str, expect: Expect) -> Result<(), String> {
+    let _ = table;
+    let pairs: Vec<(Option<String>, String, Ipv4Addr, String)> = match between {
+        [host] => {
+            let s = side(env, host).map_err(|e| e.to_string())?;
+            vec![(None, "the harness".into(), s.ips[0], s.name)]
+        }
+        _ => {
+            let (a, b) = two_sides(env, between).map_err(|e| e.to_string())?;
+            vec![(Some(a.netns[0].clone()), a.name.clone(), b.ips[0], b.name.clone()), (Some(b.netns[0].clone()), b.name, a.ips[0], a.name)]
+        }
+    };
+    let mut wrong = Vec::new();
+    for (from_ns, from, to_ip, to) in pairs {
+        let r = try_reach(from_ns, to_ip).await;
+        let dropped = r == Reach::TimedOut;
+        if dropped != (expect == Expect::InEffect) {
+            wrong.push(format!("{from} → {to} ({to_ip}:{DISCARD_PORT}): {r:?}"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("connection attempts {}: {}", if expect == Expect::InEffect { "not dropped" } else { "still dropped" }, wrong.join("; ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn ruleset_is_idempotent_and_drops_both_ways() {
-        let r = super::ruleset("firedrill_x", &["198.18.1.10".parse().unwrap(), "198.18.1.11".parse().unwrap()]);
+        let r = super::ruleset("firedrill_x", Some(&["198.18.1.10".parse().unwrap(), "198.18.1.11".parse().unwrap()]));
         assert!(r.starts_with("table inet firedrill_x\ndelete table inet firedrill_x\n"));
         assert!(r.contains("ip saddr @peers drop") && r.contains("ip daddr @peers drop"));
         assert!(r.contains("198.18.1.10, 198.18.1.11"));
+    }
+
+    #[test]
+    fn an_unreachable_host_drops_everything_but_loopback() {
+        let r = super::ruleset("firedrill_y", None);
+        assert!(r.contains("policy drop; iif lo accept") && r.contains("policy drop; oif lo accept"), "{r}");
     }
 }

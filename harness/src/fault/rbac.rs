@@ -147,3 +147,103 @@ fn ignore_409(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
         other => other,
     }
 }
+
+/// One permission the revoked bindings granted, as a SubjectAccessReview asks it.
+#[derive(Debug)]
+struct Permission {
+    namespace: Option<String>,
+    group: String,
+    resource: String,
+    subresource: Option<String>,
+    name: Option<String>,
+    verb: String,
+}
+
+/// Up to three permissions from the rules of the roles the bindings refer to (a wildcard
+/// stands for any value, so a concrete one is asked).
+async fn granted(c: &kube::Client, b: &Bindings) -> Result<Vec<Permission>, String> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+    let mut out = Vec::new();
+    let mut add = |rules: Vec<PolicyRule>, namespace: Option<String>| {
+        for r in rules.into_iter().take(3) {
+            let pick = |v: &Option<Vec<String>>, any: &str| v.as_ref().and_then(|v| v.iter().find(|x| *x != "*").cloned()).unwrap_or_else(|| any.to_string());
+            if r.resources.as_ref().is_none_or(|v| v.is_empty()) {
+                continue;
+            }
+            let resource = pick(&r.resources, "firedrill-any");
+            let (resource, subresource) = match resource.split_once('/') {
+                Some((r, sub)) => (r.to_string(), Some(sub.to_string())),
+                None => (resource, None),
+            };
+            out.push(Permission {
+                namespace: namespace.clone(),
+                group: pick(&r.api_groups, ""),
+                resource,
+                subresource,
+                name: r.resource_names.as_ref().and_then(|n| n.first().cloned()),
+                verb: r.verbs.iter().find(|v| *v != "*").cloned().unwrap_or_else(|| "get".into()),
+            });
+        }
+    };
+    for crb in &b.cluster_role_bindings {
+        let role = Api::<ClusterRole>::all(c.clone())
+            .get(&crb.role_ref.name)
+            .await
+            .map_err(|e| format!("reading ClusterRole {}: {}", crb.role_ref.name, crate::error::kube_message(&e)))?;
+        add(role.rules.unwrap_or_default(), None);
+    }
+    for rb in &b.role_bindings {
+        let ns = rb.metadata.namespace.clone().unwrap_or_default();
+        let rules = if rb.role_ref.kind == "Role" {
+            Api::<Role>::namespaced(c.clone(), &ns).get(&rb.role_ref.name).await.map(|r| r.rules)
+        } else {
+            Api::<ClusterRole>::all(c.clone()).get(&rb.role_ref.name).await.map(|r| r.rules)
+        }
+        .map_err(|e| format!("reading {} {}: {}", rb.role_ref.kind, rb.role_ref.name, crate::error::kube_message(&e)))?;
+        add(rules.unwrap_or_default(), Some(ns));
+    }
+    if out.is_empty() {
+        return Err("the revoked bindings' roles grant no resource permission to check".into());
+    }
+    Ok(out)
+}
+
+/// Ask the API server whether the subject may do what the revoked bindings granted: in
+/// effect when every such permission is denied, undone when every one is allowed.
+pub async fn check(env: &Env, cluster: &str, b: &Bindings, expect: super::Expect) -> Result<(), String> {
+    use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+    let c = env.cluster(cluster).map_err(|e| e.to_string())?;
+    let sa_ns = b.subject.namespace.clone().unwrap_or_default();
+    let user = format!("system:serviceaccount:{sa_ns}:{}", b.subject.name);
+    let groups = vec!["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{sa_ns}"), "system:authenticated".into()];
+    let api: Api<SubjectAccessReview> = Api::all(c.client.clone());
+    let mut wrong = Vec::new();
+    for p in granted(&c.client, b).await? {
+        let sar = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.clone()),
+                groups: Some(groups.clone()),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: p.namespace.clone(),
+                    group: Some(p.group.clone()),
+                    resource: Some(p.resource.clone()),
+                    subresource: p.subresource.clone(),
+                    name: p.name.clone(),
+                    verb: Some(p.verb.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reply = api.create(&PostParams::default(), &sar).await.map_err(|e| format!("SubjectAccessReview: {}", crate::error::kube_message(&e)))?;
+        let allowed = reply.status.map(|s| s.allowed).unwrap_or(false);
+        if allowed == (expect == super::Expect::InEffect) {
+            let sub = p.subresource.as_deref().map(|s| format!("/{s}")).unwrap_or_default();
+            let group = if p.group.is_empty() { String::new() } else { format!(".{}", p.group) };
+            let name = p.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+            wrong.push(format!("{} {} {}{sub}{group}{name}", if allowed { "may still" } else { "may not" }, p.verb, p.resource));
+        }
+    }
+    if wrong.is_empty() { Ok(()) } else { Err(format!("SubjectAccessReview: {user} {}", wrong.join(", "))) }
+}

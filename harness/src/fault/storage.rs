@@ -1,13 +1,19 @@
-//! Stop a cluster's etcd member(s): its API servers lose their storage.
+//! Stop a cluster's etcd member(s), gracefully or killed: its API servers lose their
+//! storage.
 
-use super::{FaultError, backend_err};
+use super::{Expect, FaultError, Signal, backend_err};
 use crate::env::Env;
 
-pub async fn stop(env: &Env, cluster: &str) -> Result<(), FaultError> {
-    env.stop_storage(cluster).await.map(|_| ()).map_err(backend_err(format!("stopping etcd of cluster {cluster}")))
+pub async fn stop(env: &Env, cluster: &str, signal: Signal) -> Result<(), FaultError> {
+    env.stop_storage(cluster, signal == Signal::Kill).await.map(|_| ()).map_err(backend_err(format!("stopping etcd of cluster {cluster}")))
 }
 
 /// Start the members again and wait until they report healthy.
 pub async fn start(env: &Env, cluster: &str) -> Result<(), FaultError> {
     env.start_storage(cluster).await.map(|_| ()).map_err(backend_err(format!("starting etcd of cluster {cluster}")))
+}
+
+/// In effect: no etcd member of the cluster runs; undone: every one does.
+pub async fn check(env: &Env, cluster: &str, expect: Expect) -> Result<(), String> {
+    super::host::processes(env, &format!("{cluster}/etcd-"), expect).await
 }

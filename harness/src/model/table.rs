@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::Impact;
-use crate::suite::{Claim, RECOVERY, ScenarioSpec, Suite};
+use crate::suite::{Claim, DeviationKind, RECOVERY, ScenarioSpec, Suite};
 
 /// Allowance on top of a documented MTTR for the measurement itself: the probe cadence
 /// and the moment a reverted fault takes effect. Part of the rule in `impact.rs`.
@@ -16,6 +16,8 @@ pub const RECOVERY_GRACE: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ImpactTable {
     pub title: String,
+    /// Why the whole table is derived from the document's facts, when it is.
+    pub derived: Option<String>,
     pub rows: Vec<Row>,
     pub recovery: RecoveryLine,
 }
@@ -34,6 +36,8 @@ pub struct RecoveryLine {
     /// Whether recovery was within the bound; `None` when the document gives none.
     pub within: Option<bool>,
     pub note: String,
+    /// Operations not judged against the bound, by name, with the reason.
+    pub excluded: Vec<(String, String)>,
     pub claims: Vec<(Claim, bool)>,
 }
 
@@ -42,12 +46,18 @@ impl ImpactTable {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "### {}\n", self.title);
+        if let Some(why) = &self.derived {
+            let _ = writeln!(out, "Derived from the document's facts, not its table: {}\n", escape(why));
+        }
         out.push_str("| Operation | Impact | Note |\n| --- | --- | --- |\n");
         for r in &self.rows {
             let _ = writeln!(out, "| {} | {} | {} |", escape(&r.operation), r.impact.glyph(), escape(&r.note));
         }
         let r = &self.recovery;
         let _ = writeln!(out, "\nRecovery: {}", r.describe());
+        for (op, why) in &r.excluded {
+            let _ = writeln!(out, "Not judged against the MTTR: {op} — {}", escape(why));
+        }
         for (claim, held) in &r.claims {
             let _ = writeln!(out, "Claim: {} — {}", claim.words(), holds(*held));
         }
@@ -79,22 +89,40 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The note beside an operation's glyph: the document's note, and for a recorded
-/// deviation a pointer to it. Shared by the expected and the observed table so that only
-/// glyphs, bounds and claims can differ between them.
+/// The note beside an operation's glyph: the document's note, "derived" for a cell the
+/// document does not state, and a pointer to a recorded deviation. Shared by the expected
+/// and the observed table so that only glyphs, bounds and claims can differ between them.
 pub fn note_for(scenario: &ScenarioSpec, op: &str) -> String {
-    let documented = scenario.documented.notes.iter().find(|(k, _)| k.value == op).map(|(_, v)| v.clone());
-    let deviation = scenario
-        .deviations
-        .iter()
-        .find(|d| d.operation.value == op)
-        .map(|d| format!("deviation recorded: documented {}", d.documented.map(|i| i.glyph()).unwrap_or("?")));
-    match (documented, deviation) {
-        (Some(n), Some(d)) => format!("{n} ({d})"),
-        (Some(n), None) => n,
-        (None, Some(d)) => d,
-        (None, None) => String::new(),
+    let mut parts = Vec::new();
+    if let Some((_, n)) = scenario.documented.notes.iter().find(|(k, _)| k.value == op) {
+        parts.push(n.clone());
     }
+    if let Some(why) = scenario.derived_reason(op) {
+        parts.push(format!("derived: {why}"));
+    }
+    if let Some(d) = scenario.deviation(op) {
+        let kind = match d.kind {
+            DeviationKind::System => String::new(),
+            k => format!(" ({})", k.words()),
+        };
+        parts.push(match (d.documented, d.onset) {
+            (Some(doc), _) => format!("deviation recorded{kind}: documented {}", doc.glyph()),
+            (None, Some(onset)) => format!("deviation recorded{kind}: takes effect up to {onset} into the fault"),
+            (None, None) => format!("deviation recorded{kind}"),
+        });
+    }
+    parts.join("; ")
+}
+
+/// The operations a scenario's MTTR does not judge, by name, with why.
+pub fn excluded(suite: &Suite, scenario: &ScenarioSpec) -> Vec<(String, String)> {
+    scenario
+        .documented
+        .recovery
+        .mttr_excludes
+        .iter()
+        .map(|(k, why)| (suite.operation(&k.value).map(|o| o.name.clone()).unwrap_or_else(|| k.value.clone()), why.clone()))
+        .collect()
 }
 
 /// The recovery line's note: a pointer to a recorded recovery deviation.
@@ -104,7 +132,7 @@ pub fn recovery_note(scenario: &ScenarioSpec) -> String {
 
 pub fn bound_words(scenario: &ScenarioSpec) -> String {
     let r = &scenario.documented.recovery;
-    r.mttr_words.clone().unwrap_or_else(|| r.mttr.map(|m| m.to_string()).unwrap_or_default())
+    r.mttr_words.clone().unwrap_or_else(|| r.mttr.as_ref().map(|m| m.value.to_string()).unwrap_or_default())
 }
 
 /// The table a scenario must produce: the document's glyphs, with every recorded
@@ -116,25 +144,20 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
         .iter()
         .map(|op| {
             let id = op.id.value.as_str();
-            let documented = scenario
-                .documented
-                .impact
-                .iter()
-                .find(|(k, _)| k.value == id)
-                .map(|(_, v)| *v)
-                .expect("suite::load checks that every operation has a documented impact");
-            let impact = scenario.deviations.iter().find(|d| d.operation.value == id).and_then(|d| d.observed).unwrap_or(documented);
+            let impact = scenario.expected_impact(id).expect("suite::load checks that every operation has a documented impact");
             Row { operation: op.name.clone(), impact, note: note_for(scenario, id) }
         })
         .collect();
     let recovery_deviates = scenario.deviations.iter().any(|d| d.operation.value == RECOVERY);
     ImpactTable {
         title: scenario.title.clone(),
+        derived: scenario.derived.clone(),
         rows,
         recovery: RecoveryLine {
             bound: bound_words(scenario),
-            within: scenario.documented.recovery.mttr.map(|_| !recovery_deviates),
+            within: scenario.documented.recovery.mttr.as_ref().map(|_| !recovery_deviates),
             note: recovery_note(scenario),
+            excluded: excluded(suite, scenario),
             claims: scenario.documented.recovery.claims.iter().map(|c| (*c, true)).collect(),
         },
     }
@@ -148,6 +171,7 @@ mod tests {
     fn renders_the_documents_form() {
         let t = ImpactTable {
             title: "All identity instances down".into(),
+            derived: None,
             rows: vec![
                 Row { operation: "Console login".into(), impact: Impact::Lost, note: String::new() },
                 Row { operation: "Cached keys | API".into(), impact: Impact::Unaffected, note: "low risk".into() },
@@ -157,6 +181,7 @@ mod tests {
                 bound: "5–60 s".into(),
                 within: Some(true),
                 note: String::new(),
+                excluded: vec![("Key rotation".into(), "a background task".into())],
                 claims: vec![(Claim::NothingLost, true), (Claim::QueuedAndApplied, false)],
             },
         };
@@ -170,6 +195,7 @@ mod tests {
         | Discovery | ⚠️ |  |
 
         Recovery: within the documented MTTR (5–60 s)
+        Not judged against the MTTR: Key rotation — a background task
         Claim: nothing lost — holds
         Claim: changes queued and applied on recovery — does not hold
         ");

@@ -2,9 +2,8 @@
 //! cached-key authentication, starting an API server that needs the issuer, signing-key
 //! rotation, the issuer's endpoints, and the break-glass path.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
@@ -70,10 +69,10 @@ pub struct Refresh {
     pub interrupted: std::sync::atomic::AtomicBool,
 }
 
-/// Whether a failed grant may have reached dex (anything but a refused connection or an
-/// HTTP answer).
+/// Whether a failed grant may have reached dex (anything but a connection that never
+/// opened, or an HTTP answer).
 fn may_have_reached(error: &str) -> bool {
-    error.ends_with(": request failed") || error.ends_with(": timed out")
+    error.ends_with(": request failed") || error.ends_with(": timed out") || error.ends_with(": connection reset") || error.ends_with(": connection closed")
 }
 
 impl Probe for Refresh {
@@ -134,7 +133,7 @@ async fn self_subject_review(http: &reqwest::Client, server: &str, token: &str, 
         .json(&body)
         .send()
         .await
-        .map_err(|e| if e.is_timeout() { "SelfSubjectReview: timed out".to_string() } else { "SelfSubjectReview: connection failed".to_string() })?;
+        .map_err(|e| format!("SelfSubjectReview: {}", super::http_error(&e)))?;
     let status = resp.status().as_u16();
     if status != 201 && status != 200 {
         return Err(format!("SelfSubjectReview: HTTP {status}"));
@@ -195,13 +194,17 @@ impl Probe for CachedKeys {
 }
 
 /// A fresh kube-apiserver on the cluster's etcd must authenticate an id_token within
-/// `timeout`: it has no cached keys and must reach the issuer.
+/// `timeout` of being ready: it has no cached keys and must reach the issuer.
+///
+/// The server belongs to the attempt: it is started on a port nothing else holds, and a
+/// guard kills it on every way out — success, failure, the attempt's deadline, or the
+/// sampler dropping the attempt when sampling stops. No attempt can ever be answered by a
+/// server an earlier attempt started (and that may hold the keys already).
 pub struct ColdStart {
     pub env: Arc<Env>,
     pub cached: CachedKeys,
     pub cluster: String,
     pub timeout: Duration,
-    pub port: std::sync::atomic::AtomicU16,
 }
 
 impl Probe for ColdStart {
@@ -216,10 +219,8 @@ impl Probe for ColdStart {
                 Ok(u) => u.login.clone(),
                 Err(e) => return fail(e),
             };
-            // A different port each time: the previous server's socket may linger.
-            let port = 6444 + (self.port.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 20);
-            let (url, name) = match self.env.start_extra_apiserver(&self.cluster, port).await {
-                Ok(v) => v,
+            let server = match self.env.start_extra_apiserver(&self.cluster).await {
+                Ok(s) => s,
                 Err(e) => return fail(format!("starting kube-apiserver: {e}")),
             };
             // The server itself must come up (slow on a loaded machine: not the issuer's
@@ -227,26 +228,26 @@ impl Probe for ColdStart {
             let ready = Deadline::after(READY_WAIT);
             let mut up = false;
             while !ready.passed() {
-                if let Ok(r) = self.cached.http.get(format!("{url}/readyz")).send().await
+                if let Ok(r) = self.cached.http.get(format!("{}/readyz", server.url)).send().await
                     && r.status().is_success()
                 {
                     up = true;
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let expect = format!("oidc:{login}");
             let deadline = Deadline::after(self.timeout);
             let mut result = Err(format!("kube-apiserver not ready after {READY_WAIT:?}"));
             while up && !deadline.passed() {
-                result = self_subject_review(&self.cached.http, &url, &token, &expect).await;
+                result = self_subject_review(&self.cached.http, &server.url, &token, &expect).await;
                 if result.is_ok() {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let why = if result.is_err() { self.env.extra_apiserver_auth_error(&self.cluster, port) } else { None };
-            if let Err(e) = self.env.stop_process(&name).await {
+            let why = if result.is_err() { server.auth_error() } else { None };
+            if let Err(e) = server.stop().await {
                 return fail(format!("stopping the extra kube-apiserver: {e}"));
             }
             match (result, why) {
@@ -258,61 +259,70 @@ impl Probe for ColdStart {
     }
 }
 
-/// A signing key not seen before is published at the issuer's /keys within `window`.
+/// Signing-key rotation, observed where it happens: dex's signing-key object in its
+/// storage (`signingkeies.dex.coreos.com/openid-connect-keys`), read with the cluster's
+/// admin credentials. Every dex instance checks every 30 s whether the key is due
+/// (`nextRotation`) and rotates it then; rotation is working while the key is never
+/// overdue by more than one such check and an allowance. The issuer's `/keys` endpoint is
+/// not involved: its reachability is a row of its own.
 pub struct KeyRotation {
-    pub http: reqwest::Client,
-    pub issuer: String,
-    pub window: Duration,
-    /// Key id → when it was first seen; and the newest first-seen time.
-    pub seen: Mutex<(HashMap<String, Instant>, Option<Instant>)>,
+    pub client: kube::Client,
+    pub namespace: String,
+    /// How overdue the key may be before rotation counts as stopped.
+    pub allowed_overdue: Duration,
+    /// Key ids seen, for the failure message.
+    pub seen: Mutex<Vec<String>>,
+}
+
+/// dex's signing keys as its Kubernetes storage keeps them.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SigningKeys {
+    next_rotation: String,
+    #[serde(default)]
+    signing_key_pub: Option<serde_json::Value>,
 }
 
 impl KeyRotation {
-    async fn kids(&self) -> Result<Vec<String>, String> {
-        let resp = self
-            .http
-            .get(format!("{}/keys", self.issuer))
-            .send()
+    async fn read(&self) -> Result<SigningKeys, String> {
+        let ar = kube::api::ApiResource {
+            group: "dex.coreos.com".into(),
+            version: "v1".into(),
+            api_version: "dex.coreos.com/v1".into(),
+            kind: "SigningKey".into(),
+            plural: "signingkeies".into(),
+        };
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
+        let obj = tokio::time::timeout(Duration::from_secs(3), api.get("openid-connect-keys"))
             .await
-            .map_err(|e| if e.is_timeout() { "GET /keys: timed out".to_string() } else { "GET /keys: connection failed".to_string() })?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(format!("GET /keys: HTTP {status}"));
-        }
-        let v: serde_json::Value = resp.json().await.map_err(|e| format!("GET /keys: {e}"))?;
-        Ok(v.get("keys").and_then(|k| k.as_array()).into_iter().flatten().filter_map(|k| k.get("kid")?.as_str().map(String::from)).collect())
+            .map_err(|_| "reading dex's signing keys: timed out".to_string())?
+            .map_err(|e| format!("reading dex's signing keys: {}", crate::error::kube_message(&e)))?;
+        serde_json::from_value(obj.data).map_err(|e| format!("dex's signing keys: {e}"))
     }
 }
 
 impl Probe for KeyRotation {
-    /// The keys published now count as new now: the window starts with them.
-    fn prepare(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            let kids = self.kids().await.map_err(|e| format!("reading the issuer's keys before the fault: {e}"))?;
-            *self.seen.lock().await = (kids.into_iter().map(|k| (k, now)).collect(), Some(now));
-            Ok(())
-        })
-    }
-
     fn attempt(&self) -> BoxFuture<'_, Attempt> {
         Box::pin(async move {
-            let result = self.kids().await;
-            let now = Instant::now();
-            let mut seen = self.seen.lock().await;
-            if let Ok(kids) = &result {
-                for k in kids {
-                    if !seen.0.contains_key(k) {
-                        seen.0.insert(k.clone(), now);
-                        seen.1 = Some(now);
-                    }
+            let keys = match self.read().await {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            };
+            let due: jiff::Timestamp = match keys.next_rotation.parse() {
+                Ok(t) => t,
+                Err(e) => return fail(format!("dex's nextRotation `{}`: {e}", keys.next_rotation)),
+            };
+            if let Some(kid) = keys.signing_key_pub.as_ref().and_then(|k| k.get("kid")).and_then(|k| k.as_str()) {
+                let mut seen = self.seen.lock().await;
+                if seen.last().map(String::as_str) != Some(kid) {
+                    seen.push(kid.to_string());
                 }
             }
-            let newest = seen.1.map(|t| now.duration_since(t));
-            match (result, newest) {
-                (Err(e), _) => fail(e),
-                (Ok(_), Some(age)) if age <= self.window => ok(),
-                (Ok(_), age) => fail(format!("no new signing key in the last {:?} (newest seen {:.0?} ago)", self.window, age.unwrap_or_default())),
+            let overdue = jiff::Timestamp::now().duration_since(due);
+            if overdue.is_positive() && overdue.unsigned_abs() > self.allowed_overdue {
+                fail(format!("rotation overdue: the signing key was due {:.0} s ago (dex checks every 30 s)", overdue.as_secs_f64()))
+            } else {
+                ok()
             }
         })
     }
@@ -334,8 +344,7 @@ impl Probe for IssuerEndpoints {
                     match http.get(&url).send().await {
                         Ok(r) if r.status().is_success() => Ok(()),
                         Ok(r) => Err(format!("GET {path}: HTTP {}", r.status().as_u16())),
-                        Err(e) if e.is_timeout() => Err(format!("GET {path}: timed out")),
-                        Err(_) => Err(format!("GET {path}: connection failed")),
+                        Err(e) => Err(format!("GET {path}: {}", super::http_error(&e))),
                     }
                 }
             };
@@ -379,7 +388,9 @@ mod tests {
     fn only_a_grant_that_may_have_reached_dex_can_have_rotated_the_token() {
         assert!(super::may_have_reached("refresh: request failed"));
         assert!(super::may_have_reached("refresh: timed out"));
+        assert!(super::may_have_reached("refresh: connection reset"));
         assert!(!super::may_have_reached("refresh: connection failed"));
+        assert!(!super::may_have_reached("refresh: connection refused"));
         assert!(!super::may_have_reached("refresh: HTTP 503"));
         assert!(!super::may_have_reached("refresh: HTTP 400 invalid_request Refresh token is invalid or has already been claimed by another client."));
     }

@@ -16,6 +16,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
 use super::{Attempt, Probe, fail, ok, partial};
+use crate::deploy::directory::{CHANGES, Changes, change_key};
 use crate::env::Env;
 use crate::wait::Deadline;
 
@@ -57,7 +58,7 @@ impl WorkloadHttp {
         let list = tokio::time::timeout(STEP, api.list(&lp))
             .await
             .map_err(|_| "listing endpoints: timed out".to_string())?
-            .map_err(|e| format!("listing endpoints: {}", super::kube_message(&e)))?;
+            .map_err(|e| format!("listing endpoints: {}", crate::error::kube_message(&e)))?;
         let mut out = Vec::new();
         for slice in list.items {
             let port = slice.ports.iter().flatten().find_map(|p| p.port).unwrap_or(80) as u16;
@@ -97,7 +98,7 @@ impl WorkloadHttp {
             match self.http.get(format!("http://{ep}/")).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => last = format!("GET {ep}: HTTP {}", r.status().as_u16()),
-                Err(_) => last = format!("GET {ep}: connection failed"),
+                Err(e) => last = format!("GET {ep}: {}", super::http_error(&e)),
             }
         }
         Err((false, last))
@@ -152,7 +153,7 @@ impl LocalOps {
         };
         match tokio::time::timeout(STEP, namespaces.create(&PostParams::default(), &obj)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err((false, format!("creating namespace: {}", super::kube_message(&e)))),
+            Ok(Err(e)) => return Err((false, format!("creating namespace: {}", crate::error::kube_message(&e)))),
             Err(_) => return Err((false, "creating namespace: timed out".into())),
         }
         let limits: Api<LimitRange> = Api::namespaced(c.client.clone(), &ns);
@@ -207,7 +208,7 @@ impl Probe for MetricsDelivery {
             let resp = match self.http.get(format!("{url}?query={query}")).send().await {
                 Ok(r) if r.status().is_success() => r,
                 Ok(r) => return fail(format!("querying the receiver: HTTP {}", r.status().as_u16())),
-                Err(_) => return fail("querying the receiver: connection failed"),
+                Err(e) => return fail(format!("querying the receiver: {}", super::http_error(&e))),
             };
             let v: serde_json::Value = match resp.json().await {
                 Ok(v) => v,
@@ -238,38 +239,53 @@ impl Probe for MetricsDelivery {
     }
 }
 
-/// Management ops: a change through the management API (a Cluster annotated with a new
-/// generation) is accepted. Whether accepted changes reach the replicas is the
-/// `queued-and-applied` post-check.
+/// Management ops: a configuration change through the management API is accepted. Each
+/// attempt adds one new key to the `drill-changes` policy for `cluster` (a PUT of the
+/// whole policy, as GitOps would apply it). Only the central control plane renders the
+/// policy into that cluster's configuration, and only the cluster's own directory-sync
+/// applies it there: whether each accepted change was queued during a fault and applied
+/// after it is the `queued-and-applied` post-check.
 pub struct ManagementWrite {
     pub http: reqwest::Client,
     pub api: String,
     pub token: String,
     pub cluster: String,
-    pub accepted: Arc<Mutex<Vec<(u64, Instant)>>>,
-    pub generation: AtomicU64,
+    pub changes: Arc<Mutex<Changes>>,
+    pub next: AtomicU64,
 }
 
-/// The annotation management writes set, and post-checks look for.
-pub const GENERATION: &str = "firedrill.dev/generation";
-
 impl Probe for ManagementWrite {
+    /// A scenario starts with no change of its own.
+    fn prepare(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let mut c = self.changes.lock().expect("changes");
+            c.cluster = self.cluster.clone();
+            c.accepted.clear();
+            Ok(())
+        })
+    }
+
     fn attempt(&self) -> BoxFuture<'_, Attempt> {
         Box::pin(async move {
-            let g = self.generation.fetch_add(1, Ordering::Relaxed);
-            let body = serde_json::json!({ "annotations": { GENERATION: g.to_string() } });
-            match self.http.patch(format!("{}/clusters/{}", self.api, self.cluster)).bearer_auth(&self.token).json(&body).send().await {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut keys: Vec<String> = vec!["base".into()];
+            keys.extend(self.changes.lock().expect("changes").accepted.iter().map(|(k, _)| change_key(*k)));
+            keys.push(change_key(n));
+            let body = serde_json::json!({
+                "clusterSelector": { "region": self.cluster },
+                "clusterRoles": [{ "name": CHANGES, "rules": [{ "apiGroups": ["firedrill.dev"], "resources": keys, "verbs": ["get"] }] }],
+            });
+            match self.http.put(format!("{}/policies/{CHANGES}", self.api)).bearer_auth(&self.token).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {
-                    self.accepted.lock().expect("accepted").push((g, Instant::now()));
+                    self.changes.lock().expect("changes").accepted.push((n, Instant::now()));
                     ok()
                 }
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let msg: String = r.text().await.unwrap_or_default().chars().take(160).collect();
-                    fail(format!("PATCH /clusters/{}: HTTP {status} {msg}", self.cluster).trim_end().to_string())
+                    fail(format!("PUT /policies/{CHANGES}: HTTP {status} {msg}").trim_end().to_string())
                 }
-                Err(e) if e.is_timeout() => fail("management API: timed out"),
-                Err(_) => fail("management API: connection failed"),
+                Err(e) => fail(format!("management API: {}", super::http_error(&e))),
             }
         })
     }

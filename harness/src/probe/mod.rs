@@ -58,14 +58,13 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
             cached: identity::CachedKeys::new(oidc()?, user, cluster(c)?)?,
             cluster: c.clone(),
             timeout: timeout.0,
-            port: Default::default(),
         }),
-        ProbeSpec::KeyRotation { window } => {
-            let client = oidc()?;
+        ProbeSpec::KeyRotation { allowed_overdue } => {
+            let id = deployed.identity.as_ref().ok_or("this probe needs the identity component in the suite's components")?;
             Arc::new(identity::KeyRotation {
-                http: identity::issuer_http(&client)?,
-                issuer: client.identity.issuer.clone(),
-                window: window.0,
+                client: cluster(&id.cluster)?.client.clone(),
+                namespace: id.namespace.clone(),
+                allowed_overdue: allowed_overdue.0,
                 seen: Default::default(),
             })
         }
@@ -92,14 +91,15 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
         }
         ProbeSpec::ManagementWrite { cluster } => {
             let d = deployed.directory.as_ref().ok_or("this probe needs the directory component in the suite's components")?;
+            // Key numbers only grow, across scenarios and runs of the same environment.
             let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.as_millis() as u64).unwrap_or_default();
             Arc::new(management::ManagementWrite {
                 http: short_http()?,
                 api: d.api.clone(),
                 token: d.token.clone(),
                 cluster: cluster.clone(),
-                accepted: d.accepted.clone(),
-                generation: std::sync::atomic::AtomicU64::new(base),
+                changes: d.changes.clone(),
+                next: std::sync::atomic::AtomicU64::new(base),
             })
         }
     })
@@ -140,8 +140,10 @@ pub enum ProbeSpec {
     /// Start a fresh kube-apiserver on the cluster's etcd and check that it
     /// authenticates an id_token within `timeout`.
     ApiserverColdStart { user: String, cluster: String, timeout: Dur },
-    /// A signing key not seen before is published at `/keys` within `window`.
-    KeyRotation { window: Dur },
+    /// dex's signing key, in its storage, is never overdue for rotation by more than
+    /// `allowed-overdue` (dex checks every 30 s).
+    #[serde(rename_all = "kebab-case")]
+    KeyRotation { allowed_overdue: Dur },
     /// The client-certificate admin kubeconfig (break-glass) reads the API.
     BreakGlass { cluster: String },
     /// Discovery document and `/keys` fetched through the load balancer.
@@ -152,7 +154,8 @@ pub enum ProbeSpec {
     LocalClusterOps { clusters: Vec<String>, timeout: Dur },
     /// Each cluster's workload heartbeat is at most `freshness` old at the metrics receiver.
     MetricsDelivery { clusters: Vec<String>, freshness: Dur },
-    /// A change to `cluster`'s registry entry through the management API is accepted.
+    /// A configuration change for `cluster` (a new key in a policy the central control
+    /// plane must render) is accepted by the management API.
     ManagementWrite { cluster: String },
     /// For testing the harness itself, never a system: succeeds until a fault is in place
     /// (the run's journal has a pending entry), then panics — the revert-on-panic path.
@@ -195,25 +198,25 @@ impl ProbeSpec {
     }
 }
 
-/// An error and its causes on one line (reqwest's Display names only the outermost).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
-}
-
-/// A Kubernetes API error in one short line: the status code and message, not the dump.
-pub fn kube_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.message),
-        other => error_chain(other),
+/// A failed HTTP request in a few words that say where it failed: the connection was
+/// refused (nothing listens: the service is down), timed out (packets dropped: unreachable,
+/// or too slow), closed by the peer before an answer (a load balancer with no instance
+/// behind it), reset, or failed otherwise.
+pub fn http_error(e: &reqwest::Error) -> &'static str {
+    let chain = crate::error::chain(e).to_lowercase();
+    if chain.contains("connection refused") {
+        "connection refused"
+    } else if e.is_timeout() || chain.contains("timed out") {
+        "timed out"
+    } else if chain.contains("connection reset") || chain.contains("reset by peer") {
+        "connection reset"
+    } else if chain.contains("eof") || chain.contains("connection closed") || chain.contains("closed before") {
+        "connection closed"
+    } else if chain.contains("unreachable") {
+        "network unreachable"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
     }
 }

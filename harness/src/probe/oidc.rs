@@ -77,7 +77,9 @@ impl OidcClient {
                 continue;
             }
             if status != StatusCode::OK {
-                return Err(format!("{} {}: HTTP {}", if posted { "POST" } else { "GET" }, url.path(), status.as_u16()));
+                let body = resp.text().await.unwrap_or_default();
+                let why = error_page_message(&body).map(|m| format!(": {m}")).unwrap_or_default();
+                return Err(format!("{} {}: HTTP {}{why}", if posted { "POST" } else { "GET" }, url.path(), status.as_u16()));
             }
             let body = resp.text().await.map_err(|e| step(url.path(), &e))?;
             let form = first_form(&body).ok_or_else(|| format!("{} answered 200 without a form", url.path()))?;
@@ -140,14 +142,18 @@ impl OidcClient {
 }
 
 fn step(what: &str, e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{what}: {kind}")
+    format!("{what}: {}", super::http_error(e))
+}
+
+/// The message of dex's error page (`<p>` of its theme panel), shortened: what dex says
+/// went wrong ("Login error: ...", "Database error."), without the page around it.
+fn error_page_message(body: &str) -> Option<String> {
+    let panel = &body[body.find("theme-panel")?..];
+    let start = panel.find("<p>")? + 3;
+    let end = panel[start..].find("</p>")? + start;
+    let text: String = panel[start..end].split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.replace("&#34;", "\"").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    (!text.is_empty()).then(|| text.chars().take(160).collect())
 }
 
 /// The first form of a page: its action, hidden fields, and the names of its other inputs.
@@ -190,6 +196,16 @@ fn first_form(html: &str) -> Option<Form> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dex_error_pages_give_their_message() {
+        let page = "<html><div class=\"theme-panel\">\n  <h2 class=\"theme-heading\">Internal Server Error</h2>\n  <p>Login error: ldap: failed to connect: dial tcp 198.18.1.3:389: connect: connection refused</p>\n</div></html>";
+        assert_eq!(
+            super::error_page_message(page).as_deref(),
+            Some("Login error: ldap: failed to connect: dial tcp 198.18.1.3:389: connect: connection refused")
+        );
+        assert_eq!(super::error_page_message("<html>no panel</html>"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,9 @@
-//! Sampling: every operation's probe runs in its own task, one attempt at a time, every
-//! `interval` (from the start of one attempt to the start of the next), with a bound on
-//! attempts in flight across operations. Samples carry their start time relative to the
-//! scenario's epoch.
+//! Sampling: every operation's probe runs in its own task, an attempt every `interval`
+//! (from the start of one attempt to the start of the next), with at most `concurrency`
+//! of its attempts in flight (1: one at a time; more lets slow attempts overlap, so a
+//! window holds more of them) and a bound on attempts in flight across operations.
+//! Samples carry their start time relative to the scenario's epoch and are kept in order
+//! of start.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,14 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Store = Arc<Mutex<BTreeMap<String, Vec<Sample>>>>;
 
+/// One operation to sample.
+pub struct Sampled {
+    pub id: String,
+    pub probe: Arc<dyn Probe>,
+    pub interval: Duration,
+    pub concurrency: usize,
+}
+
 pub struct Sampler {
     epoch: Instant,
     store: Store,
@@ -36,27 +46,46 @@ pub struct ProbePanic {
 }
 
 impl Sampler {
-    pub fn start(ops: Vec<(String, Arc<dyn Probe>, Duration)>) -> Sampler {
+    pub fn start(ops: Vec<Sampled>) -> Sampler {
         let epoch = Instant::now();
-        let store: Store = Arc::new(Mutex::new(ops.iter().map(|(id, _, _)| (id.clone(), Vec::new())).collect()));
+        let store: Store = Arc::new(Mutex::new(ops.iter().map(|o| (o.id.clone(), Vec::new())).collect()));
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let tasks = ops
             .into_iter()
-            .map(|(id, probe, interval)| {
+            .map(|Sampled { id, probe, interval, concurrency }| {
                 let store = store.clone();
                 let limit = limit.clone();
                 let op = id.clone();
                 let task = tokio::spawn(async move {
+                    let own = Arc::new(Semaphore::new(concurrency.max(1)));
+                    // The attempts in flight: aborted with this task, so none outlives it.
+                    let mut running = tokio::task::JoinSet::new();
                     loop {
+                        let mine = own.clone().acquire_owned().await.expect("semaphore never closed");
                         let start = Instant::now();
-                        let permit = limit.acquire().await.expect("semaphore never closed");
-                        let (outcome, detail) = match tokio::time::timeout(ATTEMPT_TIMEOUT, probe.attempt()).await {
-                            Ok(a) => a,
-                            Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {ATTEMPT_TIMEOUT:?}"))),
-                        };
-                        drop(permit);
-                        let sample = Sample { at: start.duration_since(epoch), took: start.elapsed(), outcome, detail };
-                        store.lock().expect("sample store").entry(op.clone()).or_default().push(sample);
+                        let (probe, limit, store, op) = (probe.clone(), limit.clone(), store.clone(), op.clone());
+                        running.spawn(async move {
+                            let permit = limit.acquire().await.expect("semaphore never closed");
+                            let (outcome, detail) = match tokio::time::timeout(ATTEMPT_TIMEOUT, probe.attempt()).await {
+                                Ok(a) => a,
+                                Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {ATTEMPT_TIMEOUT:?}"))),
+                            };
+                            drop(permit);
+                            drop(mine);
+                            let sample = Sample { at: start.duration_since(epoch), took: start.elapsed(), outcome, detail };
+                            let mut store = store.lock().expect("sample store");
+                            let v = store.entry(op).or_default();
+                            let at = v.partition_point(|s| s.at <= sample.at);
+                            v.insert(at, sample);
+                        });
+                        // A panicking attempt ends the operation's task: a harness failure.
+                        while let Some(done) = running.try_join_next() {
+                            if let Err(e) = done
+                                && e.is_panic()
+                            {
+                                std::panic::resume_unwind(e.into_panic());
+                            }
+                        }
                         tokio::time::sleep_until(start + interval).await;
                     }
                 });

@@ -94,7 +94,7 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
         }
         Verdict::Match => {}
     }
-    out.push_str("<table><tr><th>Operation</th><th>Documented</th><th>Observed</th><th>Note</th><th>Success ratio</th><th>Samples</th><th>Recovery</th><th>Failures seen</th></tr>\n");
+    out.push_str("<table><tr><th>Operation</th><th>Documented</th><th>Observed</th><th>Note</th><th>Success ratio</th><th>Samples</th><th>First failure</th><th>Recovery ±resolution</th><th>Failures seen</th></tr>\n");
     for (k, row) in r.expected.rows.iter().enumerate() {
         let o = r.operations.get(k).filter(|o| o.name == row.operation);
         let c = o.and_then(|o| o.classification.as_ref());
@@ -103,20 +103,35 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
         let failures = o.map(super::failures_seen).unwrap_or_default();
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td{}>{observed}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td{}>{observed}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&row.operation),
             row.impact.glyph(),
             if differs { " class=\"cell-differs\"" } else { "" },
             esc(&row.note),
             c.map(|c| format!("{:.0}%", 100.0 * c.success_ratio())).unwrap_or_else(|| "—".into()),
             c.map(|c| c.samples.to_string()).unwrap_or_else(|| "—".into()),
-            o.map(|o| o.recovery.map(secs).unwrap_or_else(|| "not recovered".into())).unwrap_or_else(|| "—".into()),
+            o.map(super::first_failure_cell).unwrap_or_else(|| "—".into()),
+            esc(&o.map(super::recovery_cell).unwrap_or_else(|| "—".into())),
             esc(&failures)
         );
     }
     out.push_str("</table>\n");
-    let rec = r.observed.as_ref().map(|t| &t.recovery).unwrap_or(&r.expected.recovery);
+    let table = r.observed.as_ref().unwrap_or(&r.expected);
+    if let Some(why) = &table.derived {
+        let _ = writeln!(out, "<p>Derived from the document's facts, not its table: {}</p>", esc(why));
+    }
+    let rec = &table.recovery;
     let _ = writeln!(out, "<p>Recovery: {}</p>", esc(&rec.describe()));
+    for (op, why) in &rec.excluded {
+        let _ = writeln!(out, "<p>Not judged against the MTTR: {} — {}</p>", esc(op), esc(why));
+    }
+    if !r.findings.is_empty() {
+        out.push_str("<p>Findings (the glyphs agree, the reasons do not):</p><ul>");
+        for f in &r.findings {
+            let _ = write!(out, "<li>{}</li>", esc(f));
+        }
+        out.push_str("</ul>\n");
+    }
     if !r.claims.is_empty() {
         out.push_str("<ul>");
         for c in &r.claims {
@@ -127,7 +142,7 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
     if !r.deviations.is_empty() {
         out.push_str("<p>Recorded deviations from the document:</p><ul>");
         for d in &r.deviations {
-            let _ = write!(out, "<li><strong>{}</strong>: {}<ul>", esc(&d.operation), esc(&d.reason));
+            let _ = write!(out, "<li><strong>{}</strong> ({}): {}<ul>", esc(&d.operation), esc(d.kind.words()), esc(&d.reason));
             for e in &d.evidence {
                 let _ = write!(out, "<li>evidence: {}</li>", esc(e));
             }
@@ -137,6 +152,9 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
     }
     if !r.reverted.is_empty() {
         let _ = writeln!(out, "<p>Reverted: {}</p>", esc(&r.reverted.join("; ")));
+    }
+    if !r.phases.is_empty() {
+        let _ = writeln!(out, "<p>Phases: {}</p>", esc(&super::phases(r)));
     }
 }
 

@@ -49,7 +49,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
         }
         if !r.operations.is_empty() {
             out.push_str(
-                "| Operation | Documented | Observed | Success ratio | Samples | Recovery | Failures seen |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+                "| Operation | Documented | Observed | Success ratio | Samples | First failure | Recovery ±resolution | Failures seen |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
             );
             for o in &r.operations {
                 let (glyph, ratio, n) = match &o.classification {
@@ -59,15 +59,28 @@ pub fn render(results: &[ScenarioResult]) -> String {
                 let failures = super::failures_seen(o).replace('|', "\\|");
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {}{} | {} | {} | {} | {} | {} | {} |",
                     o.name,
                     o.documented.glyph(),
+                    if o.derived.is_some() { " (derived)" } else { "" },
                     glyph,
                     ratio,
                     n,
-                    o.recovery.map(secs).unwrap_or_else(|| "not recovered".into()),
+                    super::first_failure_cell(o),
+                    super::recovery_cell(o).replace('|', "\\|"),
                     failures
                 );
+            }
+            out.push('\n');
+            let derived: Vec<String> = r.operations.iter().filter_map(|o| o.derived.as_ref().map(|why| format!("- {}: {why}", o.name))).collect();
+            if !derived.is_empty() {
+                let _ = writeln!(out, "Derived cells (the document does not state them):\n\n{}\n", derived.join("\n"));
+            }
+        }
+        if !r.findings.is_empty() {
+            out.push_str("Findings (the glyphs agree, the reasons do not):\n\n");
+            for f in &r.findings {
+                let _ = writeln!(out, "- {f}");
             }
             out.push('\n');
         }
@@ -81,11 +94,12 @@ pub fn render(results: &[ScenarioResult]) -> String {
         if !r.deviations.is_empty() {
             out.push_str("Recorded deviations from the document:\n\n");
             for d in &r.deviations {
-                let glyphs = match (d.documented, d.observed) {
-                    (Some(a), Some(b)) => format!(" ({} documented, {} observed)", a.glyph(), b.glyph()),
+                let glyphs = match (d.documented, d.observed, d.onset) {
+                    (Some(a), Some(b), _) => format!(" ({} documented, {} observed)", a.glyph(), b.glyph()),
+                    (_, _, Some(onset)) => format!(" (takes effect up to {} into the fault)", secs(onset)),
                     _ => String::new(),
                 };
-                let _ = writeln!(out, "- **{}**{glyphs}: {}", d.operation, d.reason);
+                let _ = writeln!(out, "- **{}**{glyphs}, {}: {}", d.operation, d.kind.words(), d.reason);
                 for e in &d.evidence {
                     let _ = writeln!(out, "  - evidence: {e}");
                 }
@@ -94,6 +108,9 @@ pub fn render(results: &[ScenarioResult]) -> String {
         }
         if !r.reverted.is_empty() {
             let _ = writeln!(out, "Reverted: {}\n", r.reverted.join("; "));
+        }
+        if !r.phases.is_empty() {
+            let _ = writeln!(out, "Phases: {}\n", super::phases(r));
         }
     }
     out

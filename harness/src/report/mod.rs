@@ -52,6 +52,31 @@ pub fn reasons(counted: &[(String, usize)]) -> String {
     counted.iter().map(|(why, n)| format!("{why} (×{n})")).collect::<Vec<_>>().join("; ")
 }
 
+/// Recovery with its resolution, and whether the MTTR judges it: `2.4 s ±0.3 s`,
+/// `never affected`, `not recovered`; `(not judged: why)` for an excluded operation.
+pub fn recovery_cell(o: &OperationResult) -> String {
+    let mut s = match (o.recovery, o.resolution) {
+        _ if o.never_affected => "never affected".to_string(),
+        (Some(t), Some(res)) => format!("{} ±{}", secs(t), secs(res)),
+        (Some(t), None) => secs(t),
+        (None, _) => "not recovered".into(),
+    };
+    if let Some(why) = &o.mttr_excluded {
+        s.push_str(&format!(" (not judged against the MTTR: {why})"));
+    }
+    s
+}
+
+/// When the operation first failed after the fault was in effect.
+pub fn first_failure_cell(o: &OperationResult) -> String {
+    o.first_failure.map(secs).unwrap_or_else(|| "—".into())
+}
+
+/// `prepare 0.1 s, steady state 0.3 s, …` and the total.
+pub fn phases(r: &ScenarioResult) -> String {
+    r.phases.iter().map(|(p, d)| format!("{p} {}", secs(*d))).collect::<Vec<_>>().join(", ")
+}
+
 /// `12.3 s`, `0.4 s`.
 pub fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())

@@ -124,8 +124,12 @@ mod tests {
 
     /// A made-up result (no cluster): one operation with its glyph and recovery time.
     fn result(round: u32, impact: Impact, recovery_ms: Option<u64>) -> ScenarioResult {
-        let table =
-            ImpactTable { title: "t".into(), rows: vec![], recovery: RecoveryLine { bound: String::new(), within: None, note: String::new(), claims: vec![] } };
+        let table = ImpactTable {
+            title: "t".into(),
+            derived: None,
+            rows: vec![],
+            recovery: RecoveryLine { bound: String::new(), within: None, note: String::new(), excluded: vec![], claims: vec![] },
+        };
         ScenarioResult {
             suite: "s".into(),
             scenario: "a".into(),
@@ -135,11 +139,21 @@ mod tests {
                 id: "op".into(),
                 name: "Op".into(),
                 documented: Impact::Lost,
+                expected: Impact::Lost,
                 classification: Some(Classification { impact, samples: 10, ok: 0, partial: 0, failed: 10 }),
+                window: (Duration::ZERO, Duration::from_secs(10)),
                 recovery: recovery_ms.map(Duration::from_millis),
+                resolution: recovery_ms.map(|_| Duration::from_millis(300)),
+                never_affected: false,
                 last_failure: None,
+                first_failure: None,
+                mttr_excluded: None,
+                derived: None,
+                causes: vec![],
+                unexplained: vec![],
                 failures: vec![],
                 recovery_failures: vec![],
+                samples: vec![],
             }],
             mttr: None,
             mttr_bound: None,
@@ -147,9 +161,12 @@ mod tests {
             expected: table,
             deviations: vec![],
             claims: vec![],
+            findings: vec![],
             reverted: vec![],
             took: Duration::ZERO,
             round,
+            timeline: None,
+            phases: vec![],
         }
     }
 

@@ -42,13 +42,15 @@ pub fn print_result(r: &ScenarioResult) {
         if let Some(c) = &o.classification {
             let _ = writeln!(
                 out,
-                "  {:<58} {} documented {}  ok {:>3.0}% of {:>3}  recovery {}",
+                "  {:<58} {} documented {}  ok {:>3.0}% of {:>3}  first failure {}  recovery {}{}",
                 o.name,
                 c.impact.glyph(),
                 o.documented.glyph(),
                 100.0 * c.success_ratio(),
                 c.samples,
-                o.recovery.map(secs).unwrap_or_else(|| "—".into())
+                super::first_failure_cell(o),
+                super::recovery_cell(o),
+                if o.derived.is_some() { "  [derived]" } else { "" }
             );
         }
     }
@@ -62,7 +64,13 @@ pub fn print_result(r: &ScenarioResult) {
         let _ = writeln!(out, "  claim {}: {} — {}", c.claim.words(), crate::model::table::holds(c.holds), c.detail);
     }
     for d in &r.deviations {
-        let _ = writeln!(out, "  deviation recorded for {}: {}", d.operation, d.reason);
+        let _ = writeln!(out, "  deviation recorded for {} ({}): {}", d.operation, d.kind.words(), d.reason);
+    }
+    for f in &r.findings {
+        let _ = writeln!(out, "  finding: {f}");
+    }
+    if !r.phases.is_empty() {
+        let _ = writeln!(out, "  phases: {}", super::phases(r));
     }
     match &r.verdict {
         Verdict::Match => {

@@ -1,21 +1,29 @@
 //! Post-checks of the documents' recovery claims, run after every operation recovered.
 //!
-//! - `queued-and-applied`: the last management change accepted reaches every replica.
+//! - `queued-and-applied`: every management change accepted during the fault was *not*
+//!   applied on its target cluster when the fault ended (it was queued), and every change
+//!   of the scenario is applied there after recovery — each change has a key of its own,
+//!   so every write made during the fault is proven to survive, not only the last.
 //! - `converged`: every replica's Clusters and ClusterPolicies equal the directory's.
 //! - `nothing-lost`: every Cluster and ClusterPolicy of the directory before the fault is
-//!   still there, the last accepted change too, and each replica's metrics for the fault
+//!   still there, every accepted change too, and each replica's metrics for the fault
 //!   window reached the receiver (queued samples arrive late, not never).
+//! - `instance-replaced`: a killed instance's replacement was Ready within the documented
+//!   MTTR.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
 use serde::Serialize;
 
 use crate::deploy::Deployed;
-use crate::deploy::directory::{Registry, converged_diff, registry};
+use crate::deploy::directory::{Directory, applied_changes, change_key, converged_diff, registry};
 use crate::env::Env;
-use crate::probe::management::GENERATION;
-use crate::suite::Claim;
+use crate::fault::FaultSpec;
+use crate::suite::{Claim, ScenarioSpec};
 use crate::wait::Deadline;
 
 /// How long a claim may take to come true after recovery.
@@ -43,6 +51,38 @@ pub async fn before(env: &Env, deployed: &Deployed) -> Result<Before, String> {
     Ok(Before { clusters: c.into_keys().collect(), policies: p.into_keys().collect() })
 }
 
+/// What the end of the fault showed, for `queued-and-applied`.
+#[derive(Default)]
+pub struct During {
+    /// Changes accepted during the fault that the target cluster had applied already.
+    applied_early: Vec<String>,
+    /// How the target cluster was looked at (or why it could not be).
+    seen: String,
+}
+
+/// At the end of the fault window, before the revert: which changes accepted since `from`
+/// the target cluster already has.
+pub async fn during(claims: &[Claim], env: &Env, deployed: &Deployed, from: Instant) -> During {
+    let Some(d) = deployed.directory.as_ref().filter(|_| claims.contains(&Claim::QueuedAndApplied)) else { return During::default() };
+    let changes = d.changes.lock().expect("changes").clone();
+    let during: Vec<String> = changes.accepted.iter().filter(|(_, at)| *at >= from).map(|(k, _)| change_key(*k)).collect();
+    let Ok(cluster) = env.cluster(&changes.cluster) else { return During { applied_early: vec![], seen: format!("no cluster `{}`", changes.cluster) } };
+    match applied_changes(cluster).await {
+        Ok(held) => {
+            let held = held.unwrap_or_default();
+            let early: Vec<String> = during.iter().filter(|k| held.contains(*k)).cloned().collect();
+            During {
+                seen: format!("{} of the {} change(s) accepted during the fault applied on {} at its end", early.len(), during.len(), changes.cluster),
+                applied_early: early,
+            }
+        }
+        // A cluster whose API cannot be read at all applies nothing either.
+        Err(e) => {
+            During { applied_early: vec![], seen: format!("{} unreadable at the end of the fault ({e}): nothing can have been applied there", changes.cluster) }
+        }
+    }
+}
+
 /// The fault's span, in wall-clock time (for the metrics receiver) and monotonic time.
 pub struct Window {
     pub from: SystemTime,
@@ -51,104 +91,164 @@ pub struct Window {
     pub to_i: Instant,
 }
 
-pub async fn check(claim: Claim, env: &Env, deployed: &Deployed, before: &Before, w: &Window) -> Result<ClaimResult, String> {
-    let d = deployed.directory.as_ref().ok_or_else(|| format!("claim `{}` needs the directory component", claim.words()))?;
-    let deadline = Deadline::after(SETTLE);
-    let started = Instant::now();
+/// What a claim check needs.
+pub struct Context<'a> {
+    pub env: &'a Env,
+    pub deployed: &'a Deployed,
+    pub scenario: &'a ScenarioSpec,
+    pub before: &'a Before,
+    pub during: &'a During,
+    pub window: &'a Window,
+}
+
+pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String> {
     let (holds, detail) = match claim {
-        Claim::Converged => loop {
-            let diff = converged_diff(env, d).await;
-            match diff {
-                Ok(v) if v.is_empty() => break (true, format!("every replica equals the directory after {:.1} s", started.elapsed().as_secs_f64())),
-                Ok(v) if deadline.passed() => break (false, v.join("; ")),
-                Err(e) if deadline.passed() => break (false, e),
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        },
-        Claim::QueuedAndApplied => {
-            let accepted = d.accepted.lock().expect("accepted").clone();
-            let during = accepted.iter().filter(|(_, at)| *at >= w.from_i && *at <= w.to_i).count();
-            match accepted.iter().map(|(g, _)| *g).max() {
-                None => (false, "no management change was accepted".into()),
-                Some(_) if during == 0 => (false, "no management change was accepted during the fault".into()),
-                Some(last) => loop {
-                    let missing = replicas_without(env, d, last).await;
-                    match missing {
-                        Ok(m) if m.is_empty() => {
-                            break (
-                                true,
-                                format!(
-                                    "{during} change(s) accepted during the fault; the last (generation {last}) on every replica after {:.1} s",
-                                    started.elapsed().as_secs_f64()
-                                ),
-                            );
-                        }
-                        Ok(m) if deadline.passed() => break (false, format!("generation {last} not on: {}", m.join(", "))),
-                        Err(e) if deadline.passed() => break (false, e),
-                        _ => tokio::time::sleep(Duration::from_millis(500)).await,
-                    }
-                },
-            }
-        }
-        Claim::NothingLost => {
-            let (c, p) = registry(env.cluster(&d.directory).map_err(|e| e.to_string())?).await?;
-            let mut lost: Vec<String> = before.clusters.iter().filter(|n| !c.contains_key(*n)).map(|n| format!("Cluster {n}")).collect();
-            lost.extend(before.policies.iter().filter(|n| !p.contains_key(*n)).map(|n| format!("ClusterPolicy {n}")));
-            let last = d.accepted.lock().expect("accepted").iter().map(|(g, _)| *g).max();
-            if let Some(g) = last
-                && !holds_generation(&c, g)
-            {
-                lost.push(format!("the last accepted change (generation {g}; the directory holds {})", generation_held(&c)));
-            }
-            let mut notes = Vec::new();
-            if let Some(m) = &deployed.metrics {
-                for cluster in &m.collectors {
-                    match metrics_kept(m, cluster, w, &deadline).await {
-                        Ok((kept, expected)) if kept as f64 >= METRICS_KEPT * expected as f64 => {
-                            notes.push(format!("{cluster}: {kept}/{expected} metric samples"))
-                        }
-                        Ok((kept, expected)) => {
-                            lost.push(format!("{cluster}: only {kept} of {expected} metric samples of the fault window reached the receiver"))
-                        }
-                        Err(e) => lost.push(format!("{cluster}: metrics: {e}")),
-                    }
-                }
-            }
-            if lost.is_empty() { (true, format!("nothing missing; {}", notes.join(", "))) } else { (false, lost.join("; ")) }
-        }
+        Claim::Converged => converged(cx, directory(cx, claim)?).await,
+        Claim::QueuedAndApplied => queued_and_applied(cx, directory(cx, claim)?).await,
+        Claim::NothingLost => nothing_lost(cx, directory(cx, claim)?).await?,
+        Claim::InstanceReplaced => replaced(cx).await?,
     };
     Ok(ClaimResult { claim, holds, detail })
 }
 
-async fn replicas_without(env: &Env, d: &crate::deploy::directory::Directory, g: u64) -> Result<Vec<String>, String> {
-    let mut missing = Vec::new();
-    for r in &d.replicas {
-        let (c, _) = registry(env.cluster(r).map_err(|e| e.to_string())?).await?;
-        if !holds_generation(&c, g) {
-            missing.push(format!("{r} (holds {})", generation_held(&c)));
+fn directory<'a>(cx: &Context<'a>, claim: Claim) -> Result<&'a Directory, String> {
+    cx.deployed.directory.as_ref().ok_or_else(|| format!("claim `{}` needs the directory component", claim.words()))
+}
+
+async fn converged(cx: &Context<'_>, d: &Directory) -> (bool, String) {
+    let deadline = Deadline::after(SETTLE);
+    let started = Instant::now();
+    loop {
+        match converged_diff(cx.env, d).await {
+            Ok(v) if v.is_empty() => return (true, format!("every replica equals the directory after {:.1} s", started.elapsed().as_secs_f64())),
+            Ok(v) if deadline.passed() => return (false, v.join("; ")),
+            Err(e) if deadline.passed() => return (false, e),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-    Ok(missing)
 }
 
-/// Whether a copy of the registry holds management change `g`: a Cluster annotated with
-/// generation `g` or a later one. Generations only grow, and each change replaces the one
-/// annotation, so a later generation carries `g`'s change with it. A later one can exist
-/// that was never seen accepted: the write of an attempt cut off when sampling stopped, or
-/// whose response was lost, still lands (CI, central-control-plane-fails: every copy
-/// equal, all one generation past the last acknowledged).
-fn holds_generation(registry: &Registry, g: u64) -> bool {
-    registry.values().any(|(_, ann, _)| ann.get(GENERATION).and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= g))
+async fn queued_and_applied(cx: &Context<'_>, d: &Directory) -> (bool, String) {
+    let changes = d.changes.lock().expect("changes").clone();
+    let during = changes.accepted.iter().filter(|(_, at)| *at >= cx.window.from_i && *at <= cx.window.to_i).count();
+    if during == 0 {
+        return (false, "no management change was accepted during the fault: nothing could be queued".into());
+    }
+    if !cx.during.applied_early.is_empty() {
+        return (false, format!("{}: not queued — {}", cx.during.seen, cx.during.applied_early.join(", ")));
+    }
+    let Ok(cluster) = cx.env.cluster(&changes.cluster) else { return (false, format!("no cluster `{}`", changes.cluster)) };
+    let want: BTreeSet<String> = changes.accepted.iter().map(|(k, _)| change_key(*k)).collect();
+    let deadline = Deadline::after(SETTLE);
+    let started = Instant::now();
+    loop {
+        let missing: Result<Vec<String>, String> = applied_changes(cluster).await.map(|held| {
+            let held = held.unwrap_or_default();
+            want.iter().filter(|k| !held.contains(*k)).cloned().collect()
+        });
+        match missing {
+            Ok(m) if m.is_empty() => {
+                return (
+                    true,
+                    format!(
+                        "{during} change(s) accepted during the fault; {}; all {} change(s) of the scenario applied on {} {:.1} s after recovery",
+                        cx.during.seen,
+                        want.len(),
+                        changes.cluster,
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+            }
+            Ok(m) if deadline.passed() => {
+                return (false, format!("{} of {} change(s) never applied on {}: {}", m.len(), want.len(), changes.cluster, m.join(", ")));
+            }
+            Err(e) if deadline.passed() => return (false, e),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
 }
 
-/// The highest generation a copy holds, for messages.
-fn generation_held(registry: &Registry) -> String {
-    registry
-        .values()
-        .filter_map(|(_, ann, _)| ann.get(GENERATION)?.parse::<u64>().ok())
-        .max()
-        .map(|g| format!("generation {g}"))
-        .unwrap_or_else(|| "no generation".into())
+async fn nothing_lost(cx: &Context<'_>, d: &Directory) -> Result<(bool, String), String> {
+    let deadline = Deadline::after(SETTLE);
+    let (c, p) = registry(cx.env.cluster(&d.directory).map_err(|e| e.to_string())?).await?;
+    let mut lost: Vec<String> = cx.before.clusters.iter().filter(|n| !c.contains_key(*n)).map(|n| format!("Cluster {n}")).collect();
+    lost.extend(cx.before.policies.iter().filter(|n| !p.contains_key(*n)).map(|n| format!("ClusterPolicy {n}")));
+    // Every accepted change is in the stored policy.
+    let stored: BTreeSet<String> = p
+        .get(crate::deploy::directory::CHANGES)
+        .and_then(|(_, _, spec)| spec.pointer("/clusterRoles/0/rules/0/resources")?.as_array().cloned())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let accepted: Vec<String> = d.changes.lock().expect("changes").accepted.iter().map(|(k, _)| change_key(*k)).collect();
+    let missing: Vec<&String> = accepted.iter().filter(|k| !stored.contains(*k)).collect();
+    if !missing.is_empty() {
+        lost.push(format!(
+            "{} accepted change(s) not in the stored policy: {}",
+            missing.len(),
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut notes = vec![format!("{} accepted change(s) stored", accepted.len())];
+    if let Some(m) = &cx.deployed.metrics {
+        for cluster in &m.collectors {
+            match metrics_kept(m, cluster, cx.window, &deadline).await {
+                Ok((kept, expected)) if kept as f64 >= METRICS_KEPT * expected as f64 => notes.push(format!("{cluster}: {kept}/{expected} metric samples")),
+                Ok((kept, expected)) => lost.push(format!("{cluster}: only {kept} of {expected} metric samples of the fault window reached the receiver")),
+                Err(e) => lost.push(format!("{cluster}: metrics: {e}")),
+            }
+        }
+    }
+    Ok(if lost.is_empty() { (true, format!("nothing missing; {}", notes.join(", "))) } else { (false, lost.join("; ")) })
+}
+
+/// Every killed pod's Deployment is back at full strength, each replacement Ready within
+/// the documented bound of the kill.
+async fn replaced(cx: &Context<'_>) -> Result<(bool, String), String> {
+    let bound = cx.scenario.documented.recovery.bound().ok_or("claim `instance-replaced` needs the scenario's `mttr`")?;
+    let mut notes = Vec::new();
+    let mut holds = true;
+    let killed = cx.scenario.faults.iter().filter_map(|f| match f {
+        FaultSpec::KillPod { cluster, namespace, deployment } => Some((cluster, namespace, deployment)),
+        _ => None,
+    });
+    for (cluster, namespace, deployment) in killed {
+        let c = cx.env.cluster(cluster).map_err(|e| e.to_string())?;
+        let killed_at = jiff::Timestamp::try_from(cx.window.from).map_err(|e| e.to_string())?;
+        let pods = Api::<Pod>::namespaced(c.client.clone(), namespace).list(&ListParams::default()).await.map_err(|e| crate::error::kube_message(&e))?;
+        // The replacement: created after the kill, now Ready; its Ready time from the API.
+        let replacement = pods.items.iter().filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(&format!("{deployment}-")))).find_map(|p| {
+            // The API keeps whole seconds: a pod created in the second of the kill counts.
+            let created = p.metadata.creation_timestamp.as_ref()?.0;
+            if created.as_second() < killed_at.as_second() {
+                return None;
+            }
+            let ready = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+            Some((p.metadata.name.clone().unwrap_or_default(), ready.last_transition_time.as_ref()?.0))
+        });
+        match replacement {
+            Some((name, ready)) => {
+                let took = Duration::from_secs_f64((ready.as_second() - killed_at.as_second()).max(0) as f64);
+                let within = took <= bound;
+                holds &= within;
+                notes.push(format!(
+                    "{namespace}/{name} Ready {} s after the kill ({} the {} s bound; the API's times are whole seconds)",
+                    took.as_secs(),
+                    if within { "within" } else { "over" },
+                    bound.as_secs()
+                ));
+            }
+            None => {
+                holds = false;
+                notes.push(format!("no replacement pod of {namespace}/{deployment} created after the kill is Ready"));
+            }
+        }
+    }
+    if notes.is_empty() {
+        return Err("claim `instance-replaced` needs a `kill-pod` fault in the scenario".into());
+    }
+    Ok((holds, notes.join("; ")))
 }
 
 /// Samples of a replica's heartbeat the receiver holds for the fault window, and how many
@@ -171,26 +271,5 @@ async fn metrics_kept(m: &crate::deploy::directory::Metrics, cluster: &str, w: &
             return Ok((kept, expected));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn copy_at(generation: Option<&str>) -> Registry {
-        let ann = generation.map(|g| [(GENERATION.to_string(), g.to_string())].into()).unwrap_or_default();
-        [("east".to_string(), (Default::default(), ann, serde_json::Value::Null)), ("west".to_string(), Default::default())].into()
-    }
-
-    #[test]
-    fn a_write_cut_off_after_the_last_acknowledged_one_still_holds_it() {
-        assert!(holds_generation(&copy_at(Some("100")), 100));
-        assert!(holds_generation(&copy_at(Some("101")), 100), "a later generation carries the change");
-        assert!(!holds_generation(&copy_at(Some("99")), 100));
-        assert!(!holds_generation(&copy_at(None), 100));
-        assert!(!holds_generation(&copy_at(Some("not-a-number")), 100));
-        assert_eq!(generation_held(&copy_at(Some("99"))), "generation 99");
-        assert_eq!(generation_held(&copy_at(None)), "no generation");
     }
 }

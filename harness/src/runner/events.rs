@@ -65,10 +65,35 @@ pub struct ScenarioResult {
     pub deviations: Vec<DeviationNote>,
     /// The recovery claims' post-checks.
     pub claims: Vec<super::claims::ClaimResult>,
+    /// Why a table that equals the document's still does not match it: failures whose
+    /// cause the suite does not expect, an impact that took effect later than recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
     pub reverted: Vec<String>,
     pub took: Duration,
     /// Which round of `firedrill run --repeat N` (1 without it).
     pub round: u32,
+    /// When each phase of the scenario happened, on the scenario's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
+    /// How long each phase took, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<(String, Duration)>,
+}
+
+/// The moments of one scenario, from the start of sampling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Timeline {
+    /// Injection began.
+    pub injected: Duration,
+    /// Every fault was proven in effect: the fault window starts here.
+    pub in_effect: Duration,
+    /// Revert began: the fault window ends here.
+    pub revert_start: Duration,
+    /// Revert ended: recovery is timed from here.
+    pub reverted: Duration,
+    /// Sampling stopped.
+    pub end: Duration,
 }
 
 impl ScenarioResult {
@@ -101,15 +126,36 @@ pub struct OperationResult {
     pub id: String,
     pub name: String,
     pub documented: Impact,
+    /// What the table must show: the documented glyph, or a recorded deviation's.
+    pub expected: Impact,
     pub classification: Option<Classification>,
-    /// From revert to being ✅ again; `None` if it never was within the recovery window.
+    /// The judged window, on the scenario's clock.
+    pub window: (Duration, Duration),
+    /// From revert to being ✅ again for good; `None` if it never was within the recovery window.
     pub recovery: Option<Duration>,
-    /// From revert to the last failed attempt seen before recovering.
+    /// How precise `recovery` is (rule 4): the attempt interval plus the attempt's duration.
+    pub resolution: Option<Duration>,
+    /// The operation never failed from the fault on.
+    pub never_affected: bool,
+    /// From revert to the end of the last failed attempt seen before recovering.
     pub last_failure: Option<Duration>,
+    /// From the fault being in effect to the end of the first failed attempt.
+    pub first_failure: Option<Duration>,
+    /// Why the operation's recovery is not judged against the documented MTTR, if it is not.
+    pub mttr_excluded: Option<String>,
+    /// Why the cell is derived from the document's facts, if it is.
+    pub derived: Option<String>,
+    /// The causes the suite expects of this cell's failures.
+    pub causes: Vec<String>,
+    /// Failures in the window whose cause the suite does not expect, most frequent first.
+    pub unexplained: Vec<(String, usize)>,
     /// The most frequent reasons for failed attempts in the fault window.
     pub failures: Vec<(String, usize)>,
     /// The same, for attempts between the revert and recovery.
     pub recovery_failures: Vec<(String, usize)>,
+    /// Every attempt, on the scenario's clock.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<crate::model::Sample>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,6 +163,8 @@ pub struct DeviationNote {
     pub operation: String,
     pub documented: Option<Impact>,
     pub observed: Option<Impact>,
+    pub onset: Option<Duration>,
+    pub kind: crate::suite::DeviationKind,
     pub reason: String,
     pub evidence: Vec<String>,
 }

@@ -74,29 +74,7 @@ fn line_col(prefix: &[u8]) -> (u64, u64) {
     (line, column)
 }
 
-/// serde-saphyr's message without its `error: line L column C:` prefix and snippet.
-pub fn error_message(e: &serde_saphyr::Error) -> String {
-    let text = e.without_snippet().to_string();
-    let text = text.strip_prefix("error: ").unwrap_or(&text);
-    let mut text = text.to_string();
-    if let Some(rest) = text.strip_prefix("line ")
-        && let Some(idx) = rest.find(": ")
-        && rest[..idx].contains(" column ")
-    {
-        text = rest[idx + 2..].to_string();
-    }
-    // Advice meant for programs calling serde-saphyr, not for people writing suites.
-    if let Some(idx) = text.find(", set DuplicateKeyPolicy in Options") {
-        text.truncate(idx);
-    }
-    // The location is reported separately, as file:line:column.
-    if let Some(idx) = text.rfind(" at line ")
-        && text[idx..].contains(", column ")
-    {
-        text.truncate(idx);
-    }
-    text
-}
+pub use crate::error::yaml_message as error_message;
 
 type Loc = (u64, u64);
 
@@ -212,6 +190,9 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         if op.interval.0.is_zero() {
             return Err(at(&op.id, format!("operation `{id}`: `interval` must be longer than 0s")));
         }
+        if op.concurrency == 0 || op.concurrency > 8 {
+            return Err(at(&op.id, format!("operation `{id}`: `concurrency` must be between 1 and 8")));
+        }
         if op.min_samples == 0 {
             return Err(at(&op.id, format!("operation `{id}`: `min-samples` must be at least 1")));
         }
@@ -248,22 +229,35 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
             for cluster in f.clusters() {
                 check_cluster(&sc.id, &format!("scenario `{id}`: fault `{}`", f.kind()), cluster)?;
             }
-            if let crate::fault::FaultSpec::Partition { between } = f
-                && (between.len() != 2 || between[0] == between[1])
-            {
-                return Err(at(&sc.id, format!("scenario `{id}`: fault `partition`: `between` must name two different clusters")));
+            if let crate::fault::FaultSpec::Partition { between } = f {
+                if between.len() != 2 || between[0] == between[1] {
+                    return Err(at(&sc.id, format!("scenario `{id}`: fault `partition`: `between` must name two different sides")));
+                }
+                for side in between {
+                    let known = match side.split_once('/') {
+                        Some((c, n)) => topology.clusters.iter().any(|tc| tc.name == c && tc.nodes.iter().any(|tn| tn.name == n)),
+                        None => clusters.contains(&side.as_str()) || hosts.contains(side),
+                    };
+                    if !known {
+                        return Err(at(
+                            &sc.id,
+                            format!("scenario `{id}`: fault `partition`: side `{side}` is not a cluster, a node (`cluster/node`) or a host of this suite"),
+                        ));
+                    }
+                }
             }
-            if let crate::fault::FaultSpec::StopHost { host } = f
-                && !hosts.contains(host)
-            {
-                let known: Vec<_> = hosts.iter().map(String::as_str).collect();
-                return Err(at(
-                    &sc.id,
-                    format!(
-                        "scenario `{id}`: fault `stop-host` names host `{host}`, which no component of the suite defines (hosts: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                    ),
-                ));
+            for host in f.hosts() {
+                if !hosts.contains(host) {
+                    let known: Vec<_> = hosts.iter().map(String::as_str).collect();
+                    return Err(at(
+                        &sc.id,
+                        format!(
+                            "scenario `{id}`: fault `{}` names host `{host}`, which no component of the suite defines (hosts: {})",
+                            f.kind(),
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    ));
+                }
             }
         }
 
@@ -289,20 +283,49 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
             ));
         }
         let recovery = &sc.documented.recovery;
-        for op in recovery.mttr_scope.iter().flatten() {
-            if !ops.contains(&op.value.as_str()) {
-                return Err(at(op, format!("scenario `{id}`: `mttr-scope` names operation `{}`, which the suite does not define", op.value)));
+        if let Some(m) = &recovery.mttr {
+            let room = m.value.0 + crate::model::table::RECOVERY_GRACE + spec.timing.stable.0;
+            if room >= spec.timing.recovery.0 {
+                return Err(at(
+                    m,
+                    format!(
+                        "scenario `{id}`: `mttr` {} plus the 2 s allowance and `timing.stable` ({}) must be shorter than `timing.recovery` ({}), or recovery over the bound could never be seen",
+                        m.value, spec.timing.stable, spec.timing.recovery
+                    ),
+                ));
             }
         }
-        if recovery.mttr_scope.as_ref().is_some_and(|s| s.is_empty()) {
-            return Err(at(&sc.id, format!("scenario `{id}`: `mttr-scope` is empty; leave it out to judge every operation")));
+        for (op, reason) in recovery.mttr_excludes.iter() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: `mttr-excludes` names operation `{}`, which the suite does not define", op.value)));
+            }
+            if recovery.mttr.is_none() {
+                return Err(at(op, format!("scenario `{id}`: `mttr-excludes` without `mttr`: there is no bound to exclude `{}` from", op.value)));
+            }
+            if reason.trim().is_empty() {
+                return Err(at(op, format!("scenario `{id}`: `mttr-excludes` needs a reason for `{}`", op.value)));
+            }
         }
-        if recovery.mttr_scope.is_some() != recovery.mttr_scope_reason.as_ref().is_some_and(|r| !r.trim().is_empty()) {
-            return Err(at(&sc.id, format!("scenario `{id}`: `mttr-scope` and `mttr-scope-reason` go together")));
+        if recovery.mttr.is_some() && ops.iter().all(|o| !recovery.judges(o)) {
+            return Err(at(&sc.id, format!("scenario `{id}`: `mttr-excludes` excludes every operation; leave `mttr` out instead")));
         }
         for (op, _) in sc.documented.notes.iter() {
             if !ops.contains(&op.value.as_str()) {
                 return Err(at(op, format!("scenario `{id}`: `documented.notes` names operation `{}`, which the suite does not define", op.value)));
+            }
+        }
+        if sc.derived.as_ref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(at(&sc.id, format!("scenario `{id}`: `derived` needs the reason the table is derived")));
+        }
+        for (op, reason) in sc.documented.derived.iter() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: `documented.derived` names operation `{}`, which the suite does not define", op.value)));
+            }
+            if reason.trim().is_empty() {
+                return Err(at(op, format!("scenario `{id}`: `documented.derived` needs a reason for `{}`", op.value)));
+            }
+            if sc.derived.is_some() {
+                return Err(at(op, format!("scenario `{id}`: the whole scenario is `derived`; its cells need no `documented.derived`")));
             }
         }
 
@@ -317,8 +340,8 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                 return Err(at(op, format!("scenario `{id}`: deviation for `{}` needs a `reason` and non-empty `evidence`", op.value)));
             }
             if op.value == RECOVERY {
-                if d.documented.is_some() || d.observed.is_some() {
-                    return Err(at(op, format!("scenario `{id}`: a `{RECOVERY}` deviation has no `documented`/`observed` glyphs")));
+                if d.documented.is_some() || d.observed.is_some() || d.onset.is_some() {
+                    return Err(at(op, format!("scenario `{id}`: a `{RECOVERY}` deviation has no `documented`/`observed` glyphs and no `onset`")));
                 }
                 continue;
             }
@@ -326,8 +349,8 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                 return Err(at(op, format!("scenario `{id}`: deviation names operation `{}`, which the suite does not define", op.value)));
             }
             let documented = sc.documented.impact.iter().find(|(k, _)| k.value == op.value).map(|(_, v)| *v);
-            match (d.documented, d.observed) {
-                (Some(doc), Some(obs)) => {
+            match (d.documented, d.observed, d.onset) {
+                (Some(doc), Some(obs), None) => {
                     if Some(doc) != documented {
                         return Err(at(
                             op,
@@ -345,8 +368,62 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                         ));
                     }
                 }
-                _ => return Err(at(op, format!("scenario `{id}`: deviation for `{}` needs both `documented` and `observed`", op.value))),
+                (None, None, Some(onset)) => {
+                    if d.kind != super::DeviationKind::System {
+                        return Err(at(op, format!("scenario `{id}`: an onset deviation for `{}` is the system's behaviour (`kind: system`)", op.value)));
+                    }
+                    if documented == Some(crate::model::Impact::Unaffected) {
+                        return Err(at(
+                            op,
+                            format!("scenario `{id}`: deviation for `{}`: an onset needs an impact to take effect; the document has ✅", op.value),
+                        ));
+                    }
+                    let settle = spec.operations.iter().find(|o| o.id.value == op.value).map(|o| o.settle).unwrap_or_default();
+                    if onset <= settle || onset >= spec.timing.fault {
+                        return Err(at(
+                            op,
+                            format!(
+                                "scenario `{id}`: deviation for `{}`: `onset` ({onset}) must be longer than the operation's `settle` ({settle}) and shorter than `timing.fault` ({})",
+                                op.value, spec.timing.fault
+                            ),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(at(
+                        op,
+                        format!("scenario `{id}`: deviation for `{}` needs either both `documented` and `observed`, or `onset` alone", op.value),
+                    ));
+                }
             }
+        }
+
+        // Causes: every ⚠️ and ❌ cell says what its failures are expected to be; a ✅ cell has none.
+        for (op, patterns) in sc.documented.causes.iter() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: `documented.causes` names operation `{}`, which the suite does not define", op.value)));
+            }
+            if sc.expected_impact(&op.value) == Some(crate::model::Impact::Unaffected) {
+                return Err(at(op, format!("scenario `{id}`: `documented.causes` for `{}`, a ✅ cell; only ⚠️ and ❌ cells have failure causes", op.value)));
+            }
+            if patterns.is_empty() {
+                return Err(at(op, format!("scenario `{id}`: `documented.causes` for `{}` is empty", op.value)));
+            }
+            for p in patterns {
+                if let Err(e) = regex::Regex::new(p) {
+                    let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                    return Err(at(op, format!("scenario `{id}`: cause `{p}` of `{}` is not a regular expression: {why}", op.value)));
+                }
+            }
+        }
+        if let Some(op) = ops.iter().find(|o| sc.expected_impact(o) != Some(crate::model::Impact::Unaffected) && sc.causes(o).is_empty()) {
+            return Err(at(
+                &sc.id,
+                format!(
+                    "scenario `{id}`: the {} cell of `{op}` needs `documented.causes`: the failure causes that explain it (a ⚠️ or ❌ reached for another reason is not the documented one)",
+                    sc.expected_impact(op).map(|i| i.glyph()).unwrap_or("?")
+                ),
+            ));
         }
     }
     Ok(())

@@ -104,9 +104,14 @@ pub struct Timing {
     /// How long the fault stays in place.
     #[serde(default = "Timing::default_fault")]
     pub fault: Dur,
-    /// Longest wait, after revert, for every operation to be ✅ again.
+    /// Longest wait, after revert, for every operation to be ✅ again and stay so for
+    /// `stable`.
     #[serde(default = "Timing::default_recovery")]
     pub recovery: Dur,
+    /// How long an operation must keep working after it came back for its recovery to
+    /// count (rule 4 of the verdict): a flap right after recovering is seen.
+    #[serde(default = "Timing::default_stable")]
+    pub stable: Dur,
 }
 
 impl Timing {
@@ -122,6 +127,9 @@ impl Timing {
     fn default_recovery() -> Dur {
         Dur::secs(120)
     }
+    fn default_stable() -> Dur {
+        Dur::secs(10)
+    }
 }
 
 impl Default for Timing {
@@ -131,6 +139,7 @@ impl Default for Timing {
             baseline: Self::default_baseline(),
             fault: Self::default_fault(),
             recovery: Self::default_recovery(),
+            stable: Self::default_stable(),
         }
     }
 }
@@ -155,6 +164,10 @@ pub struct OperationSpec {
     /// Fewer samples than this in the fault window is a harness failure.
     #[serde(default = "OperationSpec::default_min_samples")]
     pub min_samples: u32,
+    /// Attempts that may be in flight at once (default 1). More lets slow attempts
+    /// overlap, so a window holds enough of them to judge.
+    #[serde(default = "OperationSpec::default_concurrency")]
+    pub concurrency: u32,
 }
 
 impl OperationSpec {
@@ -166,6 +179,9 @@ impl OperationSpec {
     }
     fn default_min_samples() -> u32 {
         10
+    }
+    fn default_concurrency() -> u32 {
+        1
     }
 }
 
@@ -180,6 +196,10 @@ pub struct ScenarioSpec {
     /// Injected together, reverted in reverse order.
     pub faults: Vec<FaultSpec>,
     pub documented: Documented,
+    /// Set when the document has no table for this scenario and every cell is read from
+    /// its facts: why, in a sentence. Shown with the table everywhere.
+    #[serde(default)]
+    pub derived: Option<String>,
     /// Cells where observation differs from the document, each with its evidence.
     #[serde(default)]
     pub deviations: Vec<Deviation>,
@@ -196,31 +216,53 @@ pub struct Documented {
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, String>")]
     pub notes: OrderedMap<Spanned<String>, String>,
+    /// Cells the document does not state, read from its facts: operation → why. Every
+    /// table and report labels them "derived".
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub derived: OrderedMap<Spanned<String>, String>,
+    /// For every ⚠️ and ❌ cell, the causes its failures are expected to have: regular
+    /// expressions, each failed attempt's reason (every `cluster: reason` part of it) must
+    /// match one. A cell whose failures have another cause does not match the document.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, Vec<String>>")]
+    pub causes: OrderedMap<Spanned<String>, Vec<String>>,
     pub recovery: RecoverySpec,
 }
 
 /// The document's recovery claims.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RecoverySpec {
-    /// Every affected operation is ✅ again within this long after the fault is reverted;
-    /// absent when the document gives no bound (its words, if any, go in `mttr-words`).
+    /// Every operation the bound is about is ✅ again within this long after the fault is
+    /// reverted; absent when the document gives no bound (its words, if any, go in
+    /// `mttr-words`). Must leave room in `timing.recovery` for the bound, its 2 s
+    /// allowance and `timing.stable`, or "over the bound" could never be seen.
     #[serde(default)]
-    pub mttr: Option<Dur>,
+    #[schemars(with = "Option<Dur>")]
+    pub mttr: Option<Spanned<Dur>>,
     /// The document's words for the bound (`5–60 s`), shown in the table.
     #[serde(default)]
     pub mttr_words: Option<String>,
-    /// The operations the document's MTTR is about (default: all of them); the others'
-    /// recovery times are measured and reported, not judged against the bound.
+    /// Operations the document's bound is not about: operation → why. Their recovery is
+    /// measured and reported, not judged against the bound; every table says so.
     #[serde(default)]
-    #[schemars(with = "Option<Vec<String>>")]
-    pub mttr_scope: Option<Vec<Spanned<String>>>,
-    /// Why the scope is what it is.
-    #[serde(default)]
-    pub mttr_scope_reason: Option<String>,
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub mttr_excludes: OrderedMap<Spanned<String>, String>,
     /// Post-checks run after recovery.
     #[serde(default)]
     pub claims: Vec<Claim>,
+}
+
+impl RecoverySpec {
+    pub fn bound(&self) -> Option<std::time::Duration> {
+        self.mttr.as_ref().map(|m| m.value.0)
+    }
+
+    /// Whether `op`'s recovery is judged against the bound.
+    pub fn judges(&self, op: &str) -> bool {
+        !self.mttr_excludes.iter().any(|(k, _)| k.value == op)
+    }
 }
 
 /// A recovery claim a post-check verifies.
@@ -233,6 +275,8 @@ pub enum Claim {
     Converged,
     /// No configuration or data written before or during the fault is missing after it.
     NothingLost,
+    /// A failed instance is replaced, Ready again within the documented MTTR.
+    InstanceReplaced,
 }
 
 impl Claim {
@@ -241,11 +285,17 @@ impl Claim {
             Claim::QueuedAndApplied => "changes queued and applied on recovery",
             Claim::Converged => "replicas converge to the directory",
             Claim::NothingLost => "nothing lost",
+            Claim::InstanceReplaced => "failed instance replaced within the documented MTTR",
         }
     }
 }
 
 /// An observed cell that differs from the document, kept with the reason and evidence.
+///
+/// Three forms: a glyph (`documented` and `observed`); an onset (`onset`: the documented
+/// impact holds, but only from up to this long after the fault is in effect — the cell is
+/// judged from then on, and its first failure must come within it); or the recovery line
+/// (operation `recovery`, no glyphs).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Deviation {
@@ -257,10 +307,55 @@ pub struct Deviation {
     pub documented: Option<Impact>,
     #[serde(default)]
     pub observed: Option<Impact>,
+    /// The documented impact takes effect only this long after the fault does.
+    #[serde(default)]
+    pub onset: Option<Dur>,
+    /// Whether the system behaves differently (`system`), or the document's condition for
+    /// its glyph is not what the scenario simulates (`condition-not-simulated`).
+    #[serde(default)]
+    pub kind: DeviationKind,
     /// Why the system differs from the document.
     pub reason: String,
     /// What was seen: log lines, HTTP statuses, measured numbers.
     pub evidence: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviationKind {
+    #[default]
+    System,
+    ConditionNotSimulated,
+}
+
+impl DeviationKind {
+    pub fn words(self) -> &'static str {
+        match self {
+            DeviationKind::System => "the system differs",
+            DeviationKind::ConditionNotSimulated => "condition not simulated",
+        }
+    }
+}
+
+impl ScenarioSpec {
+    /// The glyph the scenario's table must show for `op`: the document's, or a recorded
+    /// glyph deviation's observed one.
+    pub fn expected_impact(&self, op: &str) -> Option<Impact> {
+        let documented = self.documented.impact.iter().find(|(k, _)| k.value == op).map(|(_, v)| *v)?;
+        Some(self.deviations.iter().find(|d| d.operation.value == op).and_then(|d| d.observed).unwrap_or(documented))
+    }
+
+    pub fn deviation(&self, op: &str) -> Option<&Deviation> {
+        self.deviations.iter().find(|d| d.operation.value == op)
+    }
+
+    pub fn causes(&self, op: &str) -> &[String] {
+        self.documented.causes.iter().find(|(k, _)| k.value == op).map(|(_, v)| v.as_slice()).unwrap_or_default()
+    }
+
+    pub fn derived_reason(&self, op: &str) -> Option<&str> {
+        self.documented.derived.iter().find(|(k, _)| k.value == op).map(|(_, v)| v.as_str())
+    }
 }
 
 /// The operation name a recovery deviation uses.

@@ -75,6 +75,9 @@ impl Managed {
     }
 }
 
+/// Ports of the extra API servers the cold-start probe starts.
+const EXTRA_PORTS: std::ops::RangeInclusive<u16> = 6444..=6543;
+
 /// API servers and their load balancer start before the rest of the control plane.
 fn is_api_front(name: &str) -> bool {
     name.contains("/kube-apiserver-") || name.ends_with("/haproxy")
@@ -351,7 +354,7 @@ impl Daemon {
         let node_name = node.to_string();
         let handle = tokio::spawn(async move {
             if let Err(e) = agent::run(ctx).await {
-                tracing::error!(cluster, node = node_name, error = %crate::probe::error_chain(&e), "node agent stopped");
+                tracing::error!(cluster, node = node_name, error = %crate::error::chain(&e), "node agent stopped");
             }
         });
         agents.insert(key, handle);
@@ -407,17 +410,17 @@ impl Daemon {
                 }
                 self.start_group(&Group::Host(host), |_| true).await
             }
-            Request::StopHost { host } => {
+            Request::StopHost { host, kill } => {
                 self.run.host(&host)?;
-                Ok(self.stop_group(&Group::Host(host), Duration::from_secs(5)).await)
+                Ok(self.stop_group(&Group::Host(host), if kill { Duration::ZERO } else { Duration::from_secs(5) }).await)
             }
             Request::StartHost { host } => {
                 self.run.host(&host)?;
                 self.start_group(&Group::Host(host), |_| true).await
             }
-            Request::StopStorage { cluster } => {
+            Request::StopStorage { cluster, kill } => {
                 self.run.cluster(&cluster)?;
-                Ok(self.stop_group(&Group::Storage(cluster), Duration::from_secs(5)).await)
+                Ok(self.stop_group(&Group::Storage(cluster), if kill { Duration::ZERO } else { Duration::from_secs(5) }).await)
             }
             Request::StartStorage { cluster } => {
                 let c = self.run.cluster(&cluster)?.clone();
@@ -457,30 +460,41 @@ impl Daemon {
                 }
                 Ok(affected)
             }
-            Request::StartExtraApiserver { cluster, port } => {
-                let c = self.run.cluster(&cluster)?.clone();
-                let node = c.node(&c.apiserver_nodes[0])?.clone();
-                let name = format!("{cluster}/kube-apiserver-extra-{port}");
-                let mut argv = controlplane::apiserver_args(&c, &self.bins, &controlplane::etcd_servers(&c)?, &node.ip.to_string(), port);
-                // A second server on the same address must not rewrite the `kubernetes`
-                // Service's endpoints with its own port.
-                argv.push("--endpoint-reconciler-type=none".into());
+            Request::StartExtraApiserver { cluster } => self.start_extra_apiserver(&cluster).await,
+            Request::StopExtraApiserver { name } => {
+                let mut procs = self.procs.lock().await;
+                let mut out = vec![];
+                if let Some((_, m)) = procs.iter_mut().find(|(n, m)| *n == name && matches!(m.group, Group::Extra(_)))
+                    && let Some(mut p) = m.proc.take()
                 {
-                    let mut procs = self.procs.lock().await;
-                    procs.retain(|(n, m)| *n != name || m.proc.is_some());
-                    if !procs.iter().any(|(n, _)| *n == name) {
-                        procs.push((
-                            name.clone(),
-                            Managed::new(
-                                ExecSpec { argv, env: vec![("PATH".into(), "/usr/bin:/bin".into())], netns: Some(node.netns.clone()), ..Default::default() },
-                                self.run.cgroup.join(&cluster).join("control-plane").join(format!("kube-apiserver-extra-{port}")),
-                                c.dir.join("logs").join(format!("kube-apiserver-extra-{port}.log")),
-                                Group::Extra(cluster.clone()),
-                            ),
-                        ));
+                    p.stop(Duration::ZERO).await;
+                    out.push(name.clone());
+                }
+                procs.retain(|(n, m)| !(*n == name && matches!(m.group, Group::Extra(_))));
+                Ok(out)
+            }
+            Request::StopExtraApiservers => {
+                let mut procs = self.procs.lock().await;
+                let mut out = vec![];
+                for (name, m) in procs.iter_mut().filter(|(_, m)| matches!(m.group, Group::Extra(_))) {
+                    if let Some(mut p) = m.proc.take() {
+                        p.stop(Duration::ZERO).await;
+                        out.push(name.clone());
                     }
                 }
-                self.start_group(&Group::Extra(cluster), |_| true).await
+                procs.retain(|(_, m)| !matches!(m.group, Group::Extra(_)));
+                Ok(out)
+            }
+            Request::Processes => {
+                let mut out = Vec::new();
+                for (name, m) in self.procs.lock().await.iter_mut() {
+                    let running = m.proc.as_mut().is_some_and(|p| p.child.try_wait().ok().flatten().is_none());
+                    out.push(format!("{name}\t{}", if running { "running" } else { "stopped" }));
+                }
+                for (key, h) in self.agents.lock().await.iter() {
+                    out.push(format!("agent/{key}\t{}", if h.is_finished() { "stopped" } else { "running" }));
+                }
+                Ok(out)
             }
             Request::StopProcess { name } => {
                 let mut procs = self.procs.lock().await;
@@ -491,11 +505,49 @@ impl Daemon {
                     p.stop(Duration::from_secs(2)).await;
                     out.push(name.clone());
                 }
-                procs.retain(|(n, m)| !(*n == name && matches!(m.group, Group::Extra(_))));
                 Ok(out)
             }
             Request::Shutdown => Ok(vec![]),
         }
+    }
+
+    /// One more kube-apiserver of `cluster`, on a port that no process of the run holds:
+    /// only that server starts. Replies `[name, port]`.
+    async fn start_extra_apiserver(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        let c = self.run.cluster(cluster)?.clone();
+        let node = c.node(&c.apiserver_nodes[0])?.clone();
+        let mut procs = self.procs.lock().await;
+        // A port is free when no managed extra server holds it and nothing answers on it.
+        let mut chosen = None;
+        for port in EXTRA_PORTS {
+            let name = format!("{cluster}/kube-apiserver-extra-{port}");
+            if procs.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            if std::net::TcpStream::connect_timeout(&(node.ip, port).into(), Duration::from_millis(200)).is_ok() {
+                continue;
+            }
+            chosen = Some((name, port));
+            break;
+        }
+        let (name, port) = chosen.ok_or_else(|| {
+            BackendError::Setup(format!("every port for an extra API server of cluster {cluster} ({}–{}) is in use", EXTRA_PORTS.start(), EXTRA_PORTS.end()))
+        })?;
+        let mut argv = controlplane::apiserver_args(&c, &self.bins, &controlplane::etcd_servers(&c)?, &node.ip.to_string(), port);
+        // A second server on the same address must not rewrite the `kubernetes` Service's
+        // endpoints with its own port.
+        argv.push("--endpoint-reconciler-type=none".into());
+        let mut m = Managed::new(
+            ExecSpec { argv, env: vec![("PATH".into(), "/usr/bin:/bin".into())], netns: Some(node.netns.clone()), ..Default::default() },
+            self.run.cgroup.join(cluster).join("control-plane").join(format!("kube-apiserver-extra-{port}")),
+            c.dir.join("logs").join(format!("kube-apiserver-extra-{port}.log")),
+            Group::Extra(cluster.to_string()),
+        );
+        // A fresh log: the probe reads the authenticator's errors from it.
+        let _ = std::fs::remove_file(&m.log);
+        m.proc = Some(process::spawn(&self.run.firedrill, &self.run.dir, &name, &m.cgroup, m.spec.clone(), &m.log)?);
+        procs.push((name.clone(), m));
+        Ok(vec![name, port.to_string()])
     }
 
     /// Restart processes that exit without being asked to, with a back-off doubling from

@@ -151,3 +151,44 @@ mod tests {
         assert!(is_ours("fd3br") && is_ours("fd12-main-worker-1") && !is_ours("fdisk") && !is_ours("eth0"));
     }
 }
+
+/// What a TCP connection attempt met: the kernel's view of reachability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Something accepted the connection.
+    Connected,
+    /// The peer answered with a reset: reachable, nothing listening.
+    Refused,
+    /// No answer at all within the timeout: packets dropped on the way.
+    TimedOut,
+    Other(String),
+}
+
+/// Try a TCP connection to `addr` from inside network namespace `netns` (from the
+/// harness's own namespace when `None`). The attempt runs on a thread of its own, which
+/// enters the namespace: a namespace is per thread, so nothing else moves.
+pub fn reach(netns: Option<&str>, addr: std::net::SocketAddr, timeout: std::time::Duration) -> Reach {
+    let netns = netns.map(String::from);
+    let attempt = std::thread::spawn(move || {
+        if let Some(ns) = netns {
+            let file = match std::fs::File::open(std::path::Path::new("/run/netns").join(&ns)) {
+                Ok(f) => f,
+                Err(e) => return Reach::Other(format!("opening network namespace {ns}: {e}")),
+            };
+            if let Err(e) = nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                return Reach::Other(format!("entering network namespace {ns}: {e}"));
+            }
+        }
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => Reach::Connected,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reach::Refused,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => Reach::TimedOut,
+            Err(e) => Reach::Other(e.to_string()),
+        }
+    });
+    attempt.join().unwrap_or_else(|_| Reach::Other("the connection attempt panicked".into()))
+}
+
+/// The discard port: nothing of a run listens on it, so a reachable peer refuses it at
+/// once and an unreachable one does not answer — what faults prove partitions with.
+pub const DISCARD_PORT: u16 = 9;

@@ -70,10 +70,11 @@ pub fn spawn(firedrill: &Path, run_dir: &Path, name: &str, cgroup: &Path, mut sp
 }
 
 impl Proc {
-    /// SIGTERM, wait up to `grace`, then SIGKILL everything in the cgroup. Returns once the
-    /// process has been reaped and its cgroup removed.
+    /// SIGTERM, wait up to `grace`, then SIGKILL everything in the cgroup; with no grace,
+    /// SIGKILL only (no graceful shutdown). Returns once the process has been reaped and
+    /// its cgroup removed.
     pub async fn stop(&mut self, grace: Duration) {
-        if self.child.try_wait().ok().flatten().is_none() {
+        if !grace.is_zero() && self.child.try_wait().ok().flatten().is_none() {
             let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
             if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
                 tracing::debug!(name = %self.name, "grace period over; SIGKILL");

@@ -21,15 +21,21 @@ pub enum Request {
         argv: Vec<String>,
         env: Vec<(String, String)>,
     },
+    /// Stop every process of a host: SIGTERM and a grace period, or with `kill`, SIGKILL
+    /// at once (no graceful shutdown).
     StopHost {
         host: String,
+        #[serde(default)]
+        kill: bool,
     },
     StartHost {
         host: String,
     },
-    /// Stop or start a cluster's etcd member(s).
+    /// Stop or start a cluster's etcd member(s); `kill` as for `stop-host`.
     StopStorage {
         cluster: String,
+        #[serde(default)]
+        kill: bool,
     },
     StartStorage {
         cluster: String,
@@ -51,11 +57,20 @@ pub enum Request {
     StartCluster {
         cluster: String,
     },
-    /// One more kube-apiserver on the cluster's first API-server node, on `port`.
+    /// One more kube-apiserver on the cluster's first API-server node, on a port no
+    /// process of the run uses; replies with its name and port. Never restarted.
     StartExtraApiserver {
         cluster: String,
-        port: u16,
     },
+    /// Stop one extra API server at once (SIGKILL); the name is forgotten.
+    StopExtraApiserver {
+        name: String,
+    },
+    /// Stop every extra API server of the run; replies with the names stopped.
+    StopExtraApiservers,
+    /// Every process and node agent the daemon manages: `name<TAB>running|stopped`.
+    Processes,
+    /// Stop one managed process by name (SIGTERM, 2 s grace).
     StopProcess {
         name: String,
     },
@@ -70,6 +85,22 @@ pub struct Reply {
     /// Names of the processes the request affected.
     #[serde(default)]
     pub affected: Vec<String>,
+}
+
+/// Send one request without an async runtime: for a drop guard, which cannot await.
+pub fn call_blocking(run_dir: &Path, req: &Request, timeout: Duration) -> Result<Reply, BackendError> {
+    use std::io::{BufRead, Write};
+    let path = socket(run_dir);
+    let stream = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|e| BackendError::Daemon(format!("cannot reach the local daemon at {}: {e}", path.display())))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| BackendError::Daemon(e.to_string()))?;
+    let mut line = serde_json::to_string(req).expect("serialises");
+    line.push('\n');
+    (&stream).write_all(line.as_bytes()).map_err(|e| BackendError::Daemon(format!("sending {req:?}: {e}")))?;
+    let mut reply = String::new();
+    std::io::BufReader::new(&stream).read_line(&mut reply).map_err(|e| BackendError::Daemon(format!("reading the reply to {req:?}: {e}")))?;
+    let reply: Reply = serde_json::from_str(&reply).map_err(|e| BackendError::Daemon(format!("bad reply to {req:?}: {e}")))?;
+    if reply.ok { Ok(reply) } else { Err(BackendError::Daemon(reply.error.unwrap_or_else(|| format!("{req:?} failed")))) }
 }
 
 pub fn socket(run_dir: &Path) -> std::path::PathBuf {

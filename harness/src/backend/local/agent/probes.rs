@@ -81,7 +81,7 @@ pub async fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, http: &reqw
         for hdr in h.http_headers.iter().flatten() {
             req = req.header(&hdr.name, &hdr.value);
         }
-        let resp = req.send().await.map_err(|e| format!("GET {url}: {}", crate::probe::error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| format!("GET {url}: {}", crate::error::chain(&e)))?;
         let status = resp.status().as_u16();
         // The kubelet counts 200–399 as success.
         return if (200..400).contains(&status) { Ok(()) } else { Err(format!("GET {url}: HTTP {status}")) };

@@ -1,0 +1,378 @@
+//! The scenario lifecycle: prepare, steady state, baseline, inject (and prove the fault in
+//! effect), the fault window, revert, recovery (stable), post-checks, verdict. Faults are
+//! reverted on every way out, from the journal, by [`Session::run_scenario`].
+
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use super::events::{OperationResult, RunEvent, ScenarioResult, Timeline, Verdict};
+use super::{RunError, Session, claims, interruptible, verdict};
+use crate::journal::Journal;
+use crate::model::impact::{self, Impact, Stable};
+use crate::model::table::{self, ImpactTable, RecoveryLine, Row};
+use crate::model::{Outcome, Sample};
+use crate::probe::sampler::{Sampled, Sampler};
+use crate::suite::{ScenarioSpec, Suite};
+use crate::wait::Deadline;
+
+/// How long a fault may take to be proven in effect, or its revert proven.
+const PROOF_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Phase durations, in order, for the per-phase breakdown.
+struct Phases {
+    emit: super::Emit,
+    name: String,
+    current: Option<(String, Instant)>,
+    done: Vec<(String, Duration)>,
+}
+
+impl Phases {
+    fn enter(&mut self, phase: &str) {
+        self.close();
+        (self.emit)(RunEvent::Phase { name: self.name.clone(), phase: phase.to_string() });
+        self.current = Some((phase.to_string(), Instant::now()));
+    }
+    fn close(&mut self) {
+        if let Some((p, at)) = self.current.take() {
+            self.done.push((p, at.elapsed()));
+        }
+    }
+}
+
+impl Session {
+    /// Run one scenario to a result. Faults are always reverted before this returns.
+    pub async fn run_scenario(&self, suite: &Suite, sc: &ScenarioSpec, snapshots: &std::path::Path) -> ScenarioResult {
+        let started = Instant::now();
+        let name = format!("{}::{}", suite.id(), sc.id.value);
+        (self.emit)(RunEvent::ScenarioStarted { name: name.clone(), title: sc.title.clone() });
+        let journal = Journal::at(&self.env.run_dir);
+        let mut phases = Phases { emit: self.emit.clone(), name: name.clone(), current: None, done: vec![] };
+
+        let body = std::panic::AssertUnwindSafe(self.scenario_body(suite, sc, &name, &journal, &mut phases)).catch_unwind();
+        let outcome = interruptible(body).await;
+        // Every way out passes here: revert whatever the journal says is still in place, and
+        // stop any API server a probe started (an attempt cut off by an error or Ctrl-C).
+        let reverted = self.revert_pending(&journal, &name).await;
+        let extras = self.env.stop_extra_apiservers().await;
+        phases.close();
+        let mut result = match outcome {
+            Some(Ok(Ok(r))) => r,
+            Some(Ok(Err(e))) => self.failed(suite, sc, e),
+            Some(Err(panic)) => {
+                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                self.failed(suite, sc, RunError::Setup(format!("the scenario panicked: {msg}")))
+            }
+            None => self.failed(suite, sc, RunError::Interrupted),
+        };
+        match reverted {
+            Ok(done) => result.reverted.extend(done),
+            Err(e) => result.verdict = Verdict::HarnessError { error: e.to_string() },
+        }
+        match extras {
+            Ok(stopped) if stopped.is_empty() => {}
+            Ok(stopped) => result.reverted.push(format!("stopped {} API server(s) a probe had left running: {}", stopped.len(), stopped.join(", "))),
+            Err(e) => result.verdict = Verdict::HarnessError { error: format!("stopping the probes' extra API servers: {e}") },
+        }
+        result.snapshot_check(snapshots);
+        result.phases = phases.done;
+        result.took = started.elapsed();
+        (self.emit)(RunEvent::ScenarioFinished(Box::new(result.clone())));
+        result
+    }
+
+    pub(super) fn failed(&self, suite: &Suite, sc: &ScenarioSpec, error: RunError) -> ScenarioResult {
+        let verdict = match error {
+            RunError::NotRunnable(reason) => Verdict::NotRunnable { reason },
+            e => Verdict::HarnessError { error: e.to_string() },
+        };
+        ScenarioResult::without_table(suite, sc, verdict)
+    }
+
+    async fn scenario_body(&self, suite: &Suite, sc: &ScenarioSpec, name: &str, journal: &Journal, phases: &mut Phases) -> Result<ScenarioResult, RunError> {
+        let env = &self.env;
+        let spec = &suite.spec;
+        if let Some(e) = journal.pending().first() {
+            return Err(RunError::Revert(format!(
+                "the journal still holds an unreverted fault from {} (#{}); run `firedrill recover {}`",
+                e.scenario,
+                e.seq,
+                env.run_dir.display()
+            )));
+        }
+        for f in &sc.faults {
+            if let Some(needs) = f.missing_capability(&env.capabilities) {
+                return Err(RunError::NotRunnable(format!("fault `{}` needs {needs}, which the {:?} backend does not have", f.kind(), env.backend)));
+            }
+        }
+
+        phases.enter("prepare");
+        let prepares = spec.operations.iter().map(|op| {
+            let p = self.probes[&op.id.value].clone();
+            let id = op.id.value.clone();
+            async move { p.prepare().await.map_err(|e| format!("operation `{id}`: {e}")) }
+        });
+        for r in futures::future::join_all(prepares).await {
+            r.map_err(RunError::Setup)?;
+        }
+
+        let sampler = Sampler::start(
+            spec.operations
+                .iter()
+                .map(|op| Sampled {
+                    id: op.id.value.clone(),
+                    probe: self.probes[&op.id.value].clone(),
+                    interval: op.interval.0,
+                    concurrency: op.concurrency as usize,
+                })
+                .collect(),
+        );
+
+        phases.enter("steady state");
+        self.steady_state(suite, &sampler).await?;
+        phases.enter("baseline");
+        self.baseline(suite, &sampler).await?;
+
+        let before = if sc.documented.recovery.claims.is_empty() {
+            claims::Before::default()
+        } else {
+            claims::before(env, &self.deployed).await.map_err(|e| RunError::Setup(format!("recording the state before the fault: {e}")))?
+        };
+
+        // The fault: journaled, injected, then proven in effect before the window opens.
+        phases.enter("inject");
+        let inject_wall = std::time::SystemTime::now();
+        let inject_i = Instant::now();
+        let injected = sampler.now();
+        let tag = format!("{}_{}", sc.id.value, journal.pending().len() + 1);
+        let mut planned = Vec::new();
+        for f in &sc.faults {
+            let undo = f.plan(env, &tag).await.map_err(|e| RunError::Setup(format!("planning fault `{}`: {}", f.kind(), crate::error::chain(&e))))?;
+            // The proof that the fault is in effect means something only if it did not hold
+            // before: the system must be in the state the revert restores.
+            f.verify(env, &undo, crate::fault::Expect::Reverted, Deadline::after(Duration::from_secs(10))).await.map_err(|e| {
+                RunError::Setup(format!("before fault `{}`, the system is not in the state its revert restores: {}", f.kind(), crate::error::chain(&e)))
+            })?;
+            let seq = journal.plan(&env.run_id, name, f, &undo).map_err(|e| RunError::Setup(crate::error::chain(&e)))?;
+            f.inject(env, &undo).await.map_err(|e| RunError::Setup(format!("injecting fault `{}`: {}", f.kind(), crate::error::chain(&e))))?;
+            (self.emit)(RunEvent::FaultInjected { name: name.to_string(), fault: f.kind().into(), journal_seq: seq });
+            planned.push((f, undo));
+        }
+        for (f, undo) in &planned {
+            f.verify(env, undo, crate::fault::Expect::InEffect, Deadline::after(PROOF_DEADLINE))
+                .await
+                .map_err(|e| RunError::NotInEffect(format!("fault `{}`: {}", f.kind(), crate::error::chain(&e))))?;
+        }
+        let in_effect = sampler.now();
+        phases.enter("fault");
+        let fault_end = Instant::now() + spec.timing.fault.0;
+        while Instant::now() < fault_end {
+            check_probes(&sampler)?;
+            tokio::time::sleep(Duration::from_millis(100).min(fault_end.saturating_duration_since(Instant::now()))).await;
+        }
+        let during = claims::during(&sc.documented.recovery.claims, env, &self.deployed, inject_i).await;
+
+        // Revert, then recovery: every operation back and stable.
+        phases.enter("revert");
+        let revert_start = sampler.now();
+        let window = claims::Window { from: inject_wall, to: std::time::SystemTime::now(), from_i: inject_i, to_i: Instant::now() };
+        self.revert_pending(journal, name).await?;
+        let reverted = sampler.now();
+        phases.enter("recovery");
+        let stable = Stable::for_span(spec.timing.stable.0);
+        let deadline = Deadline::after(spec.timing.recovery.0);
+        loop {
+            check_probes(&sampler)?;
+            let samples = sampler.samples();
+            if spec.operations.iter().all(|op| impact::recovery(&samples[&op.id.value], injected, reverted, stable).is_some()) || deadline.passed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let end = sampler.now();
+        let samples = sampler.stop().await.map_err(|e| RunError::Setup(e.to_string()))?;
+        for (f, undo) in &planned {
+            f.verify(env, undo, crate::fault::Expect::Reverted, Deadline::after(PROOF_DEADLINE))
+                .await
+                .map_err(|e| RunError::NotRecovered(format!("fault `{}` is not undone: {}", f.kind(), crate::error::chain(&e))))?;
+        }
+
+        let timeline = Timeline { injected, in_effect, revert_start, reverted, end };
+        let mut operations: Vec<OperationResult> = Vec::new();
+        for op in &spec.operations {
+            operations.push(verdict::operation(op, sc, &samples[&op.id.value], &timeline, stable).map_err(RunError::Setup)?);
+        }
+        let not_recovered: Vec<String> = operations
+            .iter()
+            .filter(|o| o.recovery.is_none())
+            .map(|o| format!("{} ({})", o.id, o.samples.last().and_then(|x| x.detail.clone()).unwrap_or_else(|| "did not stay ✅ long enough".into())))
+            .collect();
+        if !not_recovered.is_empty() {
+            return Err(RunError::NotRecovered(format!(
+                "after {}, still failing or not stable for {}: {}",
+                spec.timing.recovery,
+                spec.timing.stable,
+                not_recovered.join("; ")
+            )));
+        }
+
+        phases.enter("claims");
+        let mut claim_results = Vec::new();
+        let cx = claims::Context { env, deployed: &self.deployed, scenario: sc, before: &before, during: &during, window: &window };
+        for c in &sc.documented.recovery.claims {
+            claim_results.push(claims::check(*c, &cx).await.map_err(RunError::Setup)?);
+        }
+        phases.close();
+        let observed = ImpactTable {
+            title: sc.title.clone(),
+            derived: sc.derived.clone(),
+            rows: operations
+                .iter()
+                .map(|o| Row {
+                    operation: o.name.clone(),
+                    impact: o.classification.as_ref().expect("set by verdict::operation").impact,
+                    note: table::note_for(sc, &o.id),
+                })
+                .collect(),
+            recovery: RecoveryLine {
+                bound: table::bound_words(sc),
+                within: verdict::within_mttr(sc, &operations),
+                note: table::recovery_note(sc),
+                excluded: table::excluded(suite, sc),
+                claims: claim_results.iter().map(|c| (c.claim, c.holds)).collect(),
+            },
+        };
+        let mut result = ScenarioResult::without_table(suite, sc, Verdict::Match);
+        result.findings = verdict::findings(sc, &operations);
+        result.mttr = verdict::mttr(&operations);
+        result.operations = operations;
+        result.observed = Some(observed);
+        result.claims = claim_results;
+        result.timeline = Some(timeline);
+        Ok(result)
+    }
+
+    /// Every operation working (its last attempt Ok), waited for up to `timing.steady-state`.
+    async fn steady_state(&self, suite: &Suite, sampler: &Sampler) -> Result<(), RunError> {
+        let spec = &suite.spec;
+        let steady_wait = spec.timing.steady_state;
+        let steady = Deadline::after(steady_wait.0);
+        loop {
+            check_probes(sampler)?;
+            let samples = sampler.samples();
+            let failing: Vec<String> = spec
+                .operations
+                .iter()
+                .filter_map(|op| match samples.get(&op.id.value).and_then(|s| s.last()) {
+                    Some(s) if s.outcome == Outcome::Ok => None,
+                    Some(s) => Some(format!("{} ({})", op.id.value, s.detail.clone().unwrap_or_default())),
+                    None => Some(format!("{} (no attempt finished yet)", op.id.value)),
+                })
+                .collect();
+            if failing.is_empty() {
+                return Ok(());
+            }
+            if steady.passed() {
+                return Err(RunError::SteadyState(format!("after {steady_wait}, still failing: {}", failing.join("; "))));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A clean baseline window of `timing.baseline`: every operation ✅, at least one
+    /// attempt each.
+    async fn baseline(&self, suite: &Suite, sampler: &Sampler) -> Result<(), RunError> {
+        let spec = &suite.spec;
+        let baseline_start = sampler.now();
+        tokio::time::sleep(spec.timing.baseline.0).await;
+        // Operations with slow attempts need at least one attempt in the window.
+        let wait_for_one = Deadline::after(Duration::from_secs(60));
+        let baseline_end = loop {
+            check_probes(sampler)?;
+            let samples = sampler.samples();
+            let missing = spec.operations.iter().find(|op| !samples.get(&op.id.value).is_some_and(|s| s.iter().any(|x| x.at >= baseline_start)));
+            match missing {
+                None => break sampler.now(),
+                Some(op) if wait_for_one.passed() => {
+                    return Err(RunError::SteadyState(format!("operation `{}` completed no attempt in the baseline window", op.id.value)));
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let samples = sampler.samples();
+        for op in &spec.operations {
+            let s = &samples[&op.id.value];
+            let c = impact::classify(s, (baseline_start, baseline_end + Duration::from_millis(1)), 1)
+                .map_err(|e| RunError::SteadyState(format!("operation `{}`: {e}", op.id.value)))?;
+            if c.impact != Impact::Unaffected {
+                let why = last_failure(s, baseline_start, baseline_end);
+                return Err(RunError::SteadyState(format!(
+                    "operation `{}` was {} in the baseline ({}/{} attempts ok): {why}",
+                    op.id.value,
+                    c.impact.glyph(),
+                    c.ok,
+                    c.samples
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScenarioResult {
+    /// A result with the documented table and no observation yet.
+    pub fn without_table(suite: &Suite, sc: &ScenarioSpec, verdict: Verdict) -> ScenarioResult {
+        ScenarioResult {
+            suite: suite.id().into(),
+            scenario: sc.id.value.clone(),
+            title: sc.title.clone(),
+            verdict,
+            operations: vec![],
+            mttr: None,
+            mttr_bound: sc.documented.recovery.bound(),
+            observed: None,
+            expected: table::expected(suite, sc),
+            deviations: super::deviation_notes(sc),
+            claims: vec![],
+            findings: vec![],
+            reverted: vec![],
+            took: Duration::ZERO,
+            round: 1,
+            timeline: None,
+            phases: vec![],
+        }
+    }
+
+    /// Set the verdict from the snapshot and the findings, for a scenario that produced a
+    /// table.
+    fn snapshot_check(&mut self, snapshots: &std::path::Path) {
+        if !matches!(self.verdict, Verdict::Match) {
+            return;
+        }
+        let Some(observed) = &self.observed else { return };
+        let mut diff = crate::snapshot::check(snapshots, &self.suite, &self.scenario, observed.render().trim_end_matches('\n')).err();
+        if !self.findings.is_empty() {
+            let text = self.findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n");
+            diff = Some(match diff {
+                Some(d) => format!("{d}\n{text}"),
+                None => format!("the table equals the document's, but:\n{text}"),
+            });
+        }
+        if let Some(diff) = diff {
+            self.verdict = Verdict::Mismatch { diff };
+        }
+    }
+}
+
+fn check_probes(s: &Sampler) -> Result<(), RunError> {
+    s.check().map_err(|e| RunError::Setup(e.to_string()))
+}
+
+fn last_failure(samples: &[Sample], from: Duration, to: Duration) -> String {
+    samples
+        .iter()
+        .rev()
+        .find(|s| s.at >= from && s.at <= to && s.outcome != Outcome::Ok)
+        .and_then(|s| s.detail.clone())
+        .unwrap_or_else(|| "no failure detail".into())
+}

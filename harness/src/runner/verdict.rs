@@ -1,0 +1,161 @@
+//! From one scenario's samples to its results: the rule of `model::impact` applied to
+//! every operation, the documented MTTR judged, and the findings that make an otherwise
+//! equal table differ from the document (unexpected failure causes, a late onset). Pure:
+//! no cluster, no clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::events::{OperationResult, Timeline};
+use crate::model::impact::{self, Stable};
+use crate::model::table::RECOVERY_GRACE;
+use crate::model::{Impact, Outcome, Sample};
+use crate::suite::{OperationSpec, ScenarioSpec};
+
+/// The judged window of `op` in `sc`: from the fault being in effect plus the operation's
+/// settle time (or a recorded onset, when longer) to the start of the revert.
+pub fn window(op: &OperationSpec, sc: &ScenarioSpec, t: &Timeline) -> (Duration, Duration) {
+    let onset = sc.deviation(&op.id.value).and_then(|d| d.onset).map(|o| o.0).unwrap_or_default();
+    (t.in_effect + op.settle.0.max(onset), t.revert_start)
+}
+
+/// The result of one operation, or why its samples cannot be judged (a harness failure).
+pub fn operation(op: &OperationSpec, sc: &ScenarioSpec, samples: &[Sample], t: &Timeline, stable: Stable) -> Result<OperationResult, String> {
+    let id = op.id.value.as_str();
+    let window = window(op, sc, t);
+    let classification = impact::classify(samples, window, op.min_samples as usize).map_err(|e| format!("operation `{id}`: {e}"))?;
+    let rec = impact::recovery(samples, t.injected, t.reverted, stable);
+    let documented = sc.documented.impact.iter().find(|(k, _)| k.value == id).map(|(_, v)| *v).expect("suite::load checks every operation");
+    let expected = sc.expected_impact(id).expect("suite::load checks every operation");
+    let causes = sc.causes(id).to_vec();
+    let unexplained = if expected == Impact::Unaffected { vec![] } else { unexplained(samples, window, &causes) };
+    Ok(OperationResult {
+        id: id.to_string(),
+        name: op.name.clone(),
+        documented,
+        expected,
+        classification: Some(classification),
+        window,
+        recovery: rec.map(|r| r.time),
+        resolution: rec.map(|r| r.resolution),
+        never_affected: rec.is_some_and(|r| r.never_affected),
+        last_failure: rec.and_then(|r| r.last_failure),
+        first_failure: impact::first_failure(samples, t.injected).map(|f| (t.injected + f).saturating_sub(t.in_effect)),
+        mttr_excluded: sc.documented.recovery.mttr_excludes.iter().find(|(k, _)| k.value == id).map(|(_, why)| why.clone()),
+        derived: sc.derived_reason(id).map(String::from).or_else(|| sc.derived.clone()),
+        causes,
+        unexplained,
+        failures: reasons(samples, window),
+        recovery_failures: reasons(samples, (t.reverted, t.reverted + rec.map(|r| r.time).unwrap_or(t.end.saturating_sub(t.reverted)))),
+        samples: samples.to_vec(),
+    })
+}
+
+/// Rule 5: whether every operation the bound is about came back within it. `None` without
+/// a bound; `Some(false)` also when such an operation never came back.
+pub fn within_mttr(sc: &ScenarioSpec, ops: &[OperationResult]) -> Option<bool> {
+    let bound = sc.documented.recovery.bound()?;
+    Some(ops.iter().filter(|o| o.mttr_excluded.is_none()).all(|o| o.recovery.is_some_and(|r| r <= bound + RECOVERY_GRACE)))
+}
+
+/// The longest recovery among the operations the bound is about (all, without a bound).
+pub fn mttr(ops: &[OperationResult]) -> Option<Duration> {
+    ops.iter().filter(|o| o.mttr_excluded.is_none()).filter_map(|o| o.recovery).max()
+}
+
+/// Why the observation differs from the document even where the glyphs agree.
+pub fn findings(sc: &ScenarioSpec, ops: &[OperationResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in ops {
+        if !o.unexplained.is_empty() {
+            let n: usize = o.unexplained.iter().map(|(_, n)| n).sum();
+            let total = o.classification.as_ref().map(|c| c.samples).unwrap_or_default();
+            out.push(format!(
+                "{} ({}): {n} of {total} attempts in the fault window failed for a cause the suite does not expect: {} (expected: {})",
+                o.name,
+                o.classification.as_ref().map(|c| c.impact.glyph()).unwrap_or("—"),
+                crate::report::reasons(&o.unexplained),
+                o.causes.join(" | ")
+            ));
+        }
+        if let Some(onset) = sc.deviation(&o.id).and_then(|d| d.onset) {
+            match o.first_failure {
+                Some(f) if f <= onset.0 => {}
+                Some(f) => {
+                    out.push(format!("{}: first failed {:.1} s into the fault; the recorded onset deviation allows up to {onset}", o.name, f.as_secs_f64()))
+                }
+                None => out.push(format!("{}: never failed during the fault; the recorded onset deviation expects it to within {onset}", o.name)),
+            }
+        }
+    }
+    out
+}
+
+/// Failures in `window` whose reason — each `; `-separated part of it — matches none of
+/// `causes`, most frequent first.
+pub fn unexplained(samples: &[Sample], window: (Duration, Duration), causes: &[String]) -> Vec<(String, usize)> {
+    let patterns: Vec<Regex> = causes.iter().filter_map(|c| Regex::new(c).ok()).collect();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for s in judged(samples, window).filter(|s| s.outcome != Outcome::Ok) {
+        let detail = s.detail.clone().unwrap_or_default();
+        let explained = !detail.is_empty() && detail.split("; ").all(|part| patterns.iter().any(|p| p.is_match(part)));
+        if !explained {
+            *counts.entry(if detail.is_empty() { "(no reason given)".into() } else { detail }).or_default() += 1;
+        }
+    }
+    most_frequent(counts)
+}
+
+/// The reasons failed attempts gave in `window`, most frequent first.
+pub fn reasons(samples: &[Sample], window: (Duration, Duration)) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.at >= window.0 && s.at < window.1 && s.outcome != Outcome::Ok) {
+        *counts.entry(s.detail.clone().unwrap_or_default()).or_default() += 1;
+    }
+    most_frequent(counts)
+}
+
+fn judged(samples: &[Sample], window: (Duration, Duration)) -> impl Iterator<Item = &Sample> {
+    samples.iter().filter(move |s| s.at >= window.0 && s.end() < window.1)
+}
+
+fn most_frequent(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.truncate(5);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(ms: u64, why: &str) -> Sample {
+        Sample::failed(Duration::from_millis(ms), why)
+    }
+
+    /// Regression: a two-cluster probe gave ⚠️ whenever either cluster failed, for any
+    /// cause, and the cell matched a document that meant something else.
+    #[test]
+    fn a_failure_with_a_cause_the_suite_does_not_expect_is_unexplained() {
+        let causes = vec!["^east: .*connection refused$".to_string()];
+        let s = vec![
+            failed(100, "east: GET 198.18.1.5:8080: connection refused"),
+            failed(200, "west: listing endpoints: HTTP 503"),
+            failed(300, "east: GET 198.18.1.5:8080: connection refused; west: listing endpoints: HTTP 503"),
+            Sample::ok(Duration::from_millis(400)),
+        ];
+        let u = unexplained(&s, (Duration::ZERO, Duration::from_secs(1)), &causes);
+        assert_eq!(u.iter().map(|(_, n)| n).sum::<usize>(), 2, "{u:?}");
+        assert!(u.iter().any(|(r, _)| r == "west: listing endpoints: HTTP 503"));
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_not_judged_for_their_cause() {
+        let s = vec![failed(100, "anything"), failed(2_000, "east: connection refused")];
+        let u = unexplained(&s, (Duration::from_secs(1), Duration::from_secs(3)), &["connection refused".into()]);
+        assert!(u.is_empty());
+    }
+}
