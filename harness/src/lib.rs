@@ -9,7 +9,6 @@
 pub mod apply;
 pub mod backend;
 pub mod cli;
-pub mod cli_run;
 pub mod component;
 pub mod deploy;
 pub mod env;

@@ -74,6 +74,10 @@ pub enum Request {
     StopProcess {
         name: String,
     },
+    /// Start one stopped managed process by name (the benchmark of start-up times).
+    StartProcess {
+        name: String,
+    },
     Shutdown,
 }
 

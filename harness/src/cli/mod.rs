@@ -1,0 +1,251 @@
+//! Command-line interface. Exit codes: 0 every table matches, 1 a table differs,
+//! 2 the harness failed (bad input, setup error, a fault that could not be reverted).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::fixtures::Paths;
+
+mod run;
+mod select;
+
+pub use select::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH, matches, only_run, relative};
+
+#[derive(Parser, Debug)]
+#[command(name = "firedrill", version, about = "Check failure-domain documents against real clusters")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List suites and their scenarios (touches no cluster).
+    List {
+        /// Only scenarios whose `suite::scenario` name contains one of these.
+        filters: Vec<String>,
+        /// Also print each scenario's documented table, as its snapshot must hold it.
+        #[arg(long)]
+        tables: bool,
+    },
+    /// Print the JSON Schema of suite files.
+    Schema,
+    /// Bring up a topology on the local backend and leave it running.
+    Up {
+        /// A topology of fixtures/topologies/.
+        #[arg(long, default_value = "single")]
+        topology: String,
+        /// Extra hosts outside the clusters (network namespaces on the run's bridge).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// Tear down a local run (the only one, or RUN_DIR), or every run with --all.
+    Down {
+        run_dir: Option<PathBuf>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run the scenarios matching FILTERs (all by default) and check their tables.
+    Run {
+        /// Only scenarios whose `suite::scenario` name contains one of these.
+        filters: Vec<String>,
+        #[arg(long, value_enum, env = "FIREDRILL_BACKEND", default_value = "local")]
+        backend: crate::backend::BackendKind,
+        /// Write report.md, junit.xml and results.json here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Run everything N times and report every cell whose verdict changed.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
+        /// How many suites run at once, each on a new environment of its own (with
+        /// `--on`, suites take turns on that one). Default: one per 4 cores, at least one —
+        /// on 2 cores two suites at once starve each other's probes (measured: timing
+        /// checks failed), so they take turns there.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+        jobs: Option<u32>,
+        /// Directory of suite files (default: the repository's suites/).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Directory of snapshots (default: the repository's snapshots/).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
+        /// Leave the environment running afterwards (tear down with `firedrill down`).
+        #[arg(long)]
+        keep: bool,
+        /// Run on a local run already up (`firedrill up`) instead of a new environment
+        /// (the backend is then the local one).
+        #[arg(long, value_name = "RUN_DIR")]
+        on: Option<PathBuf>,
+    },
+    /// Revert the faults a killed run left in place, from its journal.
+    Recover { run_dir: Option<PathBuf> },
+    #[command(name = "__daemon", hide = true)]
+    Daemon { run_dir: PathBuf },
+}
+
+pub fn main() -> ExitCode {
+    // The shim runs before anything else, single-threaded, and execs.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__shim") {
+        let spec = args.get(2).map(PathBuf::from).unwrap_or_default();
+        crate::backend::local::shim::main(&spec);
+    }
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Daemon { .. }));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let paths = Paths::discover();
+    match cli.command {
+        Command::List { filters, tables } => list(&paths, &filters, tables),
+        Command::Schema => {
+            print!("{}", crate::suite::schema::json());
+            ExitCode::from(EXIT_MATCH)
+        }
+        Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
+        Command::Down { run_dir, all } => block_on(down(run_dir, all)),
+        Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on, jobs } => {
+            let target = match on {
+                Some(dir) => crate::runner::Target::Existing(dir),
+                None => crate::runner::Target::New(backend),
+            };
+            block_on(run::run(
+                paths,
+                run::RunArgs { filters, target, report, repeat, suites, snapshots, keep, jobs: jobs.map(|j| j as usize).unwrap_or_else(default_jobs) },
+            ))
+        }
+        Command::Recover { run_dir } => block_on(run::recover(paths, run_dir)),
+        Command::Daemon { run_dir } => block_on(async move {
+            match crate::backend::local::daemon::main(run_dir).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "daemon failed");
+                    ExitCode::from(EXIT_HARNESS)
+                }
+            }
+        }),
+    }
+}
+
+/// Suites at once when not told: one per 4 cores, at least one.
+pub fn default_jobs() -> usize {
+    (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) / 4).max(1)
+}
+
+fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(f)
+}
+
+/// Logs go to stderr; `RUST_LOG` filters (default: info for firedrill, warn for the rest).
+fn init_tracing(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info,kube_client=off,rustls=off" }));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!daemon && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn up(paths: &Paths, topology: &str, hosts: Vec<String>) -> ExitCode {
+    use crate::backend::local::{LocalRun, UpOptions};
+    let topo = match crate::topology::Topology::load(&paths.fixtures, topology) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    if let Some(bad) = hosts.iter().find(|h| !crate::names::is_name(h)) {
+        eprintln!("error: host name `{bad}` must be lowercase letters, digits and dashes");
+        return ExitCode::from(EXIT_HARNESS);
+    }
+    let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
+    match LocalRun::up(paths, UpOptions { topology: &topo, hosts, firedrill }).await {
+        Ok(run) => {
+            println!("run {} is up ({})", run.info.id, run.dir().display());
+            for c in &run.info.clusters {
+                println!("  cluster {}: {}  kubeconfig {}", c.name, c.server, c.admin_kubeconfig.display());
+                for n in &c.nodes {
+                    println!("    node {} {}", n.name, n.ip);
+                }
+            }
+            for h in &run.info.hosts {
+                println!("  host {} {}", h.name, h.ip);
+            }
+            println!("tear down with: firedrill down {}", run.dir().display());
+            ExitCode::from(EXIT_MATCH)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
+    use crate::backend::local;
+    let result = if all {
+        local::down_all().await.map(|dirs| {
+            for d in &dirs {
+                println!("down: {}", d.display());
+            }
+            if dirs.is_empty() {
+                println!("down: no local run");
+            }
+        })
+    } else {
+        let dir = match only_run(run_dir) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                println!("down: no local run");
+                return ExitCode::from(EXIT_MATCH);
+            }
+            Err(e) => {
+                eprintln!("error: {e} (or use --all)");
+                return ExitCode::from(EXIT_HARNESS);
+            }
+        };
+        local::down(&dir).await.map(|()| println!("down: {}", dir.display()))
+    };
+    match result {
+        Ok(()) => ExitCode::from(EXIT_MATCH),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+fn list(paths: &Paths, filters: &[String], tables: bool) -> ExitCode {
+    let suites = match crate::suite::load_dir(&paths.suites, &paths.fixtures) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let mut shown = 0;
+    for suite in &suites {
+        let names: Vec<String> = suite.trial_names().filter(|n| matches(n, filters)).collect();
+        if names.is_empty() {
+            continue;
+        }
+        println!("{} — {} ({})", suite.id(), suite.spec.title, relative(paths, &suite.file).display());
+        for (name, sc) in names.iter().zip(suite.spec.scenarios.iter().filter(|s| matches(&format!("{}::{}", suite.id(), s.id.value), filters))) {
+            println!("  {name}  {}", sc.title);
+            if tables {
+                let file = crate::snapshot::file(&paths.snapshots, suite.id(), &sc.id.value);
+                println!("\n{}:\n{}", relative(paths, &file).display(), crate::model::table::expected(suite, sc).render());
+            }
+            shown += 1;
+        }
+    }
+    if shown == 0 {
+        eprintln!("error: no scenario matches {filters:?}");
+        return ExitCode::from(EXIT_HARNESS);
+    }
+    ExitCode::from(EXIT_MATCH)
+}
