@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # After the tests: nothing firedrill creates may remain on this machine — no process it
-# started, network namespace, link, bridge, nftables table, mount or cgroup.
+# started, network namespace, link, bridge, nftables table or rule, mount or cgroup.
 # Exits 1 and lists what it found otherwise.
 #
 #   ci/leftovers.sh --record FILE   write what is there now (before the tests) to FILE
@@ -13,6 +13,7 @@ found=()
 while read -r ns _; do [[ $ns == fd* ]] && found+=("netns $ns"); done < <(ip netns list 2>/dev/null)
 while read -r link; do found+=("link $link"); done < <(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E '^fd[0-9]')
 while read -r t; do found+=("nft $t"); done < <(nft list tables 2>/dev/null | grep -i firedrill)
+while read -r r; do found+=("nft rule $r"); done < <(nft list chain ip filter FORWARD 2>/dev/null | grep -o 'comment "firedrill [^"]*"')
 while read -r m; do found+=("mount $m"); done < <(awk '$5 ~ /firedrill|\/run\/netns\/fd/ {print $5}' /proc/self/mountinfo)
 while read -r cg; do
   procs=$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | wc -l)

@@ -86,6 +86,44 @@ pub fn create_bridge(ledger: &Ledger, subnet: Subnet) -> Result<(), BackendError
     Ok(())
 }
 
+/// Where a Docker engine (or anything else driving iptables) sets the FORWARD policy of
+/// table `ip filter` to drop while the kernel passes bridged frames through it
+/// (`bridge-nf-call-iptables` = 1, as br_netfilter does), traffic between two hosts of the
+/// run's bridge is dropped. Then let the run's own bridge through: one rule at the top of
+/// that chain, for frames entering and leaving this bridge only, recorded in the ledger
+/// before it is added and removed by `down` (and by the daemon's teardown). Nothing is
+/// changed where the path does not drop.
+pub fn let_bridge_through(ledger: &Ledger, subnet: Subnet) -> Result<(), BackendError> {
+    let br = subnet.bridge_name();
+    if std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").map(|v| v.trim() != "1").unwrap_or(true) {
+        return Ok(());
+    }
+    let Ok(chain) = run("nft", &["list", "chain", "ip", "filter", "FORWARD"]) else { return Ok(()) };
+    if !chain.contains("policy drop") || chain.contains(&forward_comment(&br)) {
+        return Ok(());
+    }
+    ledger.record("forward-rule", &br)?;
+    run("nft", &["insert", "rule", "ip", "filter", "FORWARD", "iifname", &br, "oifname", &br, "accept", "comment", &format!("\"{}\"", forward_comment(&br))])
+        .map_err(|e| BackendError::Setup(format!("bridged traffic of {br} is dropped by the FORWARD policy of table ip filter (a Docker engine sets it), and letting it through failed: {e}; allow it with `nft insert rule ip filter FORWARD iifname {br} oifname {br} accept`, or stop the engine")))?;
+    Ok(())
+}
+
+fn forward_comment(bridge: &str) -> String {
+    format!("firedrill {bridge}")
+}
+
+/// Remove the rules [`let_bridge_through`] added for `bridge`; absent is fine.
+pub fn delete_forward_rule(bridge: &str) -> Result<(), BackendError> {
+    let Ok(chain) = run("nft", &["-a", "list", "chain", "ip", "filter", "FORWARD"]) else { return Ok(()) };
+    let comment = format!("comment \"{}\"", forward_comment(bridge));
+    for line in chain.lines().filter(|l| l.contains(&comment)) {
+        if let Some(handle) = line.rsplit_once("# handle ").map(|(_, h)| h.trim()) {
+            run("nft", &["delete", "rule", "ip", "filter", "FORWARD", "handle", handle])?;
+        }
+    }
+    Ok(())
+}
+
 /// Create a namespace with one veth on the bridge at `ip`. Recorded before it is created.
 pub fn create_host(ledger: &Ledger, subnet: Subnet, netns: &str, veth_n: u8, ip: Ipv4Addr) -> Result<(), BackendError> {
     let veth = subnet.veth_name(veth_n);

@@ -1,0 +1,73 @@
+//! The local backend next to a Docker engine (needs root and `make setup`). A Docker
+//! engine sets the FORWARD policy of iptables' `filter` table to drop, and with
+//! br_netfilter loaded the kernel passes bridged frames through that chain: traffic between
+//! the hosts of a run's bridge was dropped, and every drill failed its steady state.
+//!
+//! The engine's own rules are what this test reproduces when no engine runs here: the
+//! table `ip filter` with a FORWARD chain whose policy drops, as iptables-nft writes it.
+//! With an engine running, its table is used as it is. An identity scenario must then
+//! match its document, and afterwards no rule of the run is left in that chain.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn nft(args: &[&str]) -> (bool, String) {
+    let o = Command::new("nft").args(args).output().expect("nft runs");
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Drops the table this test created (never one an engine owns) when dropped.
+struct DockerLikeForwardPolicy {
+    created: bool,
+}
+
+impl DockerLikeForwardPolicy {
+    fn ensure() -> DockerLikeForwardPolicy {
+        let (exists, chain) = nft(&["list", "chain", "ip", "filter", "FORWARD"]);
+        if exists {
+            assert!(chain.contains("policy drop"), "an existing FORWARD chain that does not drop cannot show the problem: {chain}");
+            return DockerLikeForwardPolicy { created: false };
+        }
+        let script = "table ip filter {\n  chain FORWARD { type filter hook forward priority filter; policy drop; }\n}\n";
+        let mut child = Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().expect("nft runs");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "creating a FORWARD chain with a drop policy");
+        DockerLikeForwardPolicy { created: true }
+    }
+}
+
+impl Drop for DockerLikeForwardPolicy {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = nft(&["delete", "table", "ip", "filter"]);
+        }
+    }
+}
+
+#[test]
+fn a_drill_passes_next_to_a_forward_drop_policy_and_leaves_no_rule() {
+    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").map(|v| v.trim() == "1").unwrap_or(false);
+    if !bridged {
+        // Without br_netfilter the FORWARD chain never sees bridged frames: load it, as the
+        // engine does.
+        let _ = Command::new("modprobe").arg("br_netfilter").status();
+    }
+    assert!(
+        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").map(|v| v.trim() == "1").unwrap_or(false),
+        "br_netfilter must pass bridged frames to iptables for this test to mean anything"
+    );
+    let _policy = DockerLikeForwardPolicy::ensure();
+    let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["run", "identity::ldap-down"])
+        .current_dir(&root)
+        .env("INSTA_UPDATE", "no")
+        .output()
+        .expect("firedrill runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("=> identity::ldap-down: matches the document"), "{text}");
+    let (_, chain) = nft(&["list", "chain", "ip", "filter", "FORWARD"]);
+    assert!(!chain.contains("firedrill"), "a rule of the run is left in FORWARD: {chain}");
+}
