@@ -3,7 +3,7 @@
 //!
 //! A suite's selected scenarios run one after the other on an environment of its own,
 //! brought up for them and torn down after them; different suites run side by side
-//! (`FIREDRILL_JOBS` at a time, default 2), as `firedrill run` does. Each trial reports its
+//! (`FIREDRILL_JOBS` at a time; by default one per 4 cores, as `firedrill run` does). Each trial reports its
 //! scenario's result as it arrives. The backend comes from `FIREDRILL_BACKEND` (default
 //! `local`). A report of the run is written to `target/drill-report/`.
 
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let jobs: usize = std::env::var("FIREDRILL_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(2).max(1);
+    let jobs: usize = std::env::var("FIREDRILL_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or_else(firedrill::cli::default_jobs).max(1);
 
     let mut trials = Vec::new();
     let mut waiting: BTreeMap<String, mpsc::Receiver<Outcome>> = BTreeMap::new();

@@ -175,7 +175,7 @@ impl LocalOps {
             if missing.is_empty() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let _ = tokio::time::timeout(STEP, namespaces.delete(&ns, &DeleteParams::default())).await;
         if missing.is_empty() { Ok(()) } else { Err((true, format!("namespace created, not configured within {:?}: no {}", self.timeout, missing.join(", ")))) }

@@ -18,7 +18,8 @@ use crate::model::{Outcome, Sample};
 
 /// Attempts in flight at once, across all operations.
 pub const MAX_IN_FLIGHT: usize = 8;
-/// An attempt that takes longer than this counts as failed (timed out).
+/// An attempt that takes longer than this counts as failed (timed out), unless the
+/// operation says otherwise.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Store = Arc<Mutex<BTreeMap<String, Vec<Sample>>>>;
@@ -29,6 +30,8 @@ pub struct Sampled {
     pub probe: Arc<dyn Probe>,
     pub interval: Duration,
     pub concurrency: usize,
+    /// An attempt still running after this long is abandoned and counts as failed.
+    pub timeout: Duration,
 }
 
 pub struct Sampler {
@@ -52,7 +55,7 @@ impl Sampler {
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let tasks = ops
             .into_iter()
-            .map(|Sampled { id, probe, interval, concurrency }| {
+            .map(|Sampled { id, probe, interval, concurrency, timeout }| {
                 let store = store.clone();
                 let limit = limit.clone();
                 let op = id.clone();
@@ -66,9 +69,9 @@ impl Sampler {
                         let (probe, limit, store, op) = (probe.clone(), limit.clone(), store.clone(), op.clone());
                         running.spawn(async move {
                             let permit = limit.acquire().await.expect("semaphore never closed");
-                            let (outcome, detail) = match tokio::time::timeout(ATTEMPT_TIMEOUT, probe.attempt()).await {
+                            let (outcome, detail) = match tokio::time::timeout(timeout, probe.attempt()).await {
                                 Ok(a) => a,
-                                Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {ATTEMPT_TIMEOUT:?}"))),
+                                Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {timeout:?}"))),
                             };
                             drop(permit);
                             drop(mine);

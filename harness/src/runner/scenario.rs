@@ -124,6 +124,7 @@ impl Session {
                     probe: self.probes[&op.id.value].clone(),
                     interval: op.interval.0,
                     concurrency: op.concurrency as usize,
+                    timeout: op.attempt_timeout.0,
                 })
                 .collect(),
         );

@@ -190,6 +190,9 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         if op.interval.0.is_zero() {
             return Err(at(&op.id, format!("operation `{id}`: `interval` must be longer than 0s")));
         }
+        if op.attempt_timeout.0.is_zero() {
+            return Err(at(&op.id, format!("operation `{id}`: `attempt-timeout` must be longer than 0s")));
+        }
         if op.concurrency == 0 || op.concurrency > 8 {
             return Err(at(&op.id, format!("operation `{id}`: `concurrency` must be between 1 and 8")));
         }

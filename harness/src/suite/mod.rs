@@ -168,6 +168,10 @@ pub struct OperationSpec {
     /// overlap, so a window holds enough of them to judge.
     #[serde(default = "OperationSpec::default_concurrency")]
     pub concurrency: u32,
+    /// An attempt still running after this long is abandoned and fails ("attempt timed
+    /// out"); default 30 s.
+    #[serde(default = "OperationSpec::default_attempt_timeout")]
+    pub attempt_timeout: Dur,
 }
 
 impl OperationSpec {
@@ -182,6 +186,9 @@ impl OperationSpec {
     }
     fn default_concurrency() -> u32 {
         1
+    }
+    fn default_attempt_timeout() -> Dur {
+        Dur(crate::probe::sampler::ATTEMPT_TIMEOUT)
     }
 }
 

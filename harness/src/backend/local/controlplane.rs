@@ -127,6 +127,9 @@ pub fn components(c: &ClusterInfo, bin: &Binaries) -> Result<Vec<Component>, Bac
                     "--initial-cluster-state=new".into(),
                     "--log-level=warn".into(),
                     "--quota-backend-bytes=1073741824".into(),
+                    // Throwaway clusters: a killed member keeps what it wrote (the page cache
+                    // survives a process), and nothing waits on the VM's disk.
+                    "--unsafe-no-fsync".into(),
                 ],
                 &node.netns,
             ),
