@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::events::{OperationResult, RunEvent, ScenarioResult, Timeline, Verdict};
 use super::{RunError, Session, claims, interruptible, verdict};
 use crate::journal::Journal;
-use crate::model::impact::{self, Impact, Stable};
+use crate::model::impact::{self, Stable};
 use crate::model::table::{self, ImpactTable, RecoveryLine, Row};
 use crate::model::{Outcome, Sample};
 use crate::probe::sampler::{Sampled, Sampler};
@@ -286,14 +286,17 @@ impl Session {
         let spec = &suite.spec;
         let baseline_start = sampler.now();
         tokio::time::sleep(spec.timing.baseline.0).await;
-        // Operations with slow attempts need at least one attempt in the window.
+        // Every operation needs at least one attempt that ended in the window: what an
+        // attempt shows is known when it ends (a slow one may have started before).
+        let ended_in = |s: &Sample, end: Duration| s.end() >= baseline_start && s.end() <= end;
         let wait_for_one = Deadline::after(Duration::from_secs(60));
         let baseline_end = loop {
             check_probes(sampler)?;
             let samples = sampler.samples();
-            let missing = spec.operations.iter().find(|op| !samples.get(&op.id.value).is_some_and(|s| s.iter().any(|x| x.at >= baseline_start)));
+            let now = sampler.now();
+            let missing = spec.operations.iter().find(|op| !samples.get(&op.id.value).is_some_and(|s| s.iter().any(|x| ended_in(x, now))));
             match missing {
-                None => break sampler.now(),
+                None => break now,
                 Some(op) if wait_for_one.passed() => {
                     return Err(RunError::SteadyState(format!("operation `{}` completed no attempt in the baseline window", op.id.value)));
                 }
@@ -302,17 +305,15 @@ impl Session {
         };
         let samples = sampler.samples();
         for op in &spec.operations {
-            let s = &samples[&op.id.value];
-            let c = impact::classify(s, (baseline_start, baseline_end + Duration::from_millis(1)), 1)
-                .map_err(|e| RunError::SteadyState(format!("operation `{}`: {e}", op.id.value)))?;
-            if c.impact != Impact::Unaffected {
-                let why = last_failure(s, baseline_start, baseline_end);
+            let judged: Vec<&Sample> = samples[&op.id.value].iter().filter(|x| ended_in(x, baseline_end)).collect();
+            let ok = judged.iter().filter(|x| x.outcome == Outcome::Ok).count();
+            // The same rule as a fault window's: ✅ at 95 % Ok.
+            if (ok as f64) < impact::UNAFFECTED_MIN_RATIO * judged.len() as f64 {
+                let why = judged.iter().rev().find(|x| x.outcome != Outcome::Ok).and_then(|x| x.detail.clone()).unwrap_or_default();
                 return Err(RunError::SteadyState(format!(
-                    "operation `{}` was {} in the baseline ({}/{} attempts ok): {why}",
+                    "operation `{}` was not ✅ in the baseline ({ok}/{} attempts ok): {why}",
                     op.id.value,
-                    c.impact.glyph(),
-                    c.ok,
-                    c.samples
+                    judged.len()
                 )));
             }
         }
@@ -367,13 +368,4 @@ impl ScenarioResult {
 
 fn check_probes(s: &Sampler) -> Result<(), RunError> {
     s.check().map_err(|e| RunError::Setup(e.to_string()))
-}
-
-fn last_failure(samples: &[Sample], from: Duration, to: Duration) -> String {
-    samples
-        .iter()
-        .rev()
-        .find(|s| s.at >= from && s.at <= to && s.outcome != Outcome::Ok)
-        .and_then(|s| s.detail.clone())
-        .unwrap_or_else(|| "no failure detail".into())
 }
