@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Poll interval of [`until`].
+/// Poll interval of [`until`]: short at first, so a condition that comes true quickly is
+/// seen quickly, then growing to [`POLL`] so a long wait does not hammer what it asks.
+const FIRST_POLL: Duration = Duration::from_millis(20);
 const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +43,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    let mut poll = FIRST_POLL;
     loop {
         let attempt = tokio::time::timeout(deadline.remaining().max(Duration::from_millis(1)), check()).await;
         if let Ok(Some(v)) = attempt {
@@ -49,7 +52,8 @@ where
         if deadline.passed() {
             return Err(Timeout { condition: condition.to_string(), after: deadline.budget });
         }
-        tokio::time::sleep(POLL.min(deadline.remaining())).await;
+        tokio::time::sleep(poll.min(deadline.remaining())).await;
+        poll = (poll * 3 / 2).min(POLL);
     }
 }
 

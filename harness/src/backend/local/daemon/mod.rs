@@ -246,12 +246,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// etcd, wait; API servers, wait; controller-managers and schedulers. Returns the
+    /// etcd and API servers together, waited for; then controller-managers and schedulers. Returns the
     /// names started.
     async fn start_control_plane(&self, c: &ClusterInfo) -> Result<Vec<String>, BackendError> {
         let mut started = self.start_group(&Group::Storage(c.name.clone()), |_| true).await?;
-        wait_etcd(c).await?;
+        // The API servers start while etcd does (they retry their storage until it answers):
+        // their own start-up overlaps etcd's instead of following it.
         started.extend(self.start_group(&Group::ControlPlane(c.name.clone()), is_api_front).await?);
+        wait_etcd(c).await?;
         wait_apiserver(c).await?;
         started.extend(self.start_group(&Group::ControlPlane(c.name.clone()), |n| !is_api_front(n)).await?);
         Ok(started)
