@@ -2,6 +2,7 @@
 //! backend cannot do is declared in its [`Capabilities`] and a scenario that needs it is
 //! reported as not runnable there, never silently skipped.
 
+pub mod addresses;
 pub mod kind;
 pub mod local;
 

@@ -56,6 +56,7 @@ impl Subnet {
 /// the default route out of the machine. Bridges' own /24 routes are more specific and win.
 /// Installed once and left in place (it only concerns the test range).
 pub const TEST_RANGE: &str = "198.18.0.0/15";
+const _: () = assert!(crate::backend::addresses::TEST_RANGE.prefix == 15);
 
 pub fn ensure_test_range_blackhole() -> Result<(), BackendError> {
     let routes = run("ip", &["route", "show", "type", "blackhole", TEST_RANGE])?;
@@ -181,11 +182,11 @@ mod tests {
 
     #[test]
     fn names_fit_interface_limits_and_stay_in_the_test_range() {
-        let s = Subnet { index: 250 };
+        let s = Subnet { index: *crate::backend::addresses::LOCAL_RUNS.end() };
         assert!(s.bridge_name().len() <= 15);
         assert!(s.veth_name(250).len() + 1 <= 15, "peer name adds one char");
         assert_eq!(s.host_ip(10).octets()[..2], [198, 18]);
-        assert!(s.service_range(3).starts_with("198.19.250.192/"));
+        assert!(s.service_range(3).starts_with("198.19.120.192/"));
         assert!(is_ours("fd3br") && is_ours("fd12-main-worker-1") && !is_ours("fdisk") && !is_ours("eth0"));
     }
 }

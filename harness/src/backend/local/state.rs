@@ -240,9 +240,11 @@ pub fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
     let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| BackendError::Setup(format!("locking {}: {e}", lock_path.display())))?;
     let used: Vec<u8> = all_runs().iter().filter_map(|d| RunInfo::load(d).ok()).map(|r| r.subnet).collect();
-    let free = (1..=250u8)
+    let runs = crate::backend::addresses::LOCAL_RUNS;
+    let free = runs
+        .clone()
         .find(|i| !used.contains(i) && !super::net::link_exists(&Subnet { index: *i }.bridge_name()))
-        .ok_or_else(|| BackendError::Setup("all 250 local run numbers are in use; run `firedrill down --all`".into()))?;
+        .ok_or_else(|| BackendError::Setup(format!("all {} local run numbers are in use; run `firedrill down --all`", runs.end())))?;
     let dir = runs_dir().join(id);
     std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
     // Reserve the number until the real run.json replaces this.
