@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # After the tests: nothing firedrill creates may remain on this machine — no process it
-# started, network namespace, link, bridge, nftables table or rule, mount or cgroup.
+# started, network namespace, link, bridge, nftables table or rule, mount or cgroup, and
+# no Docker container or network of its tests (named fd-…; images are a cache and stay).
 # Exits 1 and lists what it found otherwise.
 #
 #   ci/leftovers.sh --record FILE   write what is there now (before the tests) to FILE
@@ -19,6 +20,10 @@ while read -r cg; do
   procs=$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | wc -l)
   found+=("cgroup $cg ($procs processes)")
 done < <(find /sys/fs/cgroup -maxdepth 3 -type d -name firedrill 2>/dev/null | while read -r d; do find "$d" -mindepth 1 -maxdepth 1 -type d; done)
+if docker info >/dev/null 2>&1; then
+  while read -r c; do found+=("docker container $c"); done < <(docker ps -a --format '{{.Names}}' | grep -E '^fd-')
+  while read -r n; do found+=("docker network $n"); done < <(docker network ls --format '{{.Name}}' | grep -E '^fd-')
+fi
 while read -r p; do found+=("process $p"); done < <(pgrep -af 'firedrill (__daemon|__shim)|firedrill-run-' 2>/dev/null)
 if [[ $mode == --record ]]; then
   printf '%s\n' "${found[@]}" | sed '/^$/d' >"$baseline"

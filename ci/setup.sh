@@ -30,6 +30,8 @@ debs=(
   prometheus:prometheus
   curl:curl
   procps:pgrep
+  jq:jq
+  busybox-static:busybox
 )
 missing=()
 for entry in "${debs[@]}"; do

@@ -5,8 +5,11 @@
 //!
 //! The engine's own rules are what this test reproduces when no engine runs here: the
 //! table `ip filter` with a FORWARD chain whose policy drops, as iptables-nft writes it.
-//! With an engine running, its table is used as it is. An identity scenario must then
-//! match its document, and afterwards no rule of the run is left in that chain.
+//! An engine whose chain already drops is used as it is. An engine that does not forward
+//! (the one `make setup` starts has `ip-forward: false`, so its FORWARD policy stays
+//! accept) gets the drop policy for the test's duration and its own policy back after.
+//! An identity scenario must then match its document, and afterwards no rule of the run is
+//! left in that chain.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,24 +19,30 @@ fn nft(args: &[&str]) -> (bool, String) {
     (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// Drops the table this test created (never one an engine owns) when dropped.
+/// What the test changed, undone when dropped: the table it created, or the policy it set
+/// on an engine's chain.
 struct DockerLikeForwardPolicy {
     created: bool,
+    set_drop: bool,
 }
 
 impl DockerLikeForwardPolicy {
     fn ensure() -> DockerLikeForwardPolicy {
         let (exists, chain) = nft(&["list", "chain", "ip", "filter", "FORWARD"]);
         if exists {
-            assert!(chain.contains("policy drop"), "an existing FORWARD chain that does not drop cannot show the problem: {chain}");
-            return DockerLikeForwardPolicy { created: false };
+            if chain.contains("policy drop") {
+                return DockerLikeForwardPolicy { created: false, set_drop: false };
+            }
+            let (ok, _) = nft(&["chain", "ip", "filter", "FORWARD", "{ policy drop; }"]);
+            assert!(ok, "setting the FORWARD policy to drop");
+            return DockerLikeForwardPolicy { created: false, set_drop: true };
         }
         let script = "table ip filter {\n  chain FORWARD { type filter hook forward priority filter; policy drop; }\n}\n";
         let mut child = Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().expect("nft runs");
         use std::io::Write;
         child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
         assert!(child.wait().unwrap().success(), "creating a FORWARD chain with a drop policy");
-        DockerLikeForwardPolicy { created: true }
+        DockerLikeForwardPolicy { created: true, set_drop: false }
     }
 }
 
@@ -41,6 +50,9 @@ impl Drop for DockerLikeForwardPolicy {
     fn drop(&mut self) {
         if self.created {
             let _ = nft(&["delete", "table", "ip", "filter"]);
+        }
+        if self.set_drop {
+            let _ = nft(&["chain", "ip", "filter", "FORWARD", "{ policy accept; }"]);
         }
     }
 }

@@ -99,9 +99,67 @@ pub fn plan() -> Vec<(String, Block)> {
     out
 }
 
+/// The configuration firedrill starts a Docker engine with (`dockerd --config-file`): its
+/// bridge and address pools from the plan; neither IP forwarding nor masquerade, so no
+/// container traffic is routed or NATed to the machine's uplink (containers of one network
+/// reach each other bridged, and the host on the bridge address); `runtime`, when given,
+/// as the default OCI runtime (the capability-bounding wrapper, see `fixtures/docker/`).
+pub fn docker_daemon_config(runtime: Option<&std::path::Path>) -> serde_json::Value {
+    let bip = Block { base: Ipv4Addr::from(DOCKER_BRIDGE.first() + 1), prefix: DOCKER_BRIDGE.prefix };
+    let mut config = serde_json::json!({
+        "bip": bip.to_string(),
+        "default-address-pools": [{ "base": DOCKER_POOLS.to_string(), "size": 24 }],
+        "ip-forward": false,
+        "ip-masq": false,
+        "log-driver": "json-file",
+        "log-opts": { "max-size": "10m", "max-file": "2" },
+    });
+    if let Some(path) = runtime {
+        config["runtimes"] = serde_json::json!({ "firedrill-runc": { "path": path.display().to_string() } });
+        config["default-runtime"] = "firedrill-runc".into();
+    }
+    config
+}
+
+/// The plan as a table, for `firedrill addresses`.
+pub fn describe() -> String {
+    let first = *LOCAL_RUNS.start();
+    let last = *LOCAL_RUNS.end();
+    let [b1, s1] = local_run(first);
+    let [bn, sn] = local_run(last);
+    let rows = [
+        (format!("{b1} … {bn}"), format!("local runs {first}–{last}: one bridge each, its nodes and hosts")),
+        (format!("{s1} … {sn}"), format!("local runs {first}–{last}: their clusters' service ranges")),
+        (DOCKER_BRIDGE.to_string(), "Docker's default bridge (bip)".into()),
+        (DOCKER_POOLS.to_string(), "Docker's address pools, /24 networks (kind's network)".into()),
+        (KIND_PODS.to_string(), "kind clusters' pod subnets".into()),
+        (KIND_SERVICES.to_string(), "kind clusters' service subnets".into()),
+    ];
+    let mut out = format!("every address lies in {TEST_RANGE}\n");
+    for (block, what) in rows {
+        out.push_str(&format!("  {block:<34} {what}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_docker_configuration_is_the_plan() {
+        let c = docker_daemon_config(None);
+        let bip = Block::parse(c["bip"].as_str().unwrap()).unwrap();
+        assert!(DOCKER_BRIDGE.contains(Block { base: bip.base, prefix: 32 }));
+        assert_eq!(bip.prefix, DOCKER_BRIDGE.prefix);
+        assert_eq!(Block::parse(c["default-address-pools"][0]["base"].as_str().unwrap()), Some(DOCKER_POOLS));
+        assert_eq!(c["ip-masq"], false);
+        assert_eq!(c["ip-forward"], false);
+        assert!(c.get("default-runtime").is_none());
+        let w = docker_daemon_config(Some(std::path::Path::new("/x/runc-capbnd")));
+        assert_eq!(w["default-runtime"], "firedrill-runc");
+        assert_eq!(w["runtimes"]["firedrill-runc"]["path"], "/x/runc-capbnd");
+    }
 
     #[test]
     fn every_block_is_inside_the_test_range_and_none_overlaps_another() {

@@ -81,6 +81,16 @@ pub enum Command {
     },
     /// Revert the faults a killed run left in place, from its journal.
     Recover { run_dir: Option<PathBuf> },
+    /// Print the address plan (every block in 198.18.0.0/15), or the Docker engine
+    /// configuration that follows it.
+    Addresses {
+        /// Print the `dockerd --config-file` JSON instead.
+        #[arg(long)]
+        docker_daemon_json: bool,
+        /// With --docker-daemon-json: the OCI runtime wrapper to make the default.
+        #[arg(long, requires = "docker_daemon_json")]
+        runtime: Option<PathBuf>,
+    },
     #[command(name = "__daemon", hide = true)]
     Daemon { run_dir: PathBuf },
 }
@@ -100,6 +110,15 @@ pub fn main() -> ExitCode {
         Command::List { filters, tables } => list(&paths, &filters, tables),
         Command::Schema => {
             print!("{}", crate::suite::schema::json());
+            ExitCode::from(EXIT_MATCH)
+        }
+        Command::Addresses { docker_daemon_json, runtime } => {
+            use crate::backend::addresses;
+            if docker_daemon_json {
+                println!("{:#}", addresses::docker_daemon_config(runtime.as_deref()));
+            } else {
+                print!("{}", addresses::describe());
+            }
             ExitCode::from(EXIT_MATCH)
         }
         Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
