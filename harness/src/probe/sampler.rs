@@ -3,7 +3,9 @@
 //! of its attempts in flight (1: one at a time; more lets slow attempts overlap, so a
 //! window holds more of them) and a bound on attempts in flight across operations.
 //! Samples carry their start time relative to the scenario's epoch and are kept in order
-//! of start.
+//! of start. An attempt starts when it holds both permits: its start time, its duration and
+//! its timeout are all counted from then, so an attempt that waited for a slot while a fault
+//! was in place and ran after the revert carries the time it really ran.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -65,10 +67,11 @@ impl Sampler {
                     let mut running = tokio::task::JoinSet::new();
                     loop {
                         let mine = own.clone().acquire_owned().await.expect("semaphore never closed");
-                        let start = Instant::now();
+                        let tick = Instant::now();
                         let (probe, limit, store, op) = (probe.clone(), limit.clone(), store.clone(), op.clone());
                         running.spawn(async move {
                             let permit = limit.acquire().await.expect("semaphore never closed");
+                            let start = Instant::now();
                             let (outcome, detail) = match tokio::time::timeout(timeout, probe.attempt()).await {
                                 Ok(a) => a,
                                 Err(_) => (Outcome::Failed, Some(format!("attempt timed out after {timeout:?}"))),
@@ -89,7 +92,7 @@ impl Sampler {
                                 std::panic::resume_unwind(e.into_panic());
                             }
                         }
-                        tokio::time::sleep_until(start + interval).await;
+                        tokio::time::sleep_until(tick + interval).await;
                     }
                 });
                 (id, task)
@@ -149,5 +152,51 @@ impl Drop for Sampler {
         for (_, t) in &self.tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Attempt;
+    use futures::future::BoxFuture;
+
+    /// A fake probe for this unit test of the sampler's bookkeeping: each attempt sleeps.
+    struct Sleeps(Duration);
+
+    impl Probe for Sleeps {
+        fn attempt(&self) -> BoxFuture<'_, Attempt> {
+            Box::pin(async move {
+                tokio::time::sleep(self.0).await;
+                (Outcome::Ok, None)
+            })
+        }
+    }
+
+    /// Defect: a sample's start was taken before its attempt got a slot among the attempts
+    /// in flight, so an attempt that waited (during a fault) and ran later (after the
+    /// revert) was dated back into the fault. Now it carries the time it really started.
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_waited_for_a_slot_is_dated_when_it_ran() {
+        let ops = (0..=MAX_IN_FLIGHT)
+            .map(|i| Sampled {
+                id: format!("op{i}"),
+                probe: Arc::new(Sleeps(Duration::from_millis(400))),
+                interval: Duration::from_secs(10),
+                concurrency: 1,
+                timeout: Duration::from_millis(500),
+            })
+            .collect();
+        let sampler = Sampler::start(ops);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = sampler.stop().await.expect("no panic");
+        let mut starts: Vec<(Duration, Duration)> = samples.values().map(|v| (v[0].at, v[0].took)).collect();
+        starts.sort();
+        // Eight ran at once; the ninth waited 400 ms for a slot, then ran 400 ms, within its
+        // 500 ms timeout.
+        let (at, took) = *starts.last().unwrap();
+        assert!(at >= Duration::from_millis(400), "the ninth attempt is dated {at:?}, before it could start");
+        assert!(took < Duration::from_millis(450), "the ninth attempt's duration {took:?} includes its wait");
+        assert!(samples.values().all(|v| v[0].outcome == Outcome::Ok), "the wait counted against the timeout: {samples:?}");
     }
 }
