@@ -18,14 +18,13 @@ venv=$cache/venv/chaostoolkit-$ctk_version-k8s-$ctk_k8s_version
 out=$root/target/bench/ctk
 mkdir -p "$out"
 
-if [[ ! -x $venv/bin/chaos ]]; then
+# Built where it stays (a venv's entry points name its path), marked complete last.
+if [[ ! -f $venv/.complete ]]; then
   echo "bench-ctk: installing chaostoolkit $ctk_version and chaostoolkit-kubernetes $ctk_k8s_version into $venv" >&2
-  rm -rf "$venv.tmp"
-  python3 -m venv "$venv.tmp"
-  "$venv.tmp/bin/pip" install -q "chaostoolkit==$ctk_version" "chaostoolkit-kubernetes==$ctk_k8s_version"
-  rm -rf "$venv" && mv "$venv.tmp" "$venv"
-  # A venv remembers its path: recreate the entry points for the final location.
-  python3 -m venv --upgrade "$venv" >/dev/null
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "chaostoolkit==$ctk_version" "chaostoolkit-kubernetes==$ctk_k8s_version"
+  touch "$venv/.complete"
 fi
 
 up=$("$fd" up --topology single --hosts ldap,lb)

@@ -16,11 +16,19 @@ pub struct Row {
     /// `<=` or `>=`, and the target; none for figures reported without one.
     pub target: Option<(String, f64)>,
     pub note: String,
+    /// Nothing was measured (no trial gave a figure): printed so, and never "met".
+    #[serde(default)]
+    pub unmeasured: bool,
 }
 
 impl Row {
     pub fn new(figure: &str, measured: f64, unit: &str, target: Option<(&str, f64)>, note: impl Into<String>) -> Row {
-        Row { figure: figure.into(), measured, unit: unit.into(), target: target.map(|(op, v)| (op.to_string(), v)), note: note.into() }
+        Row { figure: figure.into(), measured, unit: unit.into(), target: target.map(|(op, v)| (op.to_string(), v)), note: note.into(), unmeasured: false }
+    }
+
+    /// A figure no trial gave; `why` says what happened instead.
+    pub fn unmeasured(figure: &str, unit: &str, target: Option<(&str, f64)>, why: impl Into<String>) -> Row {
+        Row { unmeasured: true, ..Row::new(figure, 0.0, unit, target, why) }
     }
 
     /// Measured over target (for `<=`) or target over measured (for `>=`): at most 1 meets it.
@@ -31,6 +39,9 @@ impl Row {
     }
 
     pub fn met(&self) -> Option<bool> {
+        if self.unmeasured {
+            return self.target.as_ref().map(|_| false);
+        }
         self.ratio().map(|r| r <= 1.0)
     }
 }
@@ -57,11 +68,13 @@ pub fn table(rows: &[Row]) -> String {
         let target =
             r.target.as_ref().map(|(op, t)| format!("{} {} {}", op.replace("<=", "≤").replace(">=", "≥"), fmt(*t), r.unit)).unwrap_or_else(|| "—".into());
         let ratio = match (r.ratio(), r.met()) {
+            _ if r.unmeasured && r.target.is_some() => "— (missed: not measured)".into(),
             (Some(x), Some(true)) => format!("{x:.2} (met)"),
             (Some(x), _) => format!("{x:.2} (missed)"),
             _ => "—".into(),
         };
-        out.push_str(&format!("| {} | {} {} | {target} | {ratio} | {} |\n", r.figure, fmt(r.measured), r.unit, r.note.replace('|', "\\|")));
+        let measured = if r.unmeasured { "not measured".to_string() } else { format!("{} {}", fmt(r.measured), r.unit) };
+        out.push_str(&format!("| {} | {measured} | {target} | {ratio} | {} |\n", r.figure, r.note.replace('|', "\\|")));
     }
     out
 }
