@@ -31,13 +31,14 @@ pub struct OidcClient {
 impl OidcClient {
     pub fn new(identity: &Identity) -> Result<OidcClient, String> {
         let ca = reqwest::Certificate::from_pem(identity.ca_pem.as_bytes()).map_err(|e| format!("issuer CA: {e}"))?;
-        // HTTP/1.1: a flow cut short takes its connection with it. One shared HTTP/2
-        // connection carried the probe's own history instead — cut by a blackhole, it sat in
-        // TCP retransmission back-off after the revert and every flow waited for it
-        // (measured: refresh recovered 0.7–0.8 s after a 3 s blackhole had ended).
+        // Connections are kept between flows (HTTP/2 where the issuer offers it). Known
+        // effect, measured by `make bench` (mttr): after a blackhole in front of the load
+        // balancer the kept connection sits in TCP retransmission back-off, and refresh
+        // recovered 0.7–0.8 s after the fault ended; with a new connection per flow, flows
+        // instead wait for the load balancer to re-admit its backends. Which of the two a
+        // row should show is open (see the speed issue's note).
         let http = reqwest::Client::builder()
             .add_root_certificate(ca)
-            .http1_only()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(4))
             .build()
