@@ -20,6 +20,8 @@ cache=${FIREDRILL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/firedrill}
 dir=$cache/docker
 export PATH=$PATH:/usr/sbin:/sbin
 log() { printf 'docker: %s\n' "$*" >&2; }
+# shellcheck source=lib.sh
+. "$root/ci/lib.sh"
 
 engine_up() { docker info >/dev/null 2>&1; }
 ours() { [[ -f $dir/dockerd.pid ]] && kill -0 "$(cat "$dir/dockerd.pid")" 2>/dev/null; }
@@ -44,15 +46,7 @@ fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
   log "installing Debian's docker.io"
-  # docker.io's postinst starts the system service; firedrill starts its own engine.
-  policy=/usr/sbin/policy-rc.d own_policy=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
-  fi
-  trap '[[ $own_policy == 1 ]] && rm -f "$policy"' EXIT
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends docker.io jq >/dev/null
+  apt_install docker.io jq
 fi
 
 mkdir -p "$dir"

@@ -17,6 +17,8 @@ cache=${FIREDRILL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/firedrill}
 mkdir -p "$cache"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+# shellcheck source=lib.sh
+. "$root/ci/lib.sh"
 
 # --- Debian packages -----------------------------------------------------------------
 # Each entry: package:command-that-proves-it-is-installed
@@ -44,16 +46,7 @@ if ((${#missing[@]})); then
     exit 1
   fi
   log "installing Debian packages: ${missing[*]}"
-  # Packages such as slapd, haproxy and prometheus start a system service from their
-  # postinst. firedrill starts its own instances; keep the system ones from starting.
-  policy=/usr/sbin/policy-rc.d own_policy=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
-  fi
-  trap '[[ $own_policy == 1 ]] && rm -f "$policy"' EXIT
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 
 # --- Upstream binaries ---------------------------------------------------------------

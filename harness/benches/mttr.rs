@@ -14,18 +14,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Row, median, percentile};
-use firedrill::backend::BackendKind;
 use firedrill::fault::FaultSpec;
-use firedrill::fixtures::Paths;
 use firedrill::model::{Outcome, Sample};
 use firedrill::probe::ProbeSpec;
 use firedrill::probe::sampler::{Sampled, Sampler};
-use firedrill::runner::{Session, Target};
+use firedrill::runner::Session;
 
 const HOLD: Duration = Duration::from_millis(3_000);
 
@@ -54,20 +50,8 @@ fn outage(samples: &[Sample], from: Duration) -> Option<(Duration, Duration)> {
 }
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let trials: usize = std::env::var("FIREDRILL_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let root = common::root();
-    let paths = Paths::at(&root);
-    let suite = firedrill::suite::load_file(&root.join("harness/benches/data/bench-identity.yaml"), &paths.fixtures).expect("bench suite");
-    let firedrill = PathBuf::from(env!("CARGO_BIN_EXE_firedrill"));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let rows = rt.block_on(async {
-        let quiet: firedrill::runner::Emit = Arc::new(|_| {});
-        let session = Session::open(&paths, Target::New(BackendKind::Local), &suite, &firedrill, quiet, false).await.expect("environment");
-        let result = measure(&session, trials).await;
-        session.close().await.expect("teardown");
-        result
-    });
+    let rows = common::with_bench_identity(async |session| measure(session, trials).await);
     common::write("mttr", &rows);
 }
 

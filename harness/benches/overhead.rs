@@ -6,32 +6,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Row;
-use firedrill::backend::BackendKind;
-use firedrill::fixtures::Paths;
 use firedrill::probe::ProbeSpec;
 use firedrill::probe::sampler::{Sampled, Sampler};
-use firedrill::runner::{Session, Target};
+use firedrill::runner::Session;
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let seconds: u64 = std::env::var("FIREDRILL_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let root = common::root();
-    let paths = Paths::at(&root);
-    let suite = firedrill::suite::load_file(&root.join("harness/benches/data/bench-identity.yaml"), &paths.fixtures).expect("bench suite");
-    let firedrill = PathBuf::from(env!("CARGO_BIN_EXE_firedrill"));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let rows = rt.block_on(async {
-        let quiet: firedrill::runner::Emit = Arc::new(|_| {});
-        let session = Session::open(&paths, Target::New(BackendKind::Local), &suite, &firedrill, quiet, false).await.expect("environment");
-        let result = measure(&session, Duration::from_secs(seconds)).await;
-        session.close().await.expect("teardown");
-        result
-    });
+    let rows = common::with_bench_identity(async |session| measure(session, Duration::from_secs(seconds)).await);
     common::write("overhead", &rows);
 }
 

@@ -3,24 +3,15 @@
 //! must be answered by a kube-apiserver it started itself, and none may outlive its
 //! attempt.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use firedrill::backend::BackendKind;
 use firedrill::env::Env;
-use firedrill::fixtures::Paths;
 use firedrill::model::{Dur, Outcome};
 use firedrill::probe::{self, ProbeSpec};
 use firedrill::wait::{self, Deadline};
 
-fn paths() -> Paths {
-    Paths::at(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-}
-
-fn firedrill() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_firedrill"))
-}
+mod common;
 
 /// kube-apiserver processes in the run's cgroup tree, as `pgrep` would count them there.
 fn apiservers(env: &Env) -> usize {
@@ -37,22 +28,7 @@ async fn extras_running(env: &Env) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cold_start_attempts_own_their_api_servers() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let p = paths();
-    let suites = firedrill::suite::load_dir(&p.suites, &p.fixtures).unwrap();
-    let suite = suites.iter().find(|s| s.id() == "identity").expect("suites/identity.yaml");
-    let (topo, comps) = firedrill::runner::plan(&p, suite).unwrap();
-    let hosts = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
-    let env = Arc::new(Env::provision(&p, BackendKind::Local, &topo, hosts, &firedrill()).await.unwrap_or_else(|e| panic!("provisioning single: {e}")));
-    let result = tokio::spawn({
-        let env = env.clone();
-        async move { checks(&env, &comps).await }
-    })
-    .await;
-    env.teardown().await.unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::on_suite_env("identity", |env, comps| async move { checks(&env, &comps).await }).await;
 }
 
 async fn checks(env: &Arc<Env>, comps: &[firedrill::component::Component]) {

@@ -12,26 +12,17 @@
 //!   object goes, then the replica's pull credentials; the revoked token is refused by
 //!   the directory's API server, and the other replica's mirror drops the Cluster.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use firedrill::backend::BackendKind;
 use firedrill::env::Env;
 use firedrill::fault::FaultSpec;
-use firedrill::fixtures::Paths;
 use firedrill::wait::{self, Deadline};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 
-fn paths() -> Paths {
-    Paths::at(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-}
-
-fn firedrill() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_firedrill"))
-}
+mod common;
 
 /// Whether a TCP connection from network namespace `netns` to `addr` completes within 3 s.
 fn connects(netns: &str, addr: &str) -> bool {
@@ -75,22 +66,7 @@ async fn reachable_condition(env: &Env, cluster: &str, status: &str) -> Result<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_and_deregistration_on_the_multi_topology() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let p = paths();
-    let suites = firedrill::suite::load_dir(&p.suites, &p.fixtures).unwrap();
-    let suite = suites.iter().find(|s| s.id() == "management").expect("suites/management.yaml");
-    let (topo, comps) = firedrill::runner::plan(&p, suite).unwrap();
-    let env = Env::provision(&p, BackendKind::Local, &topo, vec![], &firedrill()).await.unwrap_or_else(|e| panic!("provisioning multi: {e}"));
-    let env = std::sync::Arc::new(env);
-    let result = tokio::spawn({
-        let env = env.clone();
-        async move { checks(&env, &comps).await }
-    })
-    .await;
-    env.teardown().await.unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::on_suite_env("management", |env, comps| async move { checks(&env, &comps).await }).await;
 }
 
 async fn checks(env: &Env, comps: &[firedrill::component::Component]) {

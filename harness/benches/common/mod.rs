@@ -46,6 +46,26 @@ impl Row {
     }
 }
 
+/// The bench-identity environment (harness/benches/data/bench-identity.yaml) on a new
+/// local run, opened on a runtime of its own: `measure` runs with it, then it is torn down.
+pub fn with_bench_identity<T>(measure: impl AsyncFnOnce(&firedrill::runner::Session) -> T) -> T {
+    use firedrill::backend::BackendKind;
+    use firedrill::runner::{Session, Target};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = root();
+    let paths = firedrill::fixtures::Paths::at(&root);
+    let suite = firedrill::suite::load_file(&root.join("harness/benches/data/bench-identity.yaml"), &paths.fixtures).expect("bench suite");
+    let firedrill = PathBuf::from(env!("CARGO_BIN_EXE_firedrill"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    rt.block_on(async {
+        let quiet: firedrill::runner::Emit = std::sync::Arc::new(|_| {});
+        let session = Session::open(&paths, Target::New(BackendKind::Local), &suite, &firedrill, quiet, false).await.expect("environment");
+        let result = measure(&session).await;
+        session.close().await.expect("teardown");
+        result
+    })
+}
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ is in the workspace").to_path_buf()
 }
