@@ -82,6 +82,14 @@ pub fn local_run(n: u8) -> [Block; 2] {
     [Block::new(198, 18, n, 0, 24), Block::new(198, 19, n, 0, 24)]
 }
 
+/// The blocks the backends share, named.
+const SHARED: [(&str, Block); 4] = [
+    ("Docker's default bridge (bip)", DOCKER_BRIDGE),
+    ("Docker's address pools, /24 networks (kind's network)", DOCKER_POOLS),
+    ("kind clusters' pod subnets", KIND_PODS),
+    ("kind clusters' service subnets", KIND_SERVICES),
+];
+
 /// Every block of the plan, named, for checks and messages.
 pub fn plan() -> Vec<(String, Block)> {
     let mut out: Vec<(String, Block)> = LOCAL_RUNS
@@ -90,12 +98,7 @@ pub fn plan() -> Vec<(String, Block)> {
             [(format!("local run {n} bridge"), bridge), (format!("local run {n} services"), services)]
         })
         .collect();
-    out.extend([
-        ("Docker's default bridge".to_string(), DOCKER_BRIDGE),
-        ("Docker's address pools".to_string(), DOCKER_POOLS),
-        ("kind pod subnets".to_string(), KIND_PODS),
-        ("kind service subnets".to_string(), KIND_SERVICES),
-    ]);
+    out.extend(SHARED.iter().map(|(name, b)| (name.to_string(), *b)));
     out
 }
 
@@ -127,14 +130,11 @@ pub fn describe() -> String {
     let last = *LOCAL_RUNS.end();
     let [b1, s1] = local_run(first);
     let [bn, sn] = local_run(last);
-    let rows = [
+    let mut rows = vec![
         (format!("{b1} … {bn}"), format!("local runs {first}–{last}: one bridge each, its nodes and hosts")),
         (format!("{s1} … {sn}"), format!("local runs {first}–{last}: their clusters' service ranges")),
-        (DOCKER_BRIDGE.to_string(), "Docker's default bridge (bip)".into()),
-        (DOCKER_POOLS.to_string(), "Docker's address pools, /24 networks (kind's network)".into()),
-        (KIND_PODS.to_string(), "kind clusters' pod subnets".into()),
-        (KIND_SERVICES.to_string(), "kind clusters' service subnets".into()),
     ];
+    rows.extend(SHARED.iter().map(|(name, b)| (b.to_string(), name.to_string())));
     let mut out = format!("every address lies in {TEST_RANGE}\n");
     for (block, what) in rows {
         out.push_str(&format!("  {block:<34} {what}\n"));

@@ -146,8 +146,13 @@ pub struct TooFewSamples {
 /// Apply the rule to the samples of one operation that started at or after `window.0` and
 /// ended before `window.1`.
 pub fn classify(samples: &[Sample], window: (Duration, Duration), min_samples: usize) -> Result<Classification, TooFewSamples> {
+    judge(samples.iter().filter(|s| s.at >= window.0 && s.at + s.took < window.1), min_samples)
+}
+
+/// Apply the rule to samples already selected (the baseline selects by end time).
+pub fn judge<'a>(samples: impl IntoIterator<Item = &'a Sample>, min_samples: usize) -> Result<Classification, TooFewSamples> {
     let (mut ok, mut partial, mut failed) = (0, 0, 0);
-    for s in samples.iter().filter(|s| s.at >= window.0 && s.at + s.took < window.1) {
+    for s in samples {
         match s.outcome {
             Outcome::Ok => ok += 1,
             Outcome::Partial => partial += 1,

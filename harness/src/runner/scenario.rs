@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::events::{OperationResult, RunEvent, ScenarioResult, Timeline, Verdict};
 use super::{RunError, Session, claims, interruptible, verdict};
 use crate::journal::Journal;
-use crate::model::impact::{self, Stable};
+use crate::model::impact::{self, Impact, Stable};
 use crate::model::table::{self, ImpactTable, RecoveryLine, Row};
 use crate::model::{Outcome, Sample};
 use crate::probe::sampler::{Sampled, Sampler};
@@ -306,14 +306,15 @@ impl Session {
         let samples = sampler.samples();
         for op in &spec.operations {
             let judged: Vec<&Sample> = samples[&op.id.value].iter().filter(|x| ended_in(x, baseline_end)).collect();
-            let ok = judged.iter().filter(|x| x.outcome == Outcome::Ok).count();
-            // The same rule as a fault window's: ✅ at 95 % Ok.
-            if (ok as f64) < impact::UNAFFECTED_MIN_RATIO * judged.len() as f64 {
+            let c = impact::judge(judged.iter().copied(), 1).map_err(|e| RunError::SteadyState(format!("operation `{}`: {e}", op.id.value)))?;
+            if c.impact != Impact::Unaffected {
                 let why = judged.iter().rev().find(|x| x.outcome != Outcome::Ok).and_then(|x| x.detail.clone()).unwrap_or_default();
                 return Err(RunError::SteadyState(format!(
-                    "operation `{}` was not ✅ in the baseline ({ok}/{} attempts ok): {why}",
+                    "operation `{}` was {} in the baseline ({}/{} attempts ok): {why}",
                     op.id.value,
-                    judged.len()
+                    c.impact.glyph(),
+                    c.ok,
+                    c.samples
                 )));
             }
         }
