@@ -9,7 +9,7 @@ FIREDRILL := target/debug/firedrill
 help:
 	@echo "make drill   set up, bring up the local backend, run every suite, write reports/latest"
 	@echo "make test    set up and run every test (unit, CLI, local-backend integration, drills)"
-	@echo "make setup   Debian packages, pinned upstream binaries, a Docker engine (cached; seconds when warm)"
+	@echo "make setup   Debian packages, pinned upstream binaries, a Docker engine, the kind node image (cached; seconds when warm)"
 	@echo "make review  review snapshot changes (cargo insta review)"
 	@echo "make bench   every benchmark figure against its target (bring-up, MTTR accuracy, overhead, Chaos Toolkit, whole drill)"
 	@echo "make fuzz    fuzz the suite loader for 10 minutes (nightly toolchain, cargo-fuzz)"
@@ -17,11 +17,13 @@ help:
 	@echo "make clean   make down, then cargo clean"
 
 # Debian packages and the pinned upstream builds; then a Docker engine (ci/docker.sh: the
-# one already running, or dockerd started with the address plan's configuration).
+# one already running, or dockerd started with the address plan's configuration); then the
+# kind backend's node image, built offline (ci/kind-image.sh; cached by a hash of its inputs).
 setup:
 	ci/setup.sh >/dev/null
 	$(CARGO) build -q -p firedrill --bin firedrill
 	ci/docker.sh $(FIREDRILL)
+	ci/kind-image.sh >/dev/null
 
 build: setup
 	$(CARGO) build --workspace --bins

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # After the tests: nothing firedrill creates may remain on this machine — no process it
 # started, network namespace, link, bridge, nftables table or rule, mount or cgroup, and
-# no Docker container or network of its tests (named fd-…; images are a cache and stay).
+# no Docker container or network of its tests (named fd-…) or volume no container uses
+# (images are a cache and stay).
 # Exits 1 and lists what it found otherwise.
 #
 #   ci/leftovers.sh --record FILE   write what is there now (before the tests) to FILE
@@ -23,6 +24,8 @@ done < <(find /sys/fs/cgroup -maxdepth 3 -type d -name firedrill 2>/dev/null | w
 if docker info >/dev/null 2>&1; then
   while read -r c; do found+=("docker container $c"); done < <(docker ps -a --format '{{.Names}}' | grep -E '^fd-')
   while read -r n; do found+=("docker network $n"); done < <(docker network ls --format '{{.Name}}' | grep -E '^fd-')
+  # kind nodes' /var volumes are anonymous: any volume no container uses that was not there before.
+  while read -r v; do found+=("docker volume $v"); done < <(docker volume ls -q --filter dangling=true)
 fi
 while read -r p; do found+=("process $p"); done < <(pgrep -af 'firedrill (__daemon|__shim)|firedrill-run-' 2>/dev/null)
 if [[ $mode == --record ]]; then

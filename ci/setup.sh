@@ -108,7 +108,7 @@ done
 export k8s_ldflags DEX_VERSION KIND_VERSION DEX_GO_TOOLCHAIN
 # Each command runs with $out (exported by build) naming the directory to fill.
 build kubernetes "$KUBERNETES_VERSION" kubernetes \
-  kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
+  kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm kubelet kube-proxy -- \
   sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" ./cmd/...'
 
 build etcd "$ETCD_VERSION" etcd etcd -- \
@@ -121,5 +121,27 @@ GOTOOLCHAIN=$DEX_GO_TOOLCHAIN build dex "$DEX_VERSION" dex dex -- \
 
 build kind "$KIND_VERSION" kind kind -- \
   sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
+
+# The kind backend's node image pieces (ci/kind-image.sh assembles them with Debian's userland).
+export CONTAINERD_VERSION CRICTL_VERSION CNI_PLUGINS_VERSION
+build containerd "$CONTAINERD_VERSION" containerd containerd ctr containerd-shim-runc-v2 -- \
+  sh -c 'm=github.com/containerd/containerd/v2; GOBIN="$out" GOFLAGS= go install -trimpath \
+    -tags "no_btrfs no_devmapper no_zfs no_aufs" -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
+    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"'
+
+build crictl "$CRICTL_VERSION" crictl crictl -- \
+  sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"'
+
+build cni-plugins "$CNI_PLUGINS_VERSION" cni-plugins ptp host-local loopback portmap -- \
+  sh -c 'm=github.com/containernetworking/plugins/plugins; GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" \
+    "$m/main/ptp@$CNI_PLUGINS_VERSION" "$m/main/loopback@$CNI_PLUGINS_VERSION" \
+    "$m/ipam/host-local@$CNI_PLUGINS_VERSION" "$m/meta/portmap@$CNI_PLUGINS_VERSION"'
+
+# The pod sandbox ("pause") program, from the pinned Kubernetes module's source.
+pause_src=$(cd "$root/fixtures/upstream/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+export pause_src
+build pause "$KUBERNETES_VERSION" pause pause -- \
+  sh -c 'gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$out/pause" "$pause_src" && strip "$out/pause"'
 
 echo "$cache"

@@ -52,12 +52,9 @@ impl Env {
     pub fn can_provision(backend: BackendKind) -> Result<(), BackendError> {
         match backend {
             BackendKind::Local => Ok(()),
-            BackendKind::Kind => {
-                crate::backend::kind::preflight()?;
-                Err(BackendError::Unsupported(
-                    "the kind backend can check for Docker but cannot provision clusters yet: cluster creation, image loading and node-level faults through kind are not implemented".into(),
-                ))
-            }
+            BackendKind::Kind => Err(BackendError::Unsupported(
+                "the kind backend brings topologies up and down (`firedrill up --backend kind`), but deploying components, probing and injecting faults on kind clusters are not implemented yet".into(),
+            )),
             BackendKind::Existing => Err(BackendError::Unsupported(
                 "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard"
                     .into(),

@@ -8,9 +8,10 @@
 //! | 198.18.1.0/24 … 198.18.120.0/24 | local runs 1–120: one bridge each, its nodes and hosts |
 //! | 198.19.1.0/24 … 198.19.120.0/24 | local runs 1–120: the service ranges of their clusters (/26 each) |
 //! | 198.18.128.0/24 | Docker's default bridge |
-//! | 198.18.192.0/18 | Docker's address pools (/24 networks): kind's network |
-//! | 198.19.128.0/18 | kind clusters' pod subnets |
-//! | 198.19.192.0/18 | kind clusters' service subnets |
+//! | 198.18.192.0/19 | Docker's address pools (/24 networks it allocates itself) |
+//! | 198.18.224.0/24 … 198.18.227.0/24 | kind runs 0–3: the Docker network of each |
+//! | 198.19.128.0/18 | kind clusters' pod subnets (/22 each: run × 4 + cluster) |
+//! | 198.19.192.0/18 | kind clusters' service subnets (/22 each, likewise) |
 //!
 //! Nothing here is routed, NATed or forwarded to the machine's uplink; the local backend
 //! blackholes the whole test range on the host so that an address no bridge serves goes
@@ -70,8 +71,12 @@ pub const TEST_RANGE: Block = Block::new(198, 18, 0, 0, 15);
 pub const LOCAL_RUNS: RangeInclusive<u8> = 1..=120;
 /// Docker's default bridge (`bip`).
 pub const DOCKER_BRIDGE: Block = Block::new(198, 18, 128, 0, 24);
-/// Docker's default address pools, split into /24 networks (kind's network is one).
-pub const DOCKER_POOLS: Block = Block::new(198, 18, 192, 0, 18);
+/// Docker's default address pools, split into /24 networks.
+pub const DOCKER_POOLS: Block = Block::new(198, 18, 192, 0, 19);
+/// kind run numbers: run `n` creates its Docker network in 198.18.(224+n).0/24.
+pub const KIND_RUNS: RangeInclusive<u8> = 0..=3;
+/// Clusters per kind run (each gets a /22 of pod and of service addresses).
+pub const KIND_CLUSTERS_PER_RUN: u8 = 4;
 /// Pod subnets of kind clusters.
 pub const KIND_PODS: Block = Block::new(198, 19, 128, 0, 18);
 /// Service subnets of kind clusters.
@@ -82,12 +87,25 @@ pub fn local_run(n: u8) -> [Block; 2] {
     [Block::new(198, 18, n, 0, 24), Block::new(198, 19, n, 0, 24)]
 }
 
+/// The Docker network of kind run `n`.
+pub fn kind_network(n: u8) -> Block {
+    Block::new(198, 18, 224 + n, 0, 24)
+}
+
+/// The pod and service subnets of cluster `k` of kind run `n`.
+pub fn kind_cluster(n: u8, k: u8) -> (Block, Block) {
+    assert!(KIND_RUNS.contains(&n) && k < KIND_CLUSTERS_PER_RUN, "kind run {n} cluster {k} is outside the plan");
+    let offset = (u32::from(n) * u32::from(KIND_CLUSTERS_PER_RUN) + u32::from(k)) << 10;
+    let at = |b: Block| Block { base: Ipv4Addr::from(b.first() + offset), prefix: 22 };
+    (at(KIND_PODS), at(KIND_SERVICES))
+}
+
 /// The blocks the backends share, named.
 const SHARED: [(&str, Block); 4] = [
     ("Docker's default bridge (bip)", DOCKER_BRIDGE),
-    ("Docker's address pools, /24 networks (kind's network)", DOCKER_POOLS),
-    ("kind clusters' pod subnets", KIND_PODS),
-    ("kind clusters' service subnets", KIND_SERVICES),
+    ("Docker's address pools, /24 networks it allocates itself", DOCKER_POOLS),
+    ("kind clusters' pod subnets, /22 each (run × 4 + cluster)", KIND_PODS),
+    ("kind clusters' service subnets, /22 each (run × 4 + cluster)", KIND_SERVICES),
 ];
 
 /// Every block of the plan, named, for checks and messages.
@@ -98,6 +116,7 @@ pub fn plan() -> Vec<(String, Block)> {
             [(format!("local run {n} bridge"), bridge), (format!("local run {n} services"), services)]
         })
         .collect();
+    out.extend(KIND_RUNS.map(|n| (format!("kind run {n} network"), kind_network(n))));
     out.extend(SHARED.iter().map(|(name, b)| (name.to_string(), *b)));
     out
 }
@@ -134,6 +153,8 @@ pub fn describe() -> String {
         (format!("{b1} … {bn}"), format!("local runs {first}–{last}: one bridge each, its nodes and hosts")),
         (format!("{s1} … {sn}"), format!("local runs {first}–{last}: their clusters' service ranges")),
     ];
+    let (k1, kn) = (*KIND_RUNS.start(), *KIND_RUNS.end());
+    rows.push((format!("{} … {}", kind_network(k1), kind_network(kn)), format!("kind runs {k1}–{kn}: the Docker network of each")));
     rows.extend(SHARED.iter().map(|(name, b)| (b.to_string(), name.to_string())));
     let mut out = format!("every address lies in {TEST_RANGE}\n");
     for (block, what) in rows {
@@ -192,8 +213,27 @@ mod tests {
     }
 
     #[test]
+    fn kind_clusters_get_distinct_subnets_inside_their_blocks() {
+        let mut all = Vec::new();
+        for n in KIND_RUNS {
+            assert!(TEST_RANGE.contains(kind_network(n)));
+            for k in 0..KIND_CLUSTERS_PER_RUN {
+                let (pods, services) = kind_cluster(n, k);
+                assert!(KIND_PODS.contains(pods), "{pods}");
+                assert!(KIND_SERVICES.contains(services), "{services}");
+                all.extend([pods, services]);
+            }
+        }
+        for (i, a) in all.iter().enumerate() {
+            assert!(all[i + 1..].iter().all(|b| !a.overlaps(*b)), "{a} overlaps another kind subnet");
+        }
+        assert_eq!(kind_cluster(0, 0).0.to_string(), "198.19.128.0/22");
+        assert_eq!(kind_cluster(3, 3).1.to_string(), "198.19.252.0/22");
+    }
+
+    #[test]
     fn blocks_parse_and_compare() {
-        let b = Block::parse("198.18.192.0/18").unwrap();
+        let b = Block::parse("198.18.192.0/19").unwrap();
         assert_eq!(b, DOCKER_POOLS);
         assert!(b.contains(Block::parse("198.18.200.0/24").unwrap()));
         assert!(!b.contains(Block::parse("198.18.128.0/24").unwrap()));

@@ -81,6 +81,33 @@ impl BackendError {
     }
 }
 
+/// `$FIREDRILL_STATE`, else `/var/lib/firedrill` for root, else `$XDG_STATE_HOME/firedrill`
+/// (or `~/.local/state/firedrill`).
+pub fn state_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("FIREDRILL_STATE") {
+        return PathBuf::from(p);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/firedrill");
+    }
+    if let Some(p) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(p).join("firedrill");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/state/firedrill")
+}
+
+/// An admin client from a kubeconfig file, with the harness's timeouts.
+pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client, BackendError> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", kubeconfig.display())))?;
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| BackendError::Setup(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
+    cfg.connect_timeout = Some(Duration::from_secs(3));
+    cfg.read_timeout = Some(Duration::from_secs(30));
+    kube::Client::try_from(cfg).map_err(|e| BackendError::Setup(format!("client for {}: {e}", kubeconfig.display())))
+}
+
 impl From<crate::wait::Timeout> for BackendError {
     fn from(t: crate::wait::Timeout) -> Self {
         BackendError::Timeout { condition: t.condition, after: t.after }

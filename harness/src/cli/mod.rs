@@ -32,16 +32,18 @@ pub enum Command {
     },
     /// Print the JSON Schema of suite files.
     Schema,
-    /// Bring up a topology on the local backend and leave it running.
+    /// Bring up a topology and leave it running (tear down with `firedrill down`).
     Up {
         /// A topology of fixtures/topologies/.
         #[arg(long, default_value = "single")]
         topology: String,
+        #[arg(long, value_enum, env = "FIREDRILL_BACKEND", default_value = "local")]
+        backend: crate::backend::BackendKind,
         /// Extra hosts outside the clusters (network namespaces on the run's bridge).
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
     },
-    /// Tear down a local run (the only one, or RUN_DIR), or every run with --all.
+    /// Tear down a run (the only one, or RUN_DIR), or every run of every backend with --all.
     Down {
         run_dir: Option<PathBuf>,
         #[arg(long)]
@@ -121,7 +123,7 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(EXIT_MATCH)
         }
-        Command::Up { topology, hosts } => block_on(up(&paths, &topology, hosts)),
+        Command::Up { topology, backend, hosts } => block_on(up(&paths, &topology, backend, hosts)),
         Command::Down { run_dir, all } => block_on(down(run_dir, all)),
         Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on, jobs } => {
             let target = match on {
@@ -168,7 +170,8 @@ fn init_tracing(daemon: bool) {
         .try_init();
 }
 
-async fn up(paths: &Paths, topology: &str, hosts: Vec<String>) -> ExitCode {
+async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind, hosts: Vec<String>) -> ExitCode {
+    use crate::backend::BackendKind;
     use crate::backend::local::{LocalRun, UpOptions};
     let topo = match crate::topology::Topology::load(&paths.fixtures, topology) {
         Ok(t) => t,
@@ -180,6 +183,18 @@ async fn up(paths: &Paths, topology: &str, hosts: Vec<String>) -> ExitCode {
     if let Some(bad) = hosts.iter().find(|h| !crate::names::is_name(h)) {
         eprintln!("error: host name `{bad}` must be lowercase letters, digits and dashes");
         return ExitCode::from(EXIT_HARNESS);
+    }
+    match backend {
+        BackendKind::Local => {}
+        BackendKind::Kind if hosts.is_empty() => return up_kind(paths, &topo).await,
+        BackendKind::Kind => {
+            eprintln!("error: --hosts: hosts outside the clusters are not implemented on the kind backend");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+        BackendKind::Existing => {
+            eprintln!("error: the existing backend uses clusters that are already up; there is nothing to bring up");
+            return ExitCode::from(EXIT_HARNESS);
+        }
     }
     let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
     match LocalRun::up(paths, UpOptions { topology: &topo, hosts, firedrill }).await {
@@ -204,22 +219,47 @@ async fn up(paths: &Paths, topology: &str, hosts: Vec<String>) -> ExitCode {
     }
 }
 
+async fn up_kind(paths: &Paths, topo: &crate::topology::Topology) -> ExitCode {
+    match crate::backend::kind::KindRun::up(paths, topo).await {
+        Ok(run) => {
+            let i = &run.info;
+            println!("run {} is up on kind ({}); network {} {}", i.id, i.dir.display(), i.network, i.subnet);
+            for c in &i.clusters {
+                println!("  cluster {} (kind {}): pods {} services {}  kubeconfig {}", c.name, c.kind_name, c.pods, c.services, c.kubeconfig.display());
+                for n in &c.nodes {
+                    println!("    node {}: container {}", n.name, n.container);
+                }
+            }
+            println!("tear down with: firedrill down {}", i.dir.display());
+            ExitCode::from(EXIT_MATCH)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
 async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
-    use crate::backend::local;
+    use crate::backend::{kind, local};
     let result = if all {
-        local::down_all().await.map(|dirs| {
+        let local = local::down_all().await;
+        let kind = kind::down_all().await;
+        local.and_then(|mut dirs| {
+            dirs.extend(kind?);
             for d in &dirs {
                 println!("down: {}", d.display());
             }
             if dirs.is_empty() {
-                println!("down: no local run");
+                println!("down: no run");
             }
+            Ok(())
         })
     } else {
         let dir = match only_run(run_dir) {
             Ok(Some(d)) => d,
             Ok(None) => {
-                println!("down: no local run");
+                println!("down: no run");
                 return ExitCode::from(EXIT_MATCH);
             }
             Err(e) => {
@@ -227,7 +267,8 @@ async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
                 return ExitCode::from(EXIT_HARNESS);
             }
         };
-        local::down(&dir).await.map(|()| println!("down: {}", dir.display()))
+        let done = if kind::is_run(&dir) || kind::runs_dir() == dir.parent().unwrap_or(&dir) { kind::down(&dir).await } else { local::down(&dir).await };
+        done.map(|()| println!("down: {}", dir.display()))
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_MATCH),

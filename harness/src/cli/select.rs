@@ -16,13 +16,12 @@ pub fn only_run(run_dir: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
     if let Some(d) = run_dir {
         return Ok(Some(d));
     }
-    let runs = crate::backend::local::state::all_runs();
+    let mut runs = crate::backend::local::state::all_runs();
+    runs.extend(crate::backend::kind::all_runs());
     match runs.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one.clone())),
-        many => {
-            Err(format!("{} local runs exist; name one:\n{}", many.len(), many.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n")))
-        }
+        many => Err(format!("{} runs exist; name one:\n{}", many.len(), many.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n"))),
     }
 }
 

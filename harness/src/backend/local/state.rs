@@ -12,21 +12,7 @@ use super::net::Subnet;
 use crate::backend::BackendError;
 use crate::topology::{NodeRole, Topology};
 
-/// `$FIREDRILL_STATE`, else `/var/lib/firedrill` for root, else `$XDG_STATE_HOME/firedrill`
-/// (or `~/.local/state/firedrill`).
-pub fn state_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("FIREDRILL_STATE") {
-        return PathBuf::from(p);
-    }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/firedrill");
-    }
-    if let Some(p) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(p).join("firedrill");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".local/state/firedrill")
-}
+pub use crate::backend::state_root;
 
 pub fn runs_dir() -> PathBuf {
     state_root().join("runs")

@@ -377,15 +377,7 @@ pub async fn sweep(run_dir: &Path) {
     }
 }
 
-pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client, BackendError> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", kubeconfig.display())))?;
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .map_err(|e| BackendError::Setup(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
-    cfg.connect_timeout = Some(Duration::from_secs(3));
-    cfg.read_timeout = Some(Duration::from_secs(30));
-    kube::Client::try_from(cfg).map_err(|e| BackendError::Setup(format!("client for {}: {e}", kubeconfig.display())))
-}
+pub use crate::backend::kube_client;
 
 async fn wait_etcd(c: &ClusterInfo) -> Result<(), BackendError> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| BackendError::Setup(e.to_string()))?;

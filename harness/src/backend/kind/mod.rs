@@ -1,0 +1,528 @@
+//! The kind backend: real kind clusters, one Docker container per node, for machines with a
+//! Docker engine — laptops and GitHub Actions, and this machine once `make setup` has
+//! started one. Driven through kind's CLI (pinned, built by `ci/setup.sh`) with the node
+//! image `ci/kind-image.sh` assembles offline.
+//!
+//! `up` plans the run first — the Docker network, every cluster's kind name, pod and
+//! service subnets (the address plan's kind blocks) — and writes the plan (`kind-run.json`)
+//! before it creates anything, so that `down` removes everything a run may have made even
+//! when the process creating it was killed half-way.
+//!
+//! What runs on kind today: bringing topologies up and down. Components, probes and faults
+//! are not wired to this backend yet; [`CAPABILITIES`] says so and the runner refuses.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BackendError, Capabilities, addresses};
+use crate::fixtures::{Binaries, Paths, Versions};
+use crate::topology::{NodeRole, Topology};
+use crate::wait::{self, Deadline};
+
+/// No fault is wired to kind clusters yet.
+pub const CAPABILITIES: Capabilities =
+    Capabilities { api_faults: false, stop_host: false, partition: false, stop_storage: false, lose_node: false, stop_cluster: false, extra_apiserver: false };
+
+/// How long every node of a new cluster may take to turn Ready after `kind create`.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// The label kind puts on every node container.
+const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+/// The prefix of every kind cluster and Docker network firedrill creates.
+const PREFIX: &str = "fd-k";
+
+/// A kind run as planned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KindRunInfo {
+    pub id: String,
+    pub dir: PathBuf,
+    /// The run's number in the address plan (`addresses::KIND_RUNS`).
+    pub number: u8,
+    pub topology: String,
+    /// The Docker network every node of the run is on, and its subnet.
+    pub network: String,
+    pub subnet: String,
+    pub image: String,
+    pub clusters: Vec<KindCluster>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KindCluster {
+    /// The topology's name for it.
+    pub name: String,
+    /// kind's name for it (and the prefix of its node containers).
+    pub kind_name: String,
+    pub kubeconfig: PathBuf,
+    pub pods: String,
+    pub services: String,
+    pub nodes: Vec<KindNode>,
+}
+
+/// A topology node and the container (and Kubernetes node) kind makes of it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KindNode {
+    pub name: String,
+    pub container: String,
+    pub role: NodeRole,
+}
+
+/// What the backend needs from the machine.
+pub struct Tools {
+    pub kind: PathBuf,
+    pub kubectl: PathBuf,
+    pub image: String,
+}
+
+/// Docker answers, kind and kubectl are built, and the node image is in the engine's store.
+pub fn preflight(paths: &Paths) -> Result<Tools, BackendError> {
+    let info = run("docker", &["info", "--format", "{{.ServerVersion}}"]);
+    match info {
+        Ok(_) => {}
+        Err(BackendError::Command { stderr, .. }) => {
+            return Err(BackendError::Unsupported(format!(
+                "the kind backend needs a running Docker engine (`make setup` starts one); `docker info`: {stderr}"
+            )));
+        }
+        Err(e) => return Err(e),
+    }
+    let v = Versions::load(&paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
+    let b = Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
+    for p in [&b.kind, &b.kubectl] {
+        if !p.is_file() {
+            return Err(BackendError::Setup(format!("{} is not built; run `make setup`", p.display())));
+        }
+    }
+    let marker = crate::fixtures::cache_dir().join("kind/node-image");
+    let image = std::fs::read_to_string(&marker)
+        .map_err(|_| BackendError::Setup(format!("no kind node image is built ({} is missing); run `make setup` (ci/kind-image.sh)", marker.display())))?
+        .trim()
+        .to_string();
+    if run("docker", &["image", "inspect", "--format", "{{.Id}}", &image]).is_err() {
+        return Err(BackendError::Setup(format!("the kind node image {image} is not in the Docker engine's store; run `make setup` (ci/kind-image.sh)")));
+    }
+    Ok(Tools { kind: b.kind, kubectl: b.kubectl, image })
+}
+
+/// Run a command to its end; its stdout, or an error carrying its output.
+fn run(program: &str, args: &[&str]) -> Result<String, BackendError> {
+    run_env(program, args, &[])
+}
+
+fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String, BackendError> {
+    let mut cmd = duct::cmd(program, args).stdout_capture().stderr_capture().unchecked();
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run().map_err(|e| BackendError::Command { command: format!("{program} {}", args.join(" ")), stderr: e.to_string() })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.is_empty() {
+            stderr = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        Err(BackendError::Command { command: format!("{program} {}", args.join(" ")), stderr })
+    }
+}
+
+async fn run_async(program: &str, args: Vec<String>, env: Vec<(String, String)>) -> Result<String, BackendError> {
+    let program = program.to_string();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_env(&program, &args, &env)
+    })
+    .await
+    .map_err(|e| BackendError::Setup(format!("a command's thread failed: {e}")))?
+}
+
+/// Where kind runs keep their plan and kubeconfigs.
+pub fn runs_dir() -> PathBuf {
+    super::state_root().join("kind-runs")
+}
+
+/// Every kind run directory on this machine, oldest first.
+pub fn all_runs() -> Vec<PathBuf> {
+    let mut runs: Vec<PathBuf> =
+        std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("kind-run.json").is_file()).collect();
+    runs.sort();
+    runs
+}
+
+/// Whether `dir` holds a kind run.
+pub fn is_run(dir: &Path) -> bool {
+    dir.join("kind-run.json").is_file()
+}
+
+/// The kind names and container names of a topology, in run `number`.
+pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, image: &str) -> Result<KindRunInfo, BackendError> {
+    if topology.clusters.len() > usize::from(addresses::KIND_CLUSTERS_PER_RUN) {
+        return Err(BackendError::Unsupported(format!(
+            "topology {} has {} clusters; a kind run holds at most {}",
+            topology.topology,
+            topology.clusters.len(),
+            addresses::KIND_CLUSTERS_PER_RUN
+        )));
+    }
+    let mut clusters = Vec::new();
+    for (k, c) in topology.clusters.iter().enumerate() {
+        if c.etcd > 1 || c.apiservers > 1 {
+            return Err(BackendError::Unsupported(format!(
+                "not runnable on kind: cluster {} of topology {} has {} etcd members and {} API servers; kind's highly available control plane needs its load-balancer image (Envoy), which cannot be pulled here and has no Debian package",
+                c.name, topology.topology, c.etcd, c.apiservers
+            )));
+        }
+        let kind_name = format!("{PREFIX}{number}-{}", c.name);
+        let (pods, services) = addresses::kind_cluster(number, k as u8);
+        // kind names containers <cluster>-control-plane, -control-plane2, …, -worker, -worker2, …
+        let (mut cps, mut workers) = (0, 0);
+        let nodes = c
+            .nodes
+            .iter()
+            .map(|n| {
+                let (role, count) = match n.role {
+                    NodeRole::ControlPlane => ("control-plane", &mut cps),
+                    NodeRole::Worker => ("worker", &mut workers),
+                };
+                *count += 1;
+                let suffix = if *count == 1 { String::new() } else { count.to_string() };
+                KindNode { name: n.name.clone(), container: format!("{kind_name}-{role}{suffix}"), role: n.role }
+            })
+            .collect();
+        if cps != 1 {
+            return Err(BackendError::Unsupported(format!("cluster {} needs exactly one control-plane node on kind (it has {cps})", c.name)));
+        }
+        clusters.push(KindCluster {
+            name: c.name.clone(),
+            kubeconfig: dir.join("clusters").join(&c.name).join("kubeconfig"),
+            kind_name,
+            pods: pods.to_string(),
+            services: services.to_string(),
+            nodes,
+        });
+    }
+    Ok(KindRunInfo {
+        id: id.to_string(),
+        dir: dir.to_path_buf(),
+        number,
+        topology: topology.topology.clone(),
+        network: format!("fd-kind-{number}"),
+        subnet: addresses::kind_network(number).to_string(),
+        image: image.to_string(),
+        clusters,
+    })
+}
+
+/// The kind configuration of `cluster`: `fixtures/kind/cluster.yaml` with the cluster's
+/// nodes and subnets (JSON, which kind's YAML reader takes).
+pub fn cluster_config(fixtures: &Path, cluster: &KindCluster) -> Result<String, BackendError> {
+    let path = fixtures.join("kind/cluster.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| BackendError::io(&path, e))?;
+    let mut config: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| BackendError::Setup(format!("{}: {e}", path.display())))?;
+    let networking = config
+        .as_object_mut()
+        .ok_or_else(|| BackendError::Setup(format!("{}: expected a mapping", path.display())))?
+        .entry("networking")
+        .or_insert_with(|| serde_json::json!({}));
+    networking["podSubnet"] = cluster.pods.clone().into();
+    networking["serviceSubnet"] = cluster.services.clone().into();
+    config["nodes"] =
+        cluster.nodes.iter().map(|n| serde_json::json!({ "role": if n.role == NodeRole::ControlPlane { "control-plane" } else { "worker" } })).collect();
+    Ok(serde_json::to_string_pretty(&config).expect("a kind configuration serialises"))
+}
+
+impl KindRunInfo {
+    pub fn load(dir: &Path) -> Result<KindRunInfo, BackendError> {
+        let path = dir.join("kind-run.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| BackendError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| BackendError::Setup(format!("{}: {e}", path.display())))
+    }
+
+    fn save(&self) -> Result<(), BackendError> {
+        let path = self.dir.join("kind-run.json");
+        let text = serde_json::to_string_pretty(self).expect("a kind run serialises");
+        std::fs::write(&path, text).map_err(|e| BackendError::io(&path, e))
+    }
+
+    pub fn cluster(&self, name: &str) -> Result<&KindCluster, BackendError> {
+        self.clusters.iter().find(|c| c.name == name).ok_or_else(|| BackendError::Setup(format!("run {} has no cluster `{name}`", self.id)))
+    }
+}
+
+/// A kind run that is up.
+#[derive(Clone, Debug)]
+pub struct KindRun {
+    pub info: KindRunInfo,
+}
+
+impl KindRun {
+    /// Plan, record, then create the network and every cluster, and wait until every node
+    /// is Ready. On any failure whatever was made is removed before the error returns
+    /// (with the end of the control-plane node's log in it).
+    pub async fn up(paths: &Paths, topology: &Topology) -> Result<KindRun, BackendError> {
+        let tools = preflight(paths)?;
+        let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
+        let id = format!("{}-{stamp}-{:04x}", topology.topology, std::process::id() % 0x10000);
+        let (dir, number) = allocate(&id)?;
+        let info = match plan(&id, &dir, number, topology, &tools.image) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        info.save()?;
+        let run = KindRun { info };
+        if let Err(e) = run.create(paths, &tools).await {
+            let logs = run.diagnostics();
+            let _ = down(&run.info.dir).await;
+            return Err(BackendError::Setup(format!("{e}{logs}")));
+        }
+        Ok(run)
+    }
+
+    async fn create(&self, paths: &Paths, tools: &Tools) -> Result<(), BackendError> {
+        let i = &self.info;
+        let gateway = std::net::Ipv4Addr::from(addresses::kind_network(i.number).first() + 1).to_string();
+        run_async(
+            "docker",
+            [
+                "network",
+                "create",
+                "--driver=bridge",
+                &format!("--subnet={}", i.subnet),
+                &format!("--gateway={gateway}"),
+                "--opt=com.docker.network.bridge.enable_ip_masquerade=false",
+                &format!("--opt=com.docker.network.bridge.name={}", i.network),
+                &format!("--label=firedrill.run={}", i.id),
+                &i.network,
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![],
+        )
+        .await?;
+        for c in &i.clusters {
+            let cdir = c.kubeconfig.parent().expect("a kubeconfig path has a parent");
+            std::fs::create_dir_all(cdir).map_err(|e| BackendError::io(cdir, e))?;
+            let config = cdir.join("kind.json");
+            std::fs::write(&config, cluster_config(&paths.fixtures, c)?).map_err(|e| BackendError::io(&config, e))?;
+            let args = [
+                "create",
+                "cluster",
+                "--name",
+                &c.kind_name,
+                "--image",
+                &i.image,
+                "--config",
+                &config.display().to_string(),
+                "--kubeconfig",
+                &c.kubeconfig.display().to_string(),
+                "--retain",
+                "--wait",
+                "0s",
+            ]
+            .map(String::from)
+            .to_vec();
+            // kind's own name for the network is fixed ("kind"); this one makes it use the run's.
+            let env = vec![("KIND_EXPERIMENTAL_DOCKER_NETWORK".to_string(), i.network.clone())];
+            run_async(&tools.kind.display().to_string(), args, env).await?;
+        }
+        for c in &i.clusters {
+            wait_ready(c).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of each control-plane node's log and of its kubelet's journal.
+    fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for c in &self.info.clusters {
+            for n in c.nodes.iter().filter(|n| n.role == NodeRole::ControlPlane) {
+                if let Ok(log) = run("docker", &["logs", "--tail", "15", &n.container]) {
+                    out.push_str(&format!("\nlast lines of node {}'s console:\n{log}", n.container));
+                }
+                if let Ok(log) = run("docker", &["exec", &n.container, "journalctl", "--no-pager", "-n", "15", "-u", "kubelet", "-u", "containerd"]) {
+                    out.push_str(&format!("\nlast lines of its kubelet and containerd:\n{log}"));
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn down(&self) -> Result<(), BackendError> {
+        down(&self.info.dir).await
+    }
+}
+
+/// Every node of `c` registered and Ready.
+async fn wait_ready(c: &KindCluster) -> Result<(), BackendError> {
+    use k8s_openapi::api::core::v1::Node;
+    let client = super::kube_client(&c.kubeconfig).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let want: Vec<String> = c.nodes.iter().map(|n| n.container.clone()).collect();
+    wait::until(Deadline::after(READY_TIMEOUT), &format!("every node of kind cluster {} to be Ready", c.kind_name), || {
+        let nodes = nodes.clone();
+        let want = want.clone();
+        async move {
+            let list = nodes.list(&Default::default()).await.ok()?;
+            let ready = |name: &str| {
+                list.items.iter().any(|n| {
+                    n.metadata.name.as_deref() == Some(name)
+                        && n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+            };
+            want.iter().all(|w| ready(w)).then_some(())
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Take the lowest free kind run number under the state directory's lock, reserving it by
+/// creating the run directory with a placeholder plan.
+fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
+    let root = super::state_root();
+    std::fs::create_dir_all(runs_dir()).map_err(|e| BackendError::io(&runs_dir(), e))?;
+    let lock_path = root.join("lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| BackendError::io(&lock_path, e))?;
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| BackendError::Setup(format!("locking {}: {e}", lock_path.display())))?;
+    let used: Vec<u8> = std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok()).filter_map(|e| reserved_number(&e.path())).collect();
+    let networks = run("docker", &["network", "ls", "--format", "{{.Name}}"]).unwrap_or_default();
+    let free = addresses::KIND_RUNS
+        .clone()
+        .find(|n| !used.contains(n) && !networks.lines().any(|l| l == format!("fd-kind-{n}")))
+        .ok_or_else(|| BackendError::Setup(format!("all {} kind run numbers are in use; run `firedrill down --all`", addresses::KIND_RUNS.count())))?;
+    let dir = runs_dir().join(id);
+    std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
+    let placeholder = serde_json::json!({ "id": id, "number": free, "reserved": true });
+    let path = dir.join("kind-run.json");
+    std::fs::write(&path, placeholder.to_string()).map_err(|e| BackendError::io(&path, e))?;
+    Ok((dir, free))
+}
+
+fn reserved_number(dir: &Path) -> Option<u8> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("kind-run.json")).ok()?).ok()?;
+    v.get("number")?.as_u64().and_then(|n| u8::try_from(n).ok())
+}
+
+/// Tear down the kind run in `dir`: every cluster of its plan (`kind delete`, then any
+/// container still carrying the cluster's label, with its volumes), its network, its
+/// directory. Works from a placeholder plan too; a second call finds nothing and succeeds.
+pub async fn down(dir: &Path) -> Result<(), BackendError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let number = reserved_number(dir);
+    let clusters: Vec<String> = match KindRunInfo::load(dir) {
+        Ok(info) => info.clusters.iter().map(|c| c.kind_name.clone()).collect(),
+        Err(_) => vec![],
+    };
+    let mut prefixes = clusters.clone();
+    if clusters.is_empty()
+        && let Some(n) = number
+    {
+        prefixes.push(format!("{PREFIX}{n}-"));
+    }
+    remove_clusters(|name| prefixes.iter().any(|p| name == p || (p.ends_with('-') && name.starts_with(p.as_str())))).await?;
+    if let Some(n) = number {
+        remove_network(&format!("fd-kind-{n}"))?;
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))
+}
+
+/// Remove every node container whose kind cluster label `matches`, with its volumes.
+async fn remove_clusters(matches: impl Fn(&str) -> bool) -> Result<(), BackendError> {
+    let listing = run(
+        "docker",
+        &["ps", "-a", "--filter", &format!("label={CLUSTER_LABEL}"), "--format", &format!("{{{{.Names}}}}\t{{{{.Label \"{CLUSTER_LABEL}\"}}}}")],
+    )?;
+    let containers: Vec<String> =
+        listing.lines().filter_map(|l| l.split_once('\t')).filter(|(_, cluster)| matches(cluster)).map(|(name, _)| name.to_string()).collect();
+    if containers.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["rm".to_string(), "--force".into(), "--volumes".into()];
+    args.extend(containers);
+    run_async("docker", args, vec![]).await.map(|_| ())
+}
+
+fn remove_network(name: &str) -> Result<(), BackendError> {
+    let exists = run("docker", &["network", "ls", "--filter", &format!("name=^{name}$"), "--format", "{{.Name}}"])?;
+    if exists.lines().any(|l| l == name) {
+        run("docker", &["network", "rm", name])?;
+    }
+    Ok(())
+}
+
+/// Tear down every kind run on this machine, then whatever carries firedrill's kind names
+/// without a run recording it.
+pub async fn down_all() -> Result<Vec<PathBuf>, BackendError> {
+    let mut done = Vec::new();
+    for dir in std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+        let recorded = is_run(&dir);
+        down(&dir).await?;
+        if recorded {
+            done.push(dir);
+        }
+    }
+    if run("docker", &["info"]).is_ok() {
+        remove_clusters(|name| name.starts_with(PREFIX)).await?;
+        for n in addresses::KIND_RUNS {
+            remove_network(&format!("fd-kind-{n}"))?;
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(yaml: &str) -> Topology {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn plan_names_nodes_as_kind_does_and_takes_the_runs_subnets() {
+        let t = topology(
+            "topology: t\nclusters:\n  - name: a\n    nodes: [{name: cp, role: control-plane}, {name: w1}, {name: w2}]\n  - name: b\n    nodes: [{name: cp, role: control-plane}]\n",
+        );
+        let p = plan("r", Path::new("/tmp/r"), 2, &t, "img").unwrap();
+        let a = p.cluster("a").unwrap();
+        assert_eq!(a.kind_name, "fd-k2-a");
+        let containers: Vec<&str> = a.nodes.iter().map(|n| n.container.as_str()).collect();
+        assert_eq!(containers, ["fd-k2-a-control-plane", "fd-k2-a-worker", "fd-k2-a-worker2"]);
+        assert_eq!(p.network, "fd-kind-2");
+        assert_eq!(p.subnet, "198.18.226.0/24");
+        let (pods, services) = addresses::kind_cluster(2, 1);
+        assert_eq!(p.cluster("b").unwrap().pods, pods.to_string());
+        assert_eq!(p.cluster("b").unwrap().services, services.to_string());
+    }
+
+    #[test]
+    fn an_ha_control_plane_is_declared_not_runnable() {
+        let t = topology(
+            "topology: ha\nclusters:\n  - name: main\n    etcd: 3\n    apiservers: 2\n    nodes: [{name: c1, role: control-plane}, {name: c2, role: control-plane}, {name: c3, role: control-plane}]\n",
+        );
+        let e = plan("r", Path::new("/tmp/r"), 0, &t, "img").unwrap_err().to_string();
+        assert!(e.starts_with("not runnable on kind:"), "{e}");
+        assert!(e.contains("load-balancer image"), "{e}");
+    }
+
+    #[test]
+    fn the_cluster_configuration_keeps_the_fixture_and_adds_nodes_and_subnets() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("fixtures");
+        let t = topology("topology: t\nclusters:\n  - name: a\n    nodes: [{name: cp, role: control-plane}, {name: w1}]\n");
+        let p = plan("r", Path::new("/tmp/r"), 0, &t, "img").unwrap();
+        let c: serde_json::Value = serde_json::from_str(&cluster_config(&root, &p.clusters[0]).unwrap()).unwrap();
+        assert_eq!(c["kind"], "Cluster");
+        assert_eq!(c["networking"]["podSubnet"], "198.19.128.0/22");
+        assert_eq!(c["networking"]["serviceSubnet"], "198.19.192.0/22");
+        assert_eq!(c["networking"]["kubeProxyMode"], "nftables");
+        assert_eq!(c["nodes"], serde_json::json!([{ "role": "control-plane" }, { "role": "worker" }]));
+        assert!(c["kubeadmConfigPatches"][0].as_str().unwrap().contains("failCgroupV1: false"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The kind backend on this machine's Docker engine (`make setup` starts one and builds the
+//! node image offline), driven as a user drives it, through `firedrill up --backend kind`
+//! and `firedrill down`:
+//! - the `single` topology comes up with every node Ready, as the pinned kubectl sees it,
+//!   on the address plan's network and subnets; `down` leaves no container, network or
+//!   volume of the run behind;
+//! - an `up` killed (SIGKILL, its whole process group) while kind is creating nodes leaves
+//!   a plan from which `recover` and `down` remove everything it made.
+//!
+//! The two share the engine and the machine's two cores, so they take turns.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use firedrill::backend::addresses::{Block, KIND_PODS};
+
+mod common;
+
+static TURN: Mutex<()> = Mutex::new(());
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().expect("the docker CLI runs (make setup installs an engine)");
+    assert!(o.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn firedrill(state: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(common::firedrill()).args(args).env("FIREDRILL_STATE", state).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Names of node containers of kind clusters whose name starts with `prefix`.
+fn containers(prefix: &str) -> Vec<String> {
+    containers_in(prefix, &["-a"])
+}
+
+fn containers_in(prefix: &str, filter: &[&str]) -> Vec<String> {
+    let mut args = vec!["ps", "--filter", "label=io.x-k8s.kind.cluster", "--format", "{{.Names}}\t{{.Label \"io.x-k8s.kind.cluster\"}}"];
+    args.extend(filter);
+    docker(&args).lines().filter_map(|l| l.split_once('\t')).filter(|(_, c)| c.starts_with(prefix)).map(|(n, _)| n.to_string()).collect()
+}
+
+fn networks() -> Vec<String> {
+    docker(&["network", "ls", "--format", "{{.Name}}"]).lines().filter(|n| n.starts_with("fd-kind-")).map(String::from).collect()
+}
+
+fn volumes() -> Vec<String> {
+    docker(&["volume", "ls", "-q"]).lines().map(String::from).collect()
+}
+
+/// Nothing of kind run `number` is on the engine; the volumes are those there before.
+fn assert_nothing_left(number: u8, before: &[String]) {
+    assert_eq!(containers(&format!("fd-k{number}-")), Vec::<String>::new(), "node containers left");
+    assert!(!networks().contains(&format!("fd-kind-{number}")), "network fd-kind-{number} left");
+    let new: Vec<String> = volumes().into_iter().filter(|v| !before.contains(v)).collect();
+    assert_eq!(new, Vec::<String>::new(), "volumes left");
+}
+
+#[test]
+fn single_comes_up_ready_on_the_planned_addresses_and_down_leaves_nothing() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let state = tempfile::tempdir().unwrap();
+    let before = volumes();
+    let up = firedrill(state.path(), &["up", "--backend", "kind", "--topology", "single"]);
+    let out = text(&up);
+    let dir = out.lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).map(str::to_string);
+    assert!(up.status.success(), "firedrill up --backend kind: {out}");
+    let dir = dir.expect("up names its run directory");
+    let run = firedrill::backend::kind::KindRunInfo::load(std::path::Path::new(&dir)).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let main = run.cluster("main").unwrap();
+
+        // Every node Ready, as the pinned kubectl reports it.
+        let kubectl = firedrill::fixtures::Binaries::locate(&common::paths()).unwrap().kubectl;
+        let nodes = Command::new(&kubectl)
+            .args(["--kubeconfig", &main.kubeconfig.display().to_string(), "get", "nodes", "-o"])
+            .arg(r#"jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.podCIDR}{"\n"}{end}"#)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        let nodes = String::from_utf8_lossy(&nodes.stdout).to_string();
+        let mut names: Vec<&str> = nodes.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["fd-k0-main-control-plane", "fd-k0-main-worker", "fd-k0-main-worker2"].map(|n| n.replace("k0", &format!("k{}", run.number))));
+        for l in nodes.lines() {
+            let [name, ready, cidr] = l.split(' ').collect::<Vec<_>>()[..] else { panic!("unexpected line `{l}`") };
+            assert_eq!(ready, "True", "node {name} is not Ready");
+            let cidr = Block::parse(cidr).unwrap_or_else(|| panic!("node {name} has no pod CIDR"));
+            assert!(Block::parse(&main.pods).unwrap().contains(cidr) && KIND_PODS.contains(cidr), "node {name}: pod CIDR {cidr} outside {}", main.pods);
+        }
+
+        // The nodes sit on the run's network, inside the plan.
+        let subnet = docker(&["network", "inspect", &run.network, "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}"]);
+        assert_eq!(subnet, run.subnet);
+        for n in &main.nodes {
+            let ip = docker(&["inspect", &n.container, "--format", &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", run.network)]);
+            let ip = Block::parse(&format!("{ip}/32")).unwrap_or_else(|| panic!("node {}: no address on {}", n.container, run.network));
+            assert!(Block::parse(&run.subnet).unwrap().contains(ip), "node {} at {ip}", n.container);
+        }
+    });
+    let down = firedrill(state.path(), &["down", &dir]);
+    assert!(down.status.success(), "firedrill down: {}", text(&down));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert_nothing_left(run.number, &before);
+}
+
+#[test]
+fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let state = tempfile::tempdir().unwrap();
+    let before = volumes();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(common::firedrill())
+            .args(["up", "--backend", "kind", "--topology", "single"])
+            .env("FIREDRILL_STATE", state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let start = Instant::now();
+    while containers_in("fd-k", &["--filter", "status=running"]).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "firedrill up ended before kind started a node");
+        assert!(start.elapsed() < Duration::from_secs(120), "kind started no node container within 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The whole group: firedrill and the kind it runs.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let (left, nets) = (containers("fd-k"), networks());
+    assert!(!left.is_empty() && !nets.is_empty(), "the killed run left its network and nodes (what down must remove): {left:?} {nets:?}");
+
+    let runs: Vec<_> = std::fs::read_dir(state.path().join("kind-runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "the killed up recorded its plan before creating anything");
+    let dir = runs[0].display().to_string();
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs[0].join("kind-run.json")).unwrap()).unwrap();
+    let number = plan["number"].as_u64().expect("the plan names the run's number") as u8;
+    let recover = firedrill(state.path(), &["recover", &dir]);
+    assert!(recover.status.success() && text(&recover).contains("nothing to revert"), "{}", text(&recover));
+    let down = firedrill(state.path(), &["down", &dir]);
+    assert!(down.status.success(), "firedrill down: {}", text(&down));
+    assert!(!runs[0].exists());
+    assert_nothing_left(number, &before);
+}
