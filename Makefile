@@ -11,7 +11,7 @@ help:
 	@echo "make test    set up and run every test (unit, CLI, local-backend integration, drills)"
 	@echo "make setup   Debian packages, pinned upstream binaries, a Docker engine, the kind node image (cached; seconds when warm)"
 	@echo "make review  review snapshot changes (cargo insta review)"
-	@echo "make bench   every benchmark figure against its target (bring-up, MTTR accuracy, overhead, Chaos Toolkit, whole drill)"
+	@echo "make bench   every benchmark figure against its target (bring-up local and kind, MTTR accuracy, overhead, Chaos Toolkit, whole drill)"
 	@echo "make fuzz    fuzz the suite loader for 10 minutes (nightly toolchain, cargo-fuzz)"
 	@echo "make down    tear down every local cluster firedrill created on this machine"
 	@echo "make clean   make down, then cargo clean"
@@ -45,6 +45,7 @@ BENCH := $(CARGO) bench --profile dev -p firedrill --bench
 bench: build
 	$(BENCH) up
 	FIREDRILL_BENCH_TOPOLOGY=multi FIREDRILL_BENCH_RUNS=3 $(BENCH) up
+	$(BENCH) kind_up
 	$(BENCH) mttr
 	$(BENCH) overhead
 	ci/bench-ctk.sh

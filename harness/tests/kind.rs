@@ -2,8 +2,10 @@
 //! node image offline), driven as a user drives it, through `firedrill up --backend kind`
 //! and `firedrill down`:
 //! - the `single` topology comes up with every node Ready, as the pinned kubectl sees it,
-//!   on the address plan's network and subnets; `down` leaves no container, network or
-//!   volume of the run behind;
+//!   on the address plan's network and subnets, with the components' images loaded: the
+//!   workload component's Deployment (fixtures/components/workload/) becomes available from
+//!   its offline-built image; `down` leaves no container, network or volume of the run
+//!   behind;
 //! - an `up` killed (SIGKILL, its whole process group) while kind is creating nodes leaves
 //!   a plan from which `recover` and `down` remove everything it made.
 //!
@@ -92,6 +94,17 @@ fn single_comes_up_ready_on_the_planned_addresses_and_down_leaves_nothing() {
             let cidr = Block::parse(cidr).unwrap_or_else(|| panic!("node {name} has no pod CIDR"));
             assert!(Block::parse(&main.pods).unwrap().contains(cidr) && KIND_PODS.contains(cidr), "node {name}: pod CIDR {cidr} outside {}", main.pods);
         }
+
+        // A component from its offline-built image: the workload Deployment turns available.
+        let kubeconfig = main.kubeconfig.display().to_string();
+        let manifests = common::paths().fixtures.join("components/workload/manifests.yaml");
+        let apply = Command::new(&kubectl).args(["--kubeconfig", &kubeconfig, "apply", "-f"]).arg(&manifests).output().unwrap();
+        assert!(apply.status.success(), "kubectl apply: {}", text(&apply));
+        let rollout = Command::new(&kubectl)
+            .args(["--kubeconfig", &kubeconfig, "-n", "default", "rollout", "status", "deployment/workload", "--timeout=120s"])
+            .output()
+            .unwrap();
+        assert!(rollout.status.success(), "the workload Deployment did not turn available on kind: {}", text(&rollout));
 
         // The nodes sit on the run's network, inside the plan.
         let subnet = docker(&["network", "inspect", &run.network, "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}"]);

@@ -220,7 +220,8 @@ async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind,
 }
 
 async fn up_kind(paths: &Paths, topo: &crate::topology::Topology) -> ExitCode {
-    match crate::backend::kind::KindRun::up(paths, topo).await {
+    let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
+    match crate::backend::kind::KindRun::up(paths, topo, &firedrill).await {
         Ok(run) => {
             let i = &run.info;
             println!("run {} is up on kind ({}); network {} {}", i.id, i.dir.display(), i.network, i.subnet);

@@ -8,8 +8,12 @@
 //! before it creates anything, so that `down` removes everything a run may have made even
 //! when the process creating it was killed half-way.
 //!
-//! What runs on kind today: bringing topologies up and down. Components, probes and faults
-//! are not wired to this backend yet; [`CAPABILITIES`] says so and the runner refuses.
+//! What runs on kind today: bringing topologies up and down, with the components' images
+//! (`fixtures/images.yaml`) built offline and loaded into every cluster ([`images`]).
+//! Deploying components, probes and faults are not wired to this backend yet;
+//! [`CAPABILITIES`] says so and the runner refuses.
+
+pub mod images;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -257,11 +261,16 @@ pub struct KindRun {
 }
 
 impl KindRun {
-    /// Plan, record, then create the network and every cluster, and wait until every node
-    /// is Ready. On any failure whatever was made is removed before the error returns
-    /// (with the end of the control-plane node's log in it).
-    pub async fn up(paths: &Paths, topology: &Topology) -> Result<KindRun, BackendError> {
+    /// Plan, record, then create the network and every cluster, wait until every node is
+    /// Ready, and load the components' images (`firedrill` is the executable the
+    /// workspace's binaries sit next to). On any failure whatever was made is removed
+    /// before the error returns (with the end of the control-plane node's log in it).
+    pub async fn up(paths: &Paths, topology: &Topology, firedrill: &Path) -> Result<KindRun, BackendError> {
         let tools = preflight(paths)?;
+        let v = Versions::load(&paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
+        let binaries = Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
+        let image_map = crate::backend::images::ImageMap::load(&paths.fixtures, &binaries, firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
+        images::check(&image_map)?;
         let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
         let id = format!("{}-{stamp}-{:04x}", topology.topology, std::process::id() % 0x10000);
         let (dir, number) = allocate(&id)?;
@@ -274,10 +283,13 @@ impl KindRun {
         };
         info.save()?;
         let run = KindRun { info };
-        if let Err(e) = run.create(paths, &tools).await {
-            let logs = run.diagnostics();
+        let created = match run.create(paths, &tools).await {
+            Ok(()) => images::load(&run.info, &tools.kind, &image_map).await.map(|_| ()),
+            Err(e) => Err(BackendError::Setup(format!("{e}{}", run.diagnostics()))),
+        };
+        if let Err(e) = created {
             let _ = down(&run.info.dir).await;
-            return Err(BackendError::Setup(format!("{e}{logs}")));
+            return Err(e);
         }
         Ok(run)
     }

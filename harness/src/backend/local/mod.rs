@@ -9,7 +9,6 @@
 pub mod agent;
 pub mod controlplane;
 pub mod daemon;
-pub mod images;
 pub mod net;
 pub mod pki;
 pub mod process;

@@ -31,8 +31,8 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::images::ImageMap;
 use crate::backend::BackendError;
+use crate::backend::images::ImageMap;
 use crate::topology::NodeRole;
 
 /// How often the Lease is renewed; the controller-manager's grace period is 20 s.

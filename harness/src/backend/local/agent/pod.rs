@@ -20,7 +20,7 @@ use super::NodeCtx;
 use super::env;
 use super::probes::{self, ProbeState};
 use super::volumes::{self, Volumes};
-use crate::backend::local::images::Image;
+use crate::backend::images::Image;
 use crate::backend::local::process;
 use crate::backend::local::shim::ExecSpec;
 

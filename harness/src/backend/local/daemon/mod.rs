@@ -17,8 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::backend::images::ImageMap;
 use crate::backend::local::controlplane;
-use crate::backend::local::images::ImageMap;
 use crate::backend::local::net;
 use crate::backend::local::process;
 use crate::backend::local::rpc::{Reply, Request};

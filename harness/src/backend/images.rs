@@ -1,4 +1,5 @@
-//! The image → binary table of the local backend (`fixtures/images.yaml`).
+//! The image → binary table (`fixtures/images.yaml`): the local backend runs an image's
+//! binary as a process; the kind backend builds the image from it (`kind::images`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,11 @@ impl ImageMap {
             images.insert(name, Image { binary, path: e.path });
         }
         Ok(ImageMap { images })
+    }
+
+    /// Every image by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Image)> {
+        self.images.iter().map(|(n, i)| (n.as_str(), i))
     }
 
     /// The image, or a message naming what is missing.

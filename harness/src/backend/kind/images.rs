@@ -1,0 +1,140 @@
+//! The components' images on kind: each image of `fixtures/images.yaml` is built offline
+//! from the binary the table names — the binary (without debug information) at the
+//! image's `path`, the shared
+//! libraries it loads (as `ldd` lists them) at theirs, an empty `/tmp`, `ENTRYPOINT
+//! [path]` — with `docker import` (nothing is pulled), then loaded into every cluster of a
+//! run with `kind load docker-image`. An image is rebuilt only when its binary changed: the
+//! binary's hash is a label of the image.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{KindRunInfo, run, run_async};
+use crate::backend::BackendError;
+use crate::backend::images::{Image, ImageMap};
+
+const LABEL: &str = "firedrill.binary-sha256";
+
+/// The files an image of `binary` holds: the binary and every library it loads, each with
+/// the path it has on this machine (where the binary runs the same way).
+fn closure(binary: &Path) -> Result<Vec<PathBuf>, BackendError> {
+    let out = duct::cmd("ldd", [binary]).stdout_capture().stderr_capture().unchecked().run().map_err(|e| BackendError::io(binary, e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && !text.contains("not a dynamic executable") && !String::from_utf8_lossy(&out.stderr).contains("not a dynamic executable") {
+        return Err(BackendError::Command { command: format!("ldd {}", binary.display()), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            if p.contains("not found") {
+                return Err(BackendError::Setup(format!("{}: a library it needs is not found: {line}", binary.display())));
+            }
+            libs.push(PathBuf::from(p));
+        }
+    }
+    Ok(libs)
+}
+
+fn sha256(path: &Path) -> Result<String, BackendError> {
+    let bytes = std::fs::read(path).map_err(|e| BackendError::io(path, e))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Every image's binary exists (checked before a run creates anything).
+pub fn check(map: &ImageMap) -> Result<(), BackendError> {
+    for (name, image) in map.iter() {
+        if !image.binary.is_file() {
+            return Err(BackendError::Setup(format!("image {name} maps to {}, which does not exist (run `make build`)", image.binary.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Build `name` from `image` unless the engine has it built from the same binary.
+fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
+    let hash = sha256(&image.binary)?;
+    let current = run("docker", &["image", "inspect", "--format", &format!("{{{{index .Config.Labels \"{LABEL}\"}}}}"), name]).unwrap_or_default();
+    if current.trim() == hash {
+        return Ok(false);
+    }
+    let dir = tempfile::tempdir().map_err(|e| BackendError::io(Path::new("/tmp"), e))?;
+    let place = |from: &Path, to: &str| -> Result<(), BackendError> {
+        let dest = dir.path().join(to.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().expect("a path inside the image has a parent")).map_err(|e| BackendError::io(&dest, e))?;
+        std::fs::copy(from, &dest).map_err(|e| BackendError::io(from, e))?;
+        Ok(())
+    };
+    place(&image.binary, &image.path)?;
+    // The workspace's debug builds are mostly debug information (about 150 MB each), which
+    // every node would import: the image keeps the code only, where `strip` is installed.
+    let inside = dir.path().join(image.path.trim_start_matches('/'));
+    let _ = duct::cmd("strip", ["--strip-debug".into(), inside.display().to_string()]).stdout_null().stderr_null().unchecked().run();
+    for lib in closure(&image.binary)? {
+        place(&lib, &lib.display().to_string())?;
+    }
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| BackendError::io(&tmp, e))?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).map_err(|e| BackendError::io(&tmp, e))?;
+    let entrypoint = serde_json::to_string(&[&image.path]).expect("a path serialises");
+    let import = duct::cmd("tar", ["-C".into(), dir.path().display().to_string(), "-c".into(), ".".into()])
+        .pipe(duct::cmd(
+            "docker",
+            [
+                "import".to_string(),
+                "--change".into(),
+                format!("ENTRYPOINT {entrypoint}"),
+                "--change".into(),
+                format!("LABEL {LABEL}={hash}"),
+                "-".into(),
+                name.to_string(),
+            ],
+        ))
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| BackendError::Command { command: format!("docker import {name}"), stderr: e.to_string() })?;
+    if !import.status.success() {
+        return Err(BackendError::Command { command: format!("docker import {name}"), stderr: String::from_utf8_lossy(&import.stderr).trim().to_string() });
+    }
+    Ok(true)
+}
+
+/// Build every image of `map` (those whose binary changed) and load them all into every
+/// cluster of the run. Returns the images' names.
+pub async fn load(info: &KindRunInfo, kind: &Path, map: &ImageMap) -> Result<Vec<String>, BackendError> {
+    let mut names = Vec::new();
+    for (name, image) in map.iter() {
+        build(name, image)?;
+        names.push(name.to_string());
+    }
+    for c in &info.clusters {
+        let mut args = vec!["load".to_string(), "docker-image".into(), "--name".into(), c.kind_name.clone()];
+        args.extend(names.iter().cloned());
+        run_async(&kind.display().to_string(), args, vec![]).await?;
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_binarys_closure_holds_its_loader_and_libc() {
+        let libs = closure(Path::new("/bin/sh")).unwrap();
+        assert!(libs.iter().any(|l| l.file_name().is_some_and(|f| f.to_string_lossy().starts_with("libc.so"))), "{libs:?}");
+        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "{libs:?}");
+    }
+
+    #[test]
+    fn a_static_binary_needs_nothing_else() {
+        assert_eq!(closure(Path::new("/bin/busybox")).unwrap(), Vec::<PathBuf>::new());
+    }
+}
