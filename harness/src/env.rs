@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use crate::backend::kind::KindRun;
 use crate::backend::local::{self, LocalRun, UpOptions, rpc::Request};
 use crate::backend::{BackendError, BackendKind, Capabilities};
 use crate::fixtures::Paths;
@@ -30,6 +31,7 @@ pub struct ClusterHandle {
 
 enum Provider {
     Local(LocalRun),
+    Kind(KindRun),
 }
 
 pub struct Env {
@@ -49,12 +51,15 @@ pub struct Env {
 impl Env {
     /// Whether `backend` can create environments here; checked before anything is
     /// planned or printed. The local backend's own checks (root, tools) run in `up`.
-    pub fn can_provision(backend: BackendKind) -> Result<(), BackendError> {
+    pub fn can_provision(backend: BackendKind, hosts: &[String]) -> Result<(), BackendError> {
         match backend {
             BackendKind::Local => Ok(()),
-            BackendKind::Kind => Err(BackendError::Unsupported(
-                "the kind backend brings topologies up and down (`firedrill up --backend kind`), but deploying components, probing and injecting faults on kind clusters are not implemented yet".into(),
-            )),
+            // Docker, kind and the node image are checked when the run comes up.
+            BackendKind::Kind if hosts.is_empty() => Ok(()),
+            BackendKind::Kind => Err(BackendError::Unsupported(format!(
+                "not runnable on kind: the components need hosts outside the clusters ({}), which kind runs do not have yet",
+                hosts.join(", ")
+            ))),
             BackendKind::Existing => Err(BackendError::Unsupported(
                 "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard"
                     .into(),
@@ -64,9 +69,82 @@ impl Env {
 
     /// Bring up `topology` with `hosts` on `backend`.
     pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
-        Env::can_provision(backend)?;
+        Env::can_provision(backend, &hosts)?;
+        if backend == BackendKind::Kind {
+            return Env::provision_kind(paths, topology, firedrill).await;
+        }
         let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
         Env::from_local(paths, run).await
+    }
+
+    /// Bring up `topology` on the kind backend (no hosts: kind runs have none yet).
+    pub async fn provision_kind(paths: &Paths, topology: &Topology, firedrill: &Path) -> Result<Env, BackendError> {
+        let run = KindRun::up(paths, topology, firedrill).await?;
+        match Env::from_kind(paths, run.clone()).await {
+            Ok(env) => Ok(env),
+            Err(e) => {
+                let _ = run.down().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The environment of a kind run that is up. Clients reach each API server at its
+    /// control-plane container's address on the run's network (which other clusters'
+    /// nodes reach too), not at the port kind publishes on the host's loopback.
+    pub async fn from_kind(paths: &Paths, run: KindRun) -> Result<Env, BackendError> {
+        let mut clusters = Vec::new();
+        for c in &run.info.clusters {
+            let kc = kube::config::Kubeconfig::read_from(&c.kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", c.kubeconfig.display())))?;
+            let ca_b64 = kc
+                .clusters
+                .first()
+                .and_then(|n| n.cluster.as_ref())
+                .and_then(|c| c.certificate_authority_data.clone())
+                .ok_or_else(|| BackendError::Setup(format!("{}: no certificate-authority-data", c.kubeconfig.display())))?;
+            let ca_pem = String::from_utf8(
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca_b64.trim())
+                    .map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", c.kubeconfig.display())))?,
+            )
+            .map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", c.kubeconfig.display())))?;
+            let cp = c
+                .nodes
+                .iter()
+                .find(|n| n.role == crate::topology::NodeRole::ControlPlane)
+                .and_then(|n| n.ip.clone())
+                .ok_or_else(|| BackendError::Setup(format!("kind cluster {}: no control-plane address recorded", c.kind_name)))?;
+            let server = format!("https://{cp}:6443");
+            // The admin kubeconfig, pointed at that address (kind's own stays as kind wrote it).
+            let admin = c.kubeconfig.with_file_name("admin.kubeconfig");
+            let text = std::fs::read_to_string(&c.kubeconfig).map_err(|e| BackendError::io(&c.kubeconfig, e))?;
+            let rewritten: String =
+                text.lines()
+                    .map(|l| {
+                        if l.trim_start().starts_with("server: ") { format!("{}server: {server}", &l[..l.len() - l.trim_start().len()]) } else { l.to_string() }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            local::pki::write_private(&admin, &rewritten)?;
+            clusters.push(ClusterHandle {
+                name: c.name.clone(),
+                server,
+                ca_pem,
+                admin_kubeconfig: admin.clone(),
+                client: crate::backend::kube_client(&admin).await?,
+                local: None,
+            });
+        }
+        Ok(Env {
+            backend: BackendKind::Kind,
+            capabilities: crate::backend::kind::CAPABILITIES,
+            paths: paths.clone(),
+            run_id: run.info.id.clone(),
+            run_dir: run.info.dir.clone(),
+            hosts: BTreeMap::new(),
+            clusters,
+            hurry: Arc::new(AtomicBool::new(false)),
+            provider: Provider::Kind(run),
+        })
     }
 
     /// The environment of a local run that is already up.
@@ -99,6 +177,7 @@ impl Env {
     pub async fn teardown(&self) -> Result<(), BackendError> {
         match &self.provider {
             Provider::Local(run) => run.down().await,
+            Provider::Kind(run) => run.down().await,
         }
     }
 
@@ -113,6 +192,14 @@ impl Env {
     pub fn local(&self) -> Option<&LocalRun> {
         match &self.provider {
             Provider::Local(r) => Some(r),
+            Provider::Kind(_) => None,
+        }
+    }
+
+    pub fn kind(&self) -> Option<&KindRun> {
+        match &self.provider {
+            Provider::Kind(r) => Some(r),
+            Provider::Local(_) => None,
         }
     }
 
@@ -124,6 +211,7 @@ impl Env {
     async fn daemon(&self, req: Request) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Local(run) => run.call(req).await,
+            Provider::Kind(_) => Err(BackendError::Unsupported(format!("{} is not implemented on the kind backend", request_name(&req)))),
         }
     }
 
@@ -138,22 +226,40 @@ impl Env {
         self.daemon(Request::StartHost { host: host.into() }).await
     }
     pub async fn stop_storage(&self, cluster: &str, kill: bool) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StopStorage { cluster: cluster.into(), kill }).await
+        match &self.provider {
+            Provider::Kind(run) => run.stop_storage(cluster, kill).await,
+            Provider::Local(_) => self.daemon(Request::StopStorage { cluster: cluster.into(), kill }).await,
+        }
     }
     pub async fn start_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StartStorage { cluster: cluster.into() }).await
+        match &self.provider {
+            Provider::Kind(run) => run.start_storage(cluster).await,
+            Provider::Local(_) => self.daemon(Request::StartStorage { cluster: cluster.into() }).await,
+        }
     }
     pub async fn lose_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::LoseNode { cluster: cluster.into(), node: node.into() }).await
+        match &self.provider {
+            Provider::Kind(run) => run.lose_node(cluster, node).await,
+            Provider::Local(_) => self.daemon(Request::LoseNode { cluster: cluster.into(), node: node.into() }).await,
+        }
     }
     pub async fn restore_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::RestoreNode { cluster: cluster.into(), node: node.into() }).await
+        match &self.provider {
+            Provider::Kind(run) => run.restore_node(cluster, node).await,
+            Provider::Local(_) => self.daemon(Request::RestoreNode { cluster: cluster.into(), node: node.into() }).await,
+        }
     }
     pub async fn stop_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StopCluster { cluster: cluster.into() }).await
+        match &self.provider {
+            Provider::Kind(run) => run.stop_cluster(cluster).await,
+            Provider::Local(_) => self.daemon(Request::StopCluster { cluster: cluster.into() }).await,
+        }
     }
     pub async fn start_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StartCluster { cluster: cluster.into() }).await
+        match &self.provider {
+            Provider::Kind(run) => run.start_cluster(cluster).await,
+            Provider::Local(_) => self.daemon(Request::StartCluster { cluster: cluster.into() }).await,
+        }
     }
 
     /// Start one more kube-apiserver of `cluster` on a free port. The returned guard owns
@@ -177,7 +283,11 @@ impl Env {
 
     /// Stop every extra API server of the run; returns the names of those that ran.
     pub async fn stop_extra_apiservers(&self) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StopExtraApiservers).await
+        match &self.provider {
+            // kind runs start none (no extra_apiserver capability).
+            Provider::Kind(_) => Ok(vec![]),
+            Provider::Local(_) => self.daemon(Request::StopExtraApiservers).await,
+        }
     }
 
     /// The daemon's processes and node agents, by name, and whether each runs.
@@ -205,6 +315,12 @@ impl Env {
             c.local.as_ref().ok_or_else(|| BackendError::Unsupported("authentication configuration is set at cluster creation on this backend".into()))?;
         local::pki::write_public(&local::controlplane::authentication_config(info), yaml)
     }
+}
+
+/// The daemon request's name, for "not on this backend" errors.
+fn request_name(req: &Request) -> String {
+    let debug = format!("{req:?}");
+    debug.split([' ', '{', '(']).next().unwrap_or_default().to_string()
 }
 
 /// An extra kube-apiserver started for one probe attempt, owned by it: [`Self::stop`] on

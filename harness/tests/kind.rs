@@ -7,7 +7,10 @@
 //!   its offline-built image; `down` leaves no container, network or volume of the run
 //!   behind;
 //! - an `up` killed (SIGKILL, its whole process group) while kind is creating nodes leaves
-//!   a plan from which `recover` and `down` remove everything it made.
+//!   a plan from which `recover` and `down` remove everything it made;
+//! - the faults kind supports (a lost node, etcd killed, a partition between two nodes, a
+//!   stopped cluster), journaled as the runner journals them, are proven in effect and then
+//!   undone; a fault journaled and left in place is reverted by `firedrill recover`.
 //!
 //! The two share the engine and the machine's two cores, so they take turns.
 
@@ -162,4 +165,64 @@ fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
     assert!(down.status.success(), "firedrill down: {}", text(&down));
     assert!(!runs[0].exists());
     assert_nothing_left(number, &before);
+}
+
+/// Plan, journal, inject and prove `fault` in effect; revert, mark it reverted and prove it
+/// undone — as the runner does for a scenario's window.
+async fn drill_fault(env: &firedrill::env::Env, fault: &firedrill::fault::FaultSpec) {
+    use firedrill::fault::Expect;
+    use firedrill::wait::Deadline;
+    let journal = firedrill::journal::Journal::at(&env.run_dir);
+    let undo = fault.plan(env, "kind-faults").await.unwrap_or_else(|e| panic!("{}: plan: {e}", fault.describe()));
+    let seq = journal.plan(&env.run_id, "kind-faults", fault, &undo).unwrap();
+    fault.inject(env, &undo).await.unwrap_or_else(|e| panic!("{}: inject: {e}", fault.describe()));
+    fault.verify(env, &undo, Expect::InEffect, Deadline::after(Duration::from_secs(60))).await.unwrap_or_else(|e| panic!("{e}"));
+    undo.revert(env).await.unwrap_or_else(|e| panic!("{}: revert: {e}", fault.describe()));
+    journal.reverted(seq).unwrap();
+    fault.verify(env, &undo, Expect::Reverted, Deadline::after(Duration::from_secs(180))).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_on_kind_are_proven_in_effect_then_undone_and_recover_reverts_a_journaled_one() {
+    use firedrill::fault::{Expect, FaultSpec, Signal};
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let paths = common::paths();
+    let topo = firedrill::topology::Topology::load(&paths.fixtures, "single").unwrap();
+    let env = firedrill::env::Env::provision_kind(&paths, &topo, &common::firedrill()).await.unwrap_or_else(|e| panic!("up on kind: {e}"));
+    let number = env.kind().unwrap().info.number;
+    let outcome = async {
+        let faults = [
+            FaultSpec::LoseNode { cluster: "main".into(), node: "worker-1".into() },
+            FaultSpec::StopStorage { cluster: "main".into(), signal: Signal::Kill },
+            FaultSpec::Partition { between: vec!["main/worker-1".into(), "main/worker-2".into()] },
+            FaultSpec::StopCluster { cluster: "main".into() },
+        ];
+        for f in &faults {
+            drill_fault(&env, f).await;
+        }
+        // The API answers again at the address recorded at creation (kept across the restart).
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(env.cluster("main").unwrap().client.clone());
+        assert_eq!(nodes.list(&Default::default()).await.unwrap().items.len(), 3);
+
+        // A fault journaled and left in place, as a killed run leaves it: `firedrill recover`
+        // (another process, from the journal and the run's plan alone) reverts it.
+        let lost = FaultSpec::LoseNode { cluster: "main".into(), node: "worker-2".into() };
+        let journal = firedrill::journal::Journal::at(&env.run_dir);
+        let undo = lost.plan(&env, "kind-recover").await.unwrap();
+        journal.plan(&env.run_id, "kind-recover", &lost, &undo).unwrap();
+        lost.inject(&env, &undo).await.unwrap();
+        lost.verify(&env, &undo, Expect::InEffect, firedrill::wait::Deadline::after(Duration::from_secs(60))).await.unwrap();
+        let dir = env.run_dir.display().to_string();
+        let recover = tokio::task::spawn_blocking(move || Command::new(common::firedrill()).args(["recover", &dir]).output().unwrap()).await.unwrap();
+        assert!(recover.status.success(), "firedrill recover: {}", text(&recover));
+        assert!(text(&recover).contains("reverted: restore node main/worker-2"), "{}", text(&recover));
+        assert!(journal.pending().is_empty());
+        lost.verify(&env, &undo, Expect::Reverted, firedrill::wait::Deadline::after(Duration::from_secs(10))).await.unwrap_or_else(|e| panic!("{e}"));
+    };
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    env.teardown().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(containers(&format!("fd-k{number}-")).is_empty(), "node containers left");
 }

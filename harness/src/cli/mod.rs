@@ -76,8 +76,8 @@ pub enum Command {
         /// Leave the environment running afterwards (tear down with `firedrill down`).
         #[arg(long)]
         keep: bool,
-        /// Run on a local run already up (`firedrill up`) instead of a new environment
-        /// (the backend is then the local one).
+        /// Run on a run already up (`firedrill up`, local or kind) instead of a new
+        /// environment (the backend is then the run's).
         #[arg(long, value_name = "RUN_DIR")]
         on: Option<PathBuf>,
     },

@@ -156,7 +156,7 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
     let dir = match only_run(run_dir) {
         Ok(Some(d)) => d,
         Ok(None) => {
-            println!("recover: no local run; nothing to recover");
+            println!("recover: no run; nothing to recover");
             return ExitCode::from(EXIT_MATCH);
         }
         Err(e) => {
@@ -169,31 +169,10 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
         println!("recover: {}: nothing to revert", dir.display());
         return ExitCode::from(EXIT_MATCH);
     }
-    let run = match crate::backend::local::LocalRun::attach(&dir) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_HARNESS);
-        }
-    };
-    if !run.alive() {
-        let e = &journal.pending()[0];
-        eprintln!(
-            "error: {} is no longer running (its daemon is gone, so are its clusters): the fault from {} (journal #{}: {}) has nothing left to revert in place; run `firedrill down {}` to remove what remains",
-            dir.display(),
-            e.scenario,
-            e.seq,
-            e.undo.describe(),
-            dir.display()
-        );
-        return ExitCode::from(EXIT_HARNESS);
-    }
-    let env = match crate::env::Env::from_local(&paths, run).await {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: attaching to {}: {e}", dir.display());
-            return ExitCode::from(EXIT_HARNESS);
-        }
+    let attached = if crate::backend::kind::is_run(&dir) { attach_kind(&paths, &dir).await } else { attach_local(&paths, &dir, &journal).await };
+    let env = match attached {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     match runner::revert_journal(&env, &journal, None, &report::terminal::emitter()).await {
         Ok(done) => {
@@ -207,4 +186,47 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
             ExitCode::from(EXIT_HARNESS)
         }
     }
+}
+
+/// The environment of the kind run in `dir`, whose containers must all still exist.
+async fn attach_kind(paths: &Paths, dir: &std::path::Path) -> Result<crate::env::Env, ExitCode> {
+    let run = crate::backend::kind::KindRun::attach(dir).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_HARNESS)
+    })?;
+    if !run.alive() {
+        eprintln!("error: a node container of {} is gone: there is nothing left to revert in place; run `firedrill down {}`", dir.display(), dir.display());
+        return Err(ExitCode::from(EXIT_HARNESS));
+    }
+    crate::env::Env::from_kind(paths, run).await.map_err(|e| {
+        eprintln!("error: attaching to {}: {e}", dir.display());
+        ExitCode::from(EXIT_HARNESS)
+    })
+}
+
+/// The environment of the local run in `dir`, whose daemon must still run.
+async fn attach_local(paths: &Paths, dir: &std::path::Path, journal: &crate::journal::Journal) -> Result<crate::env::Env, ExitCode> {
+    let run = match crate::backend::local::LocalRun::attach(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EXIT_HARNESS));
+        }
+    };
+    if !run.alive() {
+        let e = &journal.pending()[0];
+        eprintln!(
+            "error: {} is no longer running (its daemon is gone, so are its clusters): the fault from {} (journal #{}: {}) has nothing left to revert in place; run `firedrill down {}` to remove what remains",
+            dir.display(),
+            e.scenario,
+            e.seq,
+            e.undo.describe(),
+            dir.display()
+        );
+        return Err(ExitCode::from(EXIT_HARNESS));
+    }
+    crate::env::Env::from_local(paths, run).await.map_err(|e| {
+        eprintln!("error: attaching to {}: {e}", dir.display());
+        ExitCode::from(EXIT_HARNESS)
+    })
 }

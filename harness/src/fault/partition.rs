@@ -4,7 +4,8 @@
 //!
 //! A partition's side is a cluster (every node, and its API load balancer host), one node
 //! (`cluster/node`) or a host; each side drops all traffic to and from the other. An
-//! unreachable host drops everything but its loopback.
+//! unreachable host drops everything but its loopback. On kind the tables go into the node
+//! containers (`docker exec … nft`), and also drop what a node forwards for its pods.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,7 +22,37 @@ struct Side {
     ips: Vec<Ipv4Addr>,
 }
 
+/// Where a side's rules go: a network namespace by name, or a kind node container
+/// (`docker:<container>`).
+const CONTAINER: &str = "docker:";
+
+fn kind_side(run: &crate::backend::kind::KindRun, name: &str) -> Result<Side, FaultError> {
+    let (cluster, node) = match name.split_once('/') {
+        Some((c, n)) => (c, Some(n)),
+        None => (name, None),
+    };
+    let c = run
+        .kind_cluster(cluster)
+        .map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster nor a node of this kind run (kind runs have no hosts)")))?;
+    let nodes = match node {
+        Some(n) => vec![run.node(cluster, n).map_err(super::backend_err(format!("partition: node {name}")))?],
+        None => c.nodes.iter().collect(),
+    };
+    let mut ips = Vec::new();
+    for n in &nodes {
+        let ip =
+            n.ip.as_deref()
+                .and_then(|ip| ip.parse().ok())
+                .ok_or_else(|| FaultError::Invalid(format!("partition: node {} has no recorded address", n.container)))?;
+        ips.push(ip);
+    }
+    Ok(Side { name: name.into(), netns: nodes.iter().map(|n| format!("{CONTAINER}{}", n.container)).collect(), ips })
+}
+
 fn side(env: &Env, name: &str) -> Result<Side, FaultError> {
+    if let Some(run) = env.kind() {
+        return kind_side(run, name);
+    }
     let not_runnable = || FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: format!("{:?}", env.backend) };
     let local = env.local().ok_or_else(not_runnable)?;
     let (cluster, node) = match name.split_once('/') {
@@ -61,13 +92,20 @@ pub fn plan(env: &Env, between: &[String], tag: &str) -> Result<Undo, FaultError
     Ok(Undo::Unpartition { table: table_name(tag), netns })
 }
 
-fn ruleset(table: &str, peers: Option<&[Ipv4Addr]>) -> String {
+/// The table of a side: with `peers`, drop what comes from or goes to them (also what a
+/// node forwards, for `forward`: a kind node's pods); without, drop all but loopback.
+fn ruleset(table: &str, peers: Option<&[Ipv4Addr]>, forward: bool) -> String {
     // Declaring then deleting the table first makes the script idempotent.
     let body = match peers {
         Some(peers) => {
             let set = peers.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+            let forward = if forward {
+                "  chain forward { type filter hook forward priority -10; policy accept; ip saddr @peers drop; ip daddr @peers drop; }\n"
+            } else {
+                ""
+            };
             format!(
-                "  set peers {{ type ipv4_addr; elements = {{ {set} }} }}\n  chain input {{ type filter hook input priority -10; policy accept; ip saddr @peers drop; }}\n  chain output {{ type filter hook output priority -10; policy accept; ip daddr @peers drop; }}\n"
+                "  set peers {{ type ipv4_addr; elements = {{ {set} }} }}\n  chain input {{ type filter hook input priority -10; policy accept; ip saddr @peers drop; }}\n  chain output {{ type filter hook output priority -10; policy accept; ip daddr @peers drop; }}\n{forward}"
             )
         }
         None => "  chain input { type filter hook input priority -10; policy drop; iif lo accept; }\n  chain output { type filter hook output priority -10; policy drop; oif lo accept; }\n".to_string(),
@@ -76,6 +114,9 @@ fn ruleset(table: &str, peers: Option<&[Ipv4Addr]>) -> String {
 }
 
 fn nft(netns: &str, script: &str) -> Result<(), String> {
+    if let Some(container) = netns.strip_prefix(CONTAINER) {
+        return crate::backend::kind::ops::nft(container, script);
+    }
     let mut child = Command::new("ip")
         .args(["netns", "exec", netns, "nft", "-f", "-"])
         .stdin(Stdio::piped())
@@ -96,7 +137,7 @@ fn two_sides(env: &Env, between: &[String]) -> Result<(Side, Side), FaultError> 
 pub async fn inject(env: &Env, between: &[String], table: &str) -> Result<(), FaultError> {
     let (sa, sb) = two_sides(env, between)?;
     for (from, to) in [(&sa, &sb), (&sb, &sa)] {
-        let script = ruleset(table, Some(&to.ips));
+        let script = ruleset(table, Some(&to.ips), env.kind().is_some());
         for ns in &from.netns {
             nft(ns, &script).map_err(FaultError::Invalid)?;
         }
@@ -108,7 +149,7 @@ pub async fn inject(env: &Env, between: &[String], table: &str) -> Result<(), Fa
 pub async fn isolate(env: &Env, host: &str, table: &str) -> Result<(), FaultError> {
     let s = side(env, host)?;
     for ns in &s.netns {
-        nft(ns, &ruleset(table, None)).map_err(FaultError::Invalid)?;
+        nft(ns, &ruleset(table, None, false)).map_err(FaultError::Invalid)?;
     }
     Ok(())
 }
@@ -116,7 +157,12 @@ pub async fn isolate(env: &Env, host: &str, table: &str) -> Result<(), FaultErro
 /// Delete the table wherever it is; absent tables and namespaces are fine.
 pub async fn revert(table: &str, netns: &[String]) -> Result<(), FaultError> {
     for ns in netns {
-        if !crate::backend::local::net::netns_exists(ns) {
+        let present = match ns.strip_prefix(CONTAINER) {
+            // A stopped or removed container's namespace, and its table, are gone with it.
+            Some(container) => crate::backend::kind::ops::running(container).unwrap_or(false),
+            None => crate::backend::local::net::netns_exists(ns),
+        };
+        if !present {
             continue;
         }
         nft(ns, &format!("table inet {table}\ndelete table inet {table}\n")).map_err(FaultError::Invalid)?;
@@ -128,6 +174,14 @@ pub async fn revert(table: &str, netns: &[String]) -> Result<(), FaultError> {
 const PROBE: Duration = Duration::from_millis(700);
 
 async fn try_reach(from: Option<String>, to: Ipv4Addr) -> Reach {
+    // A container's namespace is its first process's.
+    let from = match from.as_deref().and_then(|f| f.strip_prefix(CONTAINER)) {
+        Some(container) => match crate::backend::kind::ops::pid(container) {
+            Ok(pid) => Some(format!("/proc/{pid}/ns/net")),
+            Err(e) => return Reach::Other(e.to_string()),
+        },
+        None => from,
+    };
     let addr = SocketAddr::from((to, DISCARD_PORT));
     tokio::task::spawn_blocking(move || reach(from.as_deref(), addr, PROBE)).await.unwrap_or_else(|e| Reach::Other(e.to_string()))
 }
@@ -166,15 +220,18 @@ pub async fn check(env: &Env, between: &[String], table: &str, expect: Expect) -
 mod tests {
     #[test]
     fn ruleset_is_idempotent_and_drops_both_ways() {
-        let r = super::ruleset("firedrill_x", Some(&["198.18.1.10".parse().unwrap(), "198.18.1.11".parse().unwrap()]));
+        let r = super::ruleset("firedrill_x", Some(&["198.18.1.10".parse().unwrap(), "198.18.1.11".parse().unwrap()]), false);
         assert!(r.starts_with("table inet firedrill_x\ndelete table inet firedrill_x\n"));
         assert!(r.contains("ip saddr @peers drop") && r.contains("ip daddr @peers drop"));
         assert!(r.contains("198.18.1.10, 198.18.1.11"));
+        assert!(!r.contains("hook forward"));
+        let k = super::ruleset("firedrill_x", Some(&["198.18.224.2".parse().unwrap()]), true);
+        assert!(k.contains("hook forward priority -10; policy accept; ip saddr @peers drop; ip daddr @peers drop;"), "{k}");
     }
 
     #[test]
     fn an_unreachable_host_drops_everything_but_loopback() {
-        let r = super::ruleset("firedrill_y", None);
+        let r = super::ruleset("firedrill_y", None, false);
         assert!(r.contains("policy drop; iif lo accept") && r.contains("policy drop; oif lo accept"), "{r}");
     }
 }

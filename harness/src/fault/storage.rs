@@ -15,5 +15,13 @@ pub async fn start(env: &Env, cluster: &str) -> Result<(), FaultError> {
 
 /// In effect: no etcd member of the cluster runs; undone: every one does.
 pub async fn check(env: &Env, cluster: &str, expect: Expect) -> Result<(), String> {
+    if let Some(run) = env.kind() {
+        let up = run.storage_running(cluster).map_err(|e| e.to_string())?;
+        return match (expect, up) {
+            (Expect::InEffect, false) | (Expect::Reverted, true) => Ok(()),
+            (Expect::InEffect, true) => Err(format!("etcd still runs in cluster {cluster}'s control-plane node")),
+            (Expect::Reverted, false) => Err(format!("etcd does not run in cluster {cluster}'s control-plane node")),
+        };
+    }
     super::host::processes(env, &format!("{cluster}/etcd-"), expect).await
 }

@@ -91,13 +91,13 @@ impl Session {
         let (topo, comps) = plan(paths, suite)?;
         let hosts: Vec<String> = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
         if let Target::New(backend) = &target {
-            Env::can_provision(*backend).map_err(|e| RunError::Setup(e.to_string()))?;
+            Env::can_provision(*backend, &hosts).map_err(|e| RunError::Setup(e.to_string()))?;
         }
         emit(RunEvent::Plan {
             suite: suite.id().into(),
             environment: match &target {
                 Target::New(b) => format!("a new {} {} environment (created by this run)", format!("{b:?}").to_lowercase(), topo.topology),
-                Target::Existing(d) => format!("the existing local run {}", d.display()),
+                Target::Existing(d) => format!("the existing run {}", d.display()),
             },
             clusters: topo.cluster_names().iter().map(|s| s.to_string()).collect(),
         });
@@ -124,6 +124,20 @@ impl Session {
                     .await
                     .map_err(|e| RunError::Setup(format!("provisioning topology {}: {e}", topo.topology)))?;
                 (env, keep)
+            }
+            Target::Existing(dir) if crate::backend::kind::is_run(dir) => {
+                let run = crate::backend::kind::KindRun::attach(dir).map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;
+                if run.info.topology != topo.topology {
+                    return Err(RunError::Setup(format!(
+                        "run {} is topology {}; suite {} needs {}",
+                        dir.display(),
+                        run.info.topology,
+                        suite.id(),
+                        topo.topology
+                    )));
+                }
+                Env::can_provision(crate::backend::BackendKind::Kind, &hosts).map_err(|e| RunError::Setup(e.to_string()))?;
+                (Env::from_kind(paths, run).await.map_err(|e| RunError::Setup(e.to_string()))?, true)
             }
             Target::Existing(dir) => {
                 let run = crate::backend::local::LocalRun::attach(dir).map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;

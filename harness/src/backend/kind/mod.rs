@@ -9,11 +9,12 @@
 //! when the process creating it was killed half-way.
 //!
 //! What runs on kind today: bringing topologies up and down, with the components' images
-//! (`fixtures/images.yaml`) built offline and loaded into every cluster ([`images`]).
-//! Deploying components, probes and faults are not wired to this backend yet;
-//! [`CAPABILITIES`] says so and the runner refuses.
+//! (`fixtures/images.yaml`) built offline and loaded into every cluster ([`images`]), and
+//! faults with kind's own mechanisms ([`ops`]). The runner does not run suites on kind yet
+//! (deploying components there is not wired): it refuses `--backend kind`.
 
 pub mod images;
+pub mod ops;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,9 +26,12 @@ use crate::fixtures::{Binaries, Paths, Versions};
 use crate::topology::{NodeRole, Topology};
 use crate::wait::{self, Deadline};
 
-/// No fault is wired to kind clusters yet.
+/// What faults can do to kind clusters ([`ops`]): everything through the API, partitions
+/// (nftables in the node containers), etcd stopped in the control-plane node, a node's
+/// container killed, every node container of a cluster stopped. Not hosts (kind runs have
+/// none yet) and not the cold-start probe's extra API server.
 pub const CAPABILITIES: Capabilities =
-    Capabilities { api_faults: false, stop_host: false, partition: false, stop_storage: false, lose_node: false, stop_cluster: false, extra_apiserver: false };
+    Capabilities { api_faults: true, stop_host: false, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: false };
 
 /// How long every node of a new cluster may take to turn Ready after `kind create`.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -69,6 +73,9 @@ pub struct KindNode {
     pub name: String,
     pub container: String,
     pub role: NodeRole,
+    /// Its address on the run's network, once created (kept across restarts).
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 /// What the backend needs from the machine.
@@ -191,7 +198,7 @@ pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, image: &str) 
                 };
                 *count += 1;
                 let suffix = if *count == 1 { String::new() } else { count.to_string() };
-                KindNode { name: n.name.clone(), container: format!("{kind_name}-{role}{suffix}"), role: n.role }
+                KindNode { name: n.name.clone(), container: format!("{kind_name}-{role}{suffix}"), role: n.role, ip: None }
             })
             .collect();
         if cps != 1 {
@@ -282,9 +289,12 @@ impl KindRun {
             }
         };
         info.save()?;
-        let run = KindRun { info };
+        let mut run = KindRun { info };
         let created = match run.create(paths, &tools).await {
-            Ok(()) => images::load(&run.info, &tools.kind, &image_map).await.map(|_| ()),
+            Ok(()) => match run.record_addresses() {
+                Ok(()) => images::load(&run.info, &tools.kind, &image_map).await.map(|_| ()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(BackendError::Setup(format!("{e}{}", run.diagnostics()))),
         };
         if let Err(e) = created {
@@ -345,6 +355,28 @@ impl KindRun {
             wait_ready(c).await?;
         }
         Ok(())
+    }
+
+    /// Every node's address on the run's network, into the plan.
+    fn record_addresses(&mut self) -> Result<(), BackendError> {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", self.info.network);
+        for c in &mut self.info.clusters {
+            for n in &mut c.nodes {
+                let ip = run("docker", &["inspect", "--format", &format, &n.container])?;
+                n.ip = Some(ip.trim().to_string()).filter(|ip| !ip.is_empty());
+            }
+        }
+        self.info.save()
+    }
+
+    /// The run in `dir`, as `up` left it.
+    pub fn attach(dir: &Path) -> Result<KindRun, BackendError> {
+        Ok(KindRun { info: KindRunInfo::load(dir)? })
+    }
+
+    /// Whether every node container of the run still exists.
+    pub fn alive(&self) -> bool {
+        self.info.clusters.iter().flat_map(|c| &c.nodes).all(|n| run("docker", &["inspect", "--format", "{{.Id}}", &n.container]).is_ok())
     }
 
     /// The end of each control-plane node's log and of its kubelet's journal.

@@ -210,7 +210,9 @@ pub fn reach(netns: Option<&str>, addr: std::net::SocketAddr, timeout: std::time
     let netns = netns.map(String::from);
     let attempt = std::thread::spawn(move || {
         if let Some(ns) = netns {
-            let file = match std::fs::File::open(std::path::Path::new("/run/netns").join(&ns)) {
+            // A name under /run/netns, or a namespace's path (`/proc/<pid>/ns/net`).
+            let path = if ns.starts_with('/') { std::path::PathBuf::from(&ns) } else { std::path::Path::new("/run/netns").join(&ns) };
+            let file = match std::fs::File::open(path) {
                 Ok(f) => f,
                 Err(e) => return Reach::Other(format!("opening network namespace {ns}: {e}")),
             };

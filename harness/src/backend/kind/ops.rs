@@ -1,0 +1,187 @@
+//! What faults do to kind clusters, with kind's own mechanisms: a lost node is its container
+//! killed (`docker kill`), a stopped cluster is every node container stopped (`docker
+//! stop`, which shuts systemd down), stopped storage is etcd's static-pod manifest moved
+//! out of the control-plane node's manifest directory (the kubelet stops the pod; with
+//! `kill`, etcd is SIGKILLed first), and partitions are nftables tables inside the node
+//! containers. Every operation is idempotent, and each revert tolerates an inject that
+//! never ran or stopped half-way (the fault contract of `crate::fault`).
+//!
+//! Containers keep their addresses across a restart: before a node container starts again
+//! it is reconnected to the run's network with the address it was created with, so
+//! kubeconfigs that name it (the directory's, in other clusters) stay true.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+
+use super::{KindCluster, KindNode, KindRun, run, run_async};
+use crate::backend::BackendError;
+use crate::topology::NodeRole;
+use crate::wait::{self, Deadline};
+
+/// Where etcd's manifest is parked while storage is stopped.
+const PARKED_ETCD: &str = "/etc/kubernetes/etcd.yaml.firedrill-stopped";
+const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
+const READY_AGAIN: Duration = Duration::from_secs(180);
+
+impl KindRun {
+    pub fn kind_cluster(&self, cluster: &str) -> Result<&KindCluster, BackendError> {
+        self.info.cluster(cluster)
+    }
+
+    pub fn node(&self, cluster: &str, node: &str) -> Result<&KindNode, BackendError> {
+        let c = self.info.cluster(cluster)?;
+        c.nodes.iter().find(|n| n.name == node || n.container == node).ok_or_else(|| BackendError::Setup(format!("cluster {cluster} has no node `{node}`")))
+    }
+
+    fn control_plane(&self, cluster: &str) -> Result<&KindNode, BackendError> {
+        let c = self.info.cluster(cluster)?;
+        c.nodes.iter().find(|n| n.role == NodeRole::ControlPlane).ok_or_else(|| BackendError::Setup(format!("cluster {cluster} has no control-plane node")))
+    }
+
+    /// Lose a node: its container is killed (SIGKILL to everything in it, as a power cut).
+    pub async fn lose_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
+        let n = self.node(cluster, node)?;
+        if running(&n.container)? {
+            run_async("docker", vec!["kill".into(), n.container.clone()], vec![]).await?;
+        }
+        Ok(vec![n.container.clone()])
+    }
+
+    /// Start the node's container again and wait until its Node is Ready.
+    pub async fn restore_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
+        let n = self.node(cluster, node)?.clone();
+        self.start_containers(std::slice::from_ref(&n)).await?;
+        self.wait_ready(cluster, &[n.container.clone()]).await?;
+        Ok(vec![n.container])
+    }
+
+    /// Stop every node container of the cluster (systemd shuts down in each).
+    pub async fn stop_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        let c = self.info.cluster(cluster)?;
+        let mut args = vec!["stop".to_string(), "--time".into(), "10".into()];
+        let containers: Vec<String> = c.nodes.iter().map(|n| n.container.clone()).collect();
+        args.extend(containers.iter().cloned());
+        run_async("docker", args, vec![]).await?;
+        Ok(containers)
+    }
+
+    /// Start every node container of the cluster and wait until every Node is Ready.
+    pub async fn start_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        let c = self.info.cluster(cluster)?.clone();
+        self.start_containers(&c.nodes).await?;
+        let containers: Vec<String> = c.nodes.iter().map(|n| n.container.clone()).collect();
+        self.wait_ready(cluster, &containers).await?;
+        Ok(containers)
+    }
+
+    /// Stop the cluster's etcd: its manifest leaves the kubelet's manifest directory, and
+    /// with `kill` the etcd process is SIGKILLed at once rather than stopped by the kubelet.
+    pub async fn stop_storage(&self, cluster: &str, kill: bool) -> Result<Vec<String>, BackendError> {
+        let cp = self.control_plane(cluster)?;
+        let mut script = format!("if [ -f {ETCD_MANIFEST} ]; then mv {ETCD_MANIFEST} {PARKED_ETCD}; fi");
+        if kill {
+            script.push_str("; pkill -KILL -x etcd || true");
+        }
+        run_async("docker", vec!["exec".into(), cp.container.clone(), "sh".into(), "-c".into(), script], vec![]).await?;
+        Ok(vec![format!("{}/etcd", cp.container)])
+    }
+
+    /// Put etcd's manifest back and wait until its container runs again.
+    pub async fn start_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        let cp = self.control_plane(cluster)?.clone();
+        let script = format!("if [ -f {PARKED_ETCD} ]; then mv {PARKED_ETCD} {ETCD_MANIFEST}; fi");
+        run_async("docker", vec!["exec".into(), cp.container.clone(), "sh".into(), "-c".into(), script], vec![]).await?;
+        let container = cp.container.clone();
+        wait::until(Deadline::after(READY_AGAIN), &format!("etcd of kind cluster {cluster} to run again"), || {
+            let container = container.clone();
+            async move { etcd_running(&container).ok()?.then_some(()) }
+        })
+        .await?;
+        Ok(vec![format!("{}/etcd", cp.container)])
+    }
+
+    /// Whether etcd runs in the cluster's control-plane node.
+    pub fn storage_running(&self, cluster: &str) -> Result<bool, BackendError> {
+        etcd_running(&self.control_plane(cluster)?.container)
+    }
+
+    /// Reconnect each stopped container to the run's network with its first address, then
+    /// start them all.
+    async fn start_containers(&self, nodes: &[KindNode]) -> Result<(), BackendError> {
+        let mut stopped = Vec::new();
+        for n in nodes {
+            if running(&n.container)? {
+                continue;
+            }
+            if let Some(ip) = &n.ip {
+                let _ = run("docker", &["network", "disconnect", "--force", &self.info.network, &n.container]);
+                run("docker", &["network", "connect", "--ip", ip, &self.info.network, &n.container])?;
+            }
+            stopped.push(n.container.clone());
+        }
+        if !stopped.is_empty() {
+            let mut args = vec!["start".to_string()];
+            args.extend(stopped);
+            run_async("docker", args, vec![]).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&self, cluster: &str, nodes: &[String]) -> Result<(), BackendError> {
+        let c = self.info.cluster(cluster)?;
+        let client = crate::backend::kube_client(&c.kubeconfig).await?;
+        let api: kube::Api<Node> = kube::Api::all(client);
+        wait::until(Deadline::after(READY_AGAIN), &format!("node(s) {} of kind cluster {cluster} to be Ready", nodes.join(", ")), || {
+            let api = api.clone();
+            async move {
+                for name in nodes {
+                    let n = api.get(name).await.ok()?;
+                    let ready = n.status?.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                    if !ready {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Whether a container runs (and is not paused).
+pub fn running(container: &str) -> Result<bool, BackendError> {
+    let state = run("docker", &["inspect", "--format", "{{.State.Running}} {{.State.Paused}}", container])?;
+    Ok(state.trim() == "true false")
+}
+
+/// The process id of a running container's first process, whose network namespace is the
+/// container's.
+pub fn pid(container: &str) -> Result<i32, BackendError> {
+    let out = run("docker", &["inspect", "--format", "{{.State.Pid}}", container])?;
+    out.trim().parse().ok().filter(|p| *p > 0).ok_or_else(|| BackendError::Setup(format!("container {container} is not running")))
+}
+
+fn etcd_running(container: &str) -> Result<bool, BackendError> {
+    if !running(container)? {
+        return Ok(false);
+    }
+    let out = run("docker", &["exec", container, "crictl", "ps", "--state", "running", "--name", "^etcd$", "-q"])?;
+    Ok(!out.trim().is_empty())
+}
+
+/// Run an nftables script inside a node container.
+pub fn nft(container: &str, script: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .args(["exec", "-i", container, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running nft in {container}: {e}"))?;
+    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| format!("writing to nft in {container}: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft in {container}: {e}"))?;
+    if out.status.success() { Ok(()) } else { Err(format!("nft in {container}: {}", String::from_utf8_lossy(&out.stderr).trim())) }
+}
