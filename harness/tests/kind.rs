@@ -173,11 +173,11 @@ async fn drill_fault(env: &firedrill::env::Env, fault: &firedrill::fault::FaultS
     use firedrill::fault::Expect;
     use firedrill::wait::Deadline;
     let journal = firedrill::journal::Journal::at(&env.run_dir);
-    let undo = fault.plan(env, "kind-faults").await.unwrap_or_else(|e| panic!("{}: plan: {e}", fault.describe()));
+    let undo = fault.plan(env, "kind-faults").await.unwrap_or_else(|e| panic!("{}: plan: {e:?}", fault.describe()));
     let seq = journal.plan(&env.run_id, "kind-faults", fault, &undo).unwrap();
-    fault.inject(env, &undo).await.unwrap_or_else(|e| panic!("{}: inject: {e}", fault.describe()));
+    fault.inject(env, &undo).await.unwrap_or_else(|e| panic!("{}: inject: {e:?}", fault.describe()));
     fault.verify(env, &undo, Expect::InEffect, Deadline::after(Duration::from_secs(60))).await.unwrap_or_else(|e| panic!("{e}"));
-    undo.revert(env).await.unwrap_or_else(|e| panic!("{}: revert: {e}", fault.describe()));
+    undo.revert(env).await.unwrap_or_else(|e| panic!("{}: revert: {e:?}", fault.describe()));
     journal.reverted(seq).unwrap();
     fault.verify(env, &undo, Expect::Reverted, Deadline::after(Duration::from_secs(180))).await.unwrap_or_else(|e| panic!("{e}"));
 }
