@@ -16,21 +16,16 @@ pub async fn start(env: &Env, cluster: &str) -> Result<(), FaultError> {
 /// every one does.
 pub async fn check(env: &Env, cluster: &str, expect: Expect) -> Result<(), String> {
     if let Some(run) = env.kind() {
-        // kind: no kubelet, containerd or container shim runs in any node of the cluster;
-        // undone: every node is Ready again.
-        return match expect {
-            Expect::InEffect => {
-                let busy = run.cluster_processes(cluster).map_err(|e| e.to_string())?;
-                if busy.is_empty() { Ok(()) } else { Err(format!("still running in {}", busy.join(", "))) }
+        // kind: no node container of the cluster runs; undone: every one does.
+        let c = run.kind_cluster(cluster).map_err(|e| e.to_string())?;
+        let mut wrong = Vec::new();
+        for n in &c.nodes {
+            let up = crate::backend::kind::ops::running(&n.container).map_err(|e| e.to_string())?;
+            if up != (expect == Expect::Reverted) {
+                wrong.push(format!("{} {}", n.container, if up { "runs" } else { "is stopped" }));
             }
-            Expect::Reverted => {
-                let c = run.kind_cluster(cluster).map_err(|e| e.to_string())?;
-                for n in &c.nodes {
-                    super::node::ready(env, cluster, &n.container).await?;
-                }
-                Ok(())
-            }
-        };
+        }
+        return if wrong.is_empty() { Ok(()) } else { Err(wrong.join(", ")) };
     }
     super::host::processes(env, &format!("{cluster}/"), expect).await?;
     super::host::processes(env, &format!("agent/{cluster}/"), expect).await

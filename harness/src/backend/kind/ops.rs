@@ -1,7 +1,8 @@
 //! What faults do to kind clusters, with kind's own mechanisms: a lost node is its container
 //! killed (`docker kill`: the machine is gone, its address with it), a stopped cluster is
-//! every process in its node containers stopped (kubelet, pods, containerd: the machines
-//! stay up and refuse connections), stopped storage is etcd's static-pod manifest moved
+//! every node container stopped (`docker stop`, which shuts systemd down: the machines and
+//! their addresses are gone, so connections time out rather than being refused), stopped
+//! storage is etcd's static-pod manifest moved
 //! out of the control-plane node's manifest directory (the kubelet stops the pod; with
 //! `kill`, etcd is SIGKILLed first), and partitions are nftables tables inside the node
 //! containers. Every operation is idempotent, and each revert tolerates an inject that
@@ -58,60 +59,24 @@ impl KindRun {
         Ok(vec![n.container])
     }
 
-    /// Stop every process of the cluster, as the fault promises: in each node the kubelet
-    /// stops, every pod stops (its containers get their stop signal and 10 s), then
-    /// containerd. The node containers — the machines — stay up with their addresses, so
-    /// what connects to the cluster is refused, as with the local backend.
+    /// Stop every node container of the cluster (systemd shuts down in each).
     pub async fn stop_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         let c = self.info.cluster(cluster)?;
-        // Each step tolerates what is already stopped; the fault's check proves the result.
-        let script = "systemctl stop kubelet; \
-            ids=$(crictl ps -q 2>/dev/null); [ -z \"$ids\" ] || crictl stop --timeout 10 $ids >/dev/null 2>&1 || true; \
-            pods=$(crictl pods -q 2>/dev/null); [ -z \"$pods\" ] || crictl stopp $pods >/dev/null 2>&1 || true; \
-            systemctl stop containerd";
-        let stops = c
-            .nodes
-            .iter()
-            .filter(|n| running(&n.container).unwrap_or(false))
-            .map(|n| run_async("docker", vec!["exec".into(), n.container.clone(), "sh".into(), "-c".into(), script.into()], vec![]));
-        for r in futures::future::join_all(stops).await {
-            r?;
-        }
-        Ok(c.nodes.iter().map(|n| n.container.clone()).collect())
+        let mut args = vec!["stop".to_string(), "--time".into(), "10".into()];
+        let containers: Vec<String> = c.nodes.iter().map(|n| n.container.clone()).collect();
+        args.extend(containers.iter().cloned());
+        run_async("docker", args, vec![]).await?;
+        Ok(containers)
     }
 
-    /// Start containerd and the kubelet in every node again (and any node container that
-    /// was stopped), and wait until every Node is Ready.
+    /// Start every node container of the cluster and wait until every Node is Ready.
     pub async fn start_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         let c = self.info.cluster(cluster)?.clone();
         let since = jiff::Timestamp::now();
         self.start_containers(&c.nodes).await?;
-        for n in &c.nodes {
-            run_async("docker", vec!["exec".into(), n.container.clone(), "systemctl".into(), "start".into(), "containerd".into(), "kubelet".into()], vec![])
-                .await?;
-        }
         let containers: Vec<String> = c.nodes.iter().map(|n| n.container.clone()).collect();
         self.wait_ready(cluster, &containers, since).await?;
         Ok(containers)
-    }
-
-    /// The node containers of the cluster in which a kubelet, containerd or a container's
-    /// shim still runs.
-    pub fn cluster_processes(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        let c = self.info.cluster(cluster)?;
-        let mut busy = Vec::new();
-        for n in &c.nodes {
-            if !running(&n.container)? {
-                continue;
-            }
-            let out =
-                run("docker", &["exec", &n.container, "sh", "-c", "pgrep -x kubelet; pgrep -x containerd; pgrep -f '^/usr/local/bin/containerd-shim'; true"])?;
-            let count = out.lines().filter(|l| !l.trim().is_empty()).count();
-            if count > 0 {
-                busy.push(format!("{} ({count} process(es))", n.container));
-            }
-        }
-        Ok(busy)
     }
 
     /// Stop the cluster's etcd: its manifest leaves the kubelet's manifest directory, and
