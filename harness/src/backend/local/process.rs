@@ -81,7 +81,18 @@ impl Proc {
             }
         }
         kill_cgroup(&self.cgroup).await;
-        let _ = self.child.wait().await;
+        // A process stopped right after it was spawned may not have joined its cgroup yet
+        // (the shim moves itself in before it execs): the cgroup kill misses it, and
+        // waiting for it would wait for the program it then runs, forever. Kill it by pid,
+        // and the cgroup again, until it is reaped.
+        for _ in 0..50 {
+            if tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await.is_ok() {
+                break;
+            }
+            tracing::debug!(name = %self.name, "not reaped after the cgroup kill; SIGKILL by pid");
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+            kill_cgroup(&self.cgroup).await;
+        }
         remove_cgroup(&self.cgroup).await;
     }
 }
