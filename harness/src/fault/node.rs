@@ -42,7 +42,7 @@ pub async fn check(env: &Env, cluster: &str, node: &str, expect: Expect) -> Resu
 }
 
 /// The Node named `node` (Kubernetes' name for it) is Ready.
-pub(super) async fn ready(env: &Env, cluster: &str, node: &str) -> Result<(), String> {
+async fn ready(env: &Env, cluster: &str, node: &str) -> Result<(), String> {
     let c = env.cluster(cluster).map_err(|e| e.to_string())?;
     let n = Api::<Node>::all(c.client.clone()).get(node).await.map_err(|e| format!("reading node {node}: {}", crate::error::kube_message(&e)))?;
     let ready = n.status.and_then(|s| s.conditions).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));

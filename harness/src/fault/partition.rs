@@ -113,12 +113,14 @@ fn ruleset(table: &str, peers: Option<&[Ipv4Addr]>, forward: bool) -> String {
     format!("table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n{body}}}\n")
 }
 
+/// Run an nftables script in a network namespace, or inside a kind node container.
 fn nft(netns: &str, script: &str) -> Result<(), String> {
-    if let Some(container) = netns.strip_prefix(CONTAINER) {
-        return crate::backend::kind::ops::nft(container, script);
-    }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
+    let argv: Vec<&str> = match netns.strip_prefix(CONTAINER) {
+        Some(container) => vec!["docker", "exec", "-i", container, "nft", "-f", "-"],
+        None => vec!["ip", "netns", "exec", netns, "nft", "-f", "-"],
+    };
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

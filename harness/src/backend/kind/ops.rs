@@ -55,7 +55,7 @@ impl KindRun {
         let n = self.node(cluster, node)?.clone();
         let since = jiff::Timestamp::now();
         self.start_containers(std::slice::from_ref(&n)).await?;
-        self.wait_ready(cluster, &[n.container.clone()], since).await?;
+        self.wait_ready(cluster, std::slice::from_ref(&n.container), since).await?;
         Ok(vec![n.container])
     }
 
@@ -182,19 +182,4 @@ fn etcd_running(container: &str) -> Result<bool, BackendError> {
     }
     let out = run("docker", &["exec", container, "crictl", "ps", "--state", "running", "--name", "^etcd$", "-q"])?;
     Ok(!out.trim().is_empty())
-}
-
-/// Run an nftables script inside a node container.
-pub fn nft(container: &str, script: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("docker")
-        .args(["exec", "-i", container, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running nft in {container}: {e}"))?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| format!("writing to nft in {container}: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("nft in {container}: {e}"))?;
-    if out.status.success() { Ok(()) } else { Err(format!("nft in {container}: {}", String::from_utf8_lossy(&out.stderr).trim())) }
 }
