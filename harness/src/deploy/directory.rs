@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::ListParams;
 
-use super::random_hex;
+use super::run_secret;
 use crate::component::Component;
 use crate::env::{ClusterHandle, Env};
 use crate::template::{self, Vars};
@@ -177,7 +177,7 @@ pub async fn deploy_directory(env: &Env, c: &Component) -> Result<Directory, Str
     let dir_name = list_option(c, "directory")?.into_iter().next().ok_or("option `directory` is empty")?;
     let replicas = list_option(c, "replicas")?;
     let dir = env.cluster(&dir_name).map_err(|e| e.to_string())?;
-    let token = random_hex(16);
+    let token = run_secret(env, "directory", "api-token", 16)?;
 
     install_crds(dir).await?;
     let text = template::render("directory.yaml", &fixture(env, "directory", "directory.yaml")?, &vars(&[("api_token", token.clone())]))?;

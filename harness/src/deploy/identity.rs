@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
-use super::{random_hex, vars};
+use super::{run_secret, vars};
 use crate::backend::local::pki::{self, Ca, Leaf};
 use crate::component::Component;
 use crate::env::Env;
@@ -71,15 +71,15 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
     let ca = if ca_dir.join("ca.key").is_file() { Ca::load(&ca_dir) } else { Ca::create(&ca_dir, &format!("firedrill {} harness", env.run_id)) }
         .map_err(|e| e.to_string())?;
 
-    let local_password = random_hex(12);
+    let local_password = run_secret(env, "identity", "local-password", 12)?;
     let users: BTreeMap<String, User> = [
         ("local".to_string(), User { connector: "local".into(), login: "alice@firedrill.test".into(), password: local_password.clone() }),
-        ("ldap".to_string(), User { connector: "ldap".into(), login: "bob".into(), password: random_hex(12) }),
+        ("ldap".to_string(), User { connector: "ldap".into(), login: "bob".into(), password: run_secret(env, "identity", "ldap-password", 12)? }),
     ]
     .into();
-    let ldap_admin_password = random_hex(12);
+    let ldap_admin_password = run_secret(env, "identity", "ldap-admin-password", 12)?;
     let client_id = "firedrill".to_string();
-    let client_secret = random_hex(16);
+    let client_secret = run_secret(env, "identity", "client-secret", 16)?;
     let redirect_uri = "http://127.0.0.1:5555/callback".to_string();
     let fixtures = env.paths.fixtures.join("components/identity");
     let read = |f: &str| std::fs::read_to_string(fixtures.join(f)).map_err(|e| format!("reading fixtures/components/identity/{f}: {e}"));

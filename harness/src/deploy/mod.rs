@@ -50,6 +50,22 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A component's secret in the run (`components/<component>/secrets/<name>`, 0600):
+/// generated once, the same on every later deploy to the run (`run --on`), so that a
+/// redeploy never leaves running instances with credentials the harness no longer knows
+/// (a directory already seeded, pods that did not restart).
+pub(crate) fn run_secret(env: &crate::env::Env, component: &str, name: &str, bytes: usize) -> Result<String, String> {
+    let path = env.run_dir.join("components").join(component).join("secrets").join(name);
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && !s.trim().is_empty()
+    {
+        return Ok(s.trim().to_string());
+    }
+    let s = random_hex(bytes);
+    crate::backend::local::pki::write_private(&path, &s).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
 pub(crate) fn vars(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
