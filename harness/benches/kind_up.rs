@@ -27,7 +27,7 @@ fn main() {
     for i in 1..=runs {
         let took = rt.block_on(async {
             let start = Instant::now();
-            let run = KindRun::up(&paths, &topo, &firedrill).await.expect("up --backend kind");
+            let run = KindRun::up(&paths, &topo, &[], &firedrill).await.expect("up --backend kind");
             let took = start.elapsed().as_secs_f64();
             run.down().await.expect("down");
             took

@@ -55,10 +55,11 @@ impl Env {
         match backend {
             BackendKind::Local => Ok(()),
             // Docker, kind and the node image are checked when the run comes up.
-            BackendKind::Kind if hosts.is_empty() => Ok(()),
+            BackendKind::Kind if hosts.len() <= usize::from(crate::backend::addresses::KIND_HOSTS_PER_RUN) => Ok(()),
             BackendKind::Kind => Err(BackendError::Unsupported(format!(
-                "not runnable on kind: the components need hosts outside the clusters ({}), which kind runs do not have yet",
-                hosts.join(", ")
+                "not runnable on kind: the components need {} hosts outside the clusters; a kind run holds at most {}",
+                hosts.len(),
+                crate::backend::addresses::KIND_HOSTS_PER_RUN
             ))),
             BackendKind::Existing => Err(BackendError::Unsupported(
                 "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard"
@@ -71,15 +72,15 @@ impl Env {
     pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
         Env::can_provision(backend, &hosts)?;
         if backend == BackendKind::Kind {
-            return Env::provision_kind(paths, topology, firedrill).await;
+            return Env::provision_kind(paths, topology, &hosts, firedrill).await;
         }
         let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
         Env::from_local(paths, run).await
     }
 
-    /// Bring up `topology` on the kind backend (no hosts: kind runs have none yet).
-    pub async fn provision_kind(paths: &Paths, topology: &Topology, firedrill: &Path) -> Result<Env, BackendError> {
-        let run = KindRun::up(paths, topology, firedrill).await?;
+    /// Bring up `topology` with `hosts` on the kind backend.
+    pub async fn provision_kind(paths: &Paths, topology: &Topology, hosts: &[String], firedrill: &Path) -> Result<Env, BackendError> {
+        let run = KindRun::up(paths, topology, hosts, firedrill).await?;
         match Env::from_kind(paths, run.clone()).await {
             Ok(env) => Ok(env),
             Err(e) => {
@@ -140,7 +141,7 @@ impl Env {
             paths: paths.clone(),
             run_id: run.info.id.clone(),
             run_dir: run.info.dir.clone(),
-            hosts: BTreeMap::new(),
+            hosts: run.info.hosts.iter().map(|h| h.ip.parse().map(|ip| (h.name.clone(), ip))).collect::<Result<_, _>>().map_err(|e| BackendError::Setup(format!("a host address in the run's plan: {e}")))?,
             clusters,
             hurry: Arc::new(AtomicBool::new(false)),
             provider: Provider::Kind(run),
@@ -215,15 +216,32 @@ impl Env {
         }
     }
 
+    /// Run `argv` on `host` as its process `name` (on kind: from the image whose binary is
+    /// `argv[0]`).
     pub async fn add_host_process(&self, host: &str, name: &str, argv: Vec<String>, env: Vec<(String, String)>) -> Result<(), BackendError> {
-        self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ())
+        match &self.provider {
+            Provider::Kind(run) => {
+                let v = crate::fixtures::Versions::load(&self.paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
+                let binaries = crate::fixtures::Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
+                let firedrill = std::env::current_exe().map_err(|e| BackendError::Setup(format!("the harness's own path: {e}")))?;
+                let images = crate::backend::images::ImageMap::load(&self.paths.fixtures, &binaries, &firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
+                run.add_host_process(&images, host, name, &argv, &env).await
+            }
+            Provider::Local(_) => self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ()),
+        }
     }
     /// Stop a host's processes: gracefully, or with `kill` by SIGKILL.
     pub async fn stop_host(&self, host: &str, kill: bool) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StopHost { host: host.into(), kill }).await
+        match &self.provider {
+            Provider::Kind(run) => run.stop_host(host, kill).await,
+            Provider::Local(_) => self.daemon(Request::StopHost { host: host.into(), kill }).await,
+        }
     }
     pub async fn start_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
-        self.daemon(Request::StartHost { host: host.into() }).await
+        match &self.provider {
+            Provider::Kind(run) => run.start_host(host).await,
+            Provider::Local(_) => self.daemon(Request::StartHost { host: host.into() }).await,
+        }
     }
     pub async fn stop_storage(&self, cluster: &str, kill: bool) -> Result<Vec<String>, BackendError> {
         match &self.provider {
@@ -265,6 +283,19 @@ impl Env {
     /// Start one more kube-apiserver of `cluster` on a free port. The returned guard owns
     /// it: dropping the guard on any path (cancellation included) kills it.
     pub async fn start_extra_apiserver(&self, cluster: &str) -> Result<ExtraApiserver, BackendError> {
+        if let Provider::Kind(run) = &self.provider {
+            let v = crate::fixtures::Versions::load(&self.paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
+            let binary = crate::fixtures::Binaries::in_cache(&crate::fixtures::cache_dir(), &v).kube_apiserver;
+            let s = run.start_extra_apiserver(cluster, &binary).await?;
+            return Ok(ExtraApiserver {
+                url: s.url,
+                name: s.name,
+                port: s.port,
+                log: s.log,
+                owner: Owner::Process { child: s.child, pid_file: s.pid_file },
+                stopped: false,
+            });
+        }
         let c = self.cluster(cluster)?;
         let info = c.local.as_ref().ok_or_else(|| BackendError::Unsupported("starting an extra API server needs the local backend".into()))?;
         let node = info.node(&info.apiserver_nodes[0])?;
@@ -276,7 +307,7 @@ impl Env {
             name: name.clone(),
             port,
             log: info.dir.join("logs").join(format!("kube-apiserver-extra-{port}.log")),
-            run_dir: self.run_dir.clone(),
+            owner: Owner::Daemon { run_dir: self.run_dir.clone() },
             stopped: false,
         })
     }
@@ -284,14 +315,16 @@ impl Env {
     /// Stop every extra API server of the run; returns the names of those that ran.
     pub async fn stop_extra_apiservers(&self) -> Result<Vec<String>, BackendError> {
         match &self.provider {
-            // kind runs start none (no extra_apiserver capability).
-            Provider::Kind(_) => Ok(vec![]),
+            Provider::Kind(run) => Ok(crate::backend::kind::apiserver::stop_all(&run.info.dir)),
             Provider::Local(_) => self.daemon(Request::StopExtraApiservers).await,
         }
     }
 
     /// The daemon's processes and node agents, by name, and whether each runs.
     pub async fn processes(&self) -> Result<Vec<(String, bool)>, BackendError> {
+        if let Provider::Kind(run) = &self.provider {
+            return run.processes();
+        }
         Ok(self.daemon(Request::Processes).await?.into_iter().filter_map(|l| l.split_once('\t').map(|(n, s)| (n.to_string(), s == "running"))).collect())
     }
 
@@ -310,6 +343,9 @@ impl Env {
     /// Replace a cluster's structured authentication configuration (the API server
     /// reloads it).
     pub fn set_authentication_config(&self, cluster: &str, yaml: &str) -> Result<(), BackendError> {
+        if let Provider::Kind(run) = &self.provider {
+            return local::pki::write_public(&crate::backend::kind::authentication_config(run.info.cluster(cluster)?), yaml);
+        }
         let c = self.cluster(cluster)?;
         let info =
             c.local.as_ref().ok_or_else(|| BackendError::Unsupported("authentication configuration is set at cluster creation on this backend".into()))?;
@@ -331,14 +367,28 @@ pub struct ExtraApiserver {
     pub name: String,
     pub port: u16,
     log: PathBuf,
-    run_dir: PathBuf,
+    owner: Owner,
     stopped: bool,
+}
+
+/// Who stops an extra API server: the local run's daemon, or the harness itself (kind).
+enum Owner {
+    Daemon { run_dir: PathBuf },
+    Process { child: std::process::Child, pid_file: PathBuf },
 }
 
 impl ExtraApiserver {
     pub async fn stop(mut self) -> Result<(), BackendError> {
         self.stopped = true;
-        local::rpc::call(&self.run_dir, &Request::StopExtraApiserver { name: self.name.clone() }, std::time::Duration::from_secs(10)).await.map(|_| ())
+        match &mut self.owner {
+            Owner::Daemon { run_dir } => {
+                local::rpc::call(run_dir, &Request::StopExtraApiserver { name: self.name.clone() }, std::time::Duration::from_secs(10)).await.map(|_| ())
+            }
+            Owner::Process { child, pid_file } => {
+                crate::backend::kind::apiserver::stop(child, pid_file);
+                Ok(())
+            }
+        }
     }
 
     /// Why the server rejected a bearer token, from its log (the authenticator's error,
@@ -354,11 +404,17 @@ impl ExtraApiserver {
 
 impl Drop for ExtraApiserver {
     fn drop(&mut self) {
-        if !self.stopped {
-            let req = Request::StopExtraApiserver { name: self.name.clone() };
-            if let Err(e) = local::rpc::call_blocking(&self.run_dir, &req, std::time::Duration::from_secs(10)) {
-                tracing::warn!(name = %self.name, error = %e, "could not stop an extra API server its attempt left");
+        if self.stopped {
+            return;
+        }
+        match &mut self.owner {
+            Owner::Daemon { run_dir } => {
+                let req = Request::StopExtraApiserver { name: self.name.clone() };
+                if let Err(e) = local::rpc::call_blocking(run_dir, &req, std::time::Duration::from_secs(10)) {
+                    tracing::warn!(name = %self.name, error = %e, "could not stop an extra API server its attempt left");
+                }
             }
+            Owner::Process { child, pid_file } => crate::backend::kind::apiserver::stop(child, pid_file),
         }
     }
 }

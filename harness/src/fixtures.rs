@@ -97,6 +97,8 @@ pub struct Binaries {
     pub etcd: PathBuf,
     pub dex: PathBuf,
     pub kind: PathBuf,
+    /// The pod sandbox program (kind hosts' network holder, the node image's pause).
+    pub pause: PathBuf,
 }
 
 impl Binaries {
@@ -112,6 +114,7 @@ impl Binaries {
             etcd: bin.join(format!("etcd-{}", v.etcd)).join("etcd"),
             dex: bin.join(format!("dex-{}", v.dex)).join("dex"),
             kind: bin.join(format!("kind-{}", v.kind)).join("kind"),
+            pause: bin.join(format!("pause-{}", v.kubernetes)).join("pause"),
         }
     }
 

@@ -9,8 +9,11 @@
 //! - an `up` killed (SIGKILL, its whole process group) while kind is creating nodes leaves
 //!   a plan from which `recover` and `down` remove everything it made;
 //! - the faults kind supports (a lost node, etcd killed, a partition between two nodes, a
-//!   stopped cluster), journaled as the runner journals them, are proven in effect and then
-//!   undone; a fault journaled and left in place is reverted by `firedrill recover`.
+//!   stopped cluster, a host's process stopped, a partition between a node and a host),
+//!   journaled as the runner journals them, are proven in effect and then undone; a fault
+//!   journaled and left in place is reverted by `firedrill recover`; a host is a container
+//!   at its planned address, its process one of its own image; an extra API server started
+//!   in the control-plane node's namespace answers, and stopping it leaves nothing.
 //!
 //! The two share the engine and the machine's two cores, so they take turns.
 
@@ -57,9 +60,15 @@ fn volumes() -> Vec<String> {
     docker(&["volume", "ls", "-q"]).lines().map(String::from).collect()
 }
 
+/// The containers of kind run `number`'s hosts.
+fn host_containers(number: u8) -> Vec<String> {
+    docker(&["ps", "-a", "--filter", &format!("label=firedrill.kind-run={number}"), "--format", "{{.Names}}"]).lines().map(String::from).collect()
+}
+
 /// Nothing of kind run `number` is on the engine; the volumes are those there before.
 fn assert_nothing_left(number: u8, before: &[String]) {
     assert_eq!(containers(&format!("fd-k{number}-")), Vec::<String>::new(), "node containers left");
+    assert_eq!(host_containers(number), Vec::<String>::new(), "host containers left");
     assert!(!networks().contains(&format!("fd-kind-{number}")), "network fd-kind-{number} left");
     let new: Vec<String> = volumes().into_iter().filter(|v| !before.contains(v)).collect();
     assert_eq!(new, Vec::<String>::new(), "volumes left");
@@ -188,10 +197,44 @@ async fn faults_on_kind_are_proven_in_effect_then_undone_and_recover_reverts_a_j
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let paths = common::paths();
     let topo = firedrill::topology::Topology::load(&paths.fixtures, "single").unwrap();
-    let env = firedrill::env::Env::provision_kind(&paths, &topo, &common::firedrill()).await.unwrap_or_else(|e| panic!("up on kind: {e}"));
+    let env = firedrill::env::Env::provision_kind(&paths, &topo, &["lb".into()], &common::firedrill()).await.unwrap_or_else(|e| panic!("up on kind: {e}"));
     let number = env.kind().unwrap().info.number;
     let outcome = async {
+        // A host at its planned address, running haproxy from its image.
+        let lb = env.host("lb").unwrap();
+        assert_eq!(lb, firedrill::backend::addresses::kind_host(number, 0));
+        let cfg = env.run_dir.join("hosts/lb/haproxy.cfg");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(&cfg, format!("defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\nfrontend f\n  bind {lb}:5556\n  default_backend b\nbackend b\n  server s 127.0.0.1:1\n")).unwrap();
+        let argv = vec!["/usr/sbin/haproxy".to_string(), "-db".into(), "-f".into(), cfg.display().to_string()];
+        env.add_host_process("lb", "haproxy", argv, vec![]).await.unwrap_or_else(|e| panic!("haproxy on host lb: {e}"));
+        firedrill::wait::until(firedrill::wait::Deadline::after(Duration::from_secs(20)), "haproxy on host lb to accept connections", || async move {
+            tokio::net::TcpStream::connect((lb, 5556)).await.ok().map(|_| ())
+        })
+        .await
+        .unwrap();
+
+        // An extra API server in the control-plane node's namespace answers, and is gone once stopped.
+        let extra = env.start_extra_apiserver("main").await.unwrap_or_else(|e| panic!("extra API server: {e}"));
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(env.cluster("main").unwrap().ca_pem.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let url = format!("{}/readyz", extra.url);
+        firedrill::wait::until(firedrill::wait::Deadline::after(Duration::from_secs(60)), &format!("{url} to answer ok"), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(&url).send().await.ok()?.status().is_success().then_some(()) }
+        })
+        .await
+        .unwrap();
+        extra.stop().await.unwrap();
+        assert!(http.get(&url).send().await.is_err(), "{url} still answers after the server was stopped");
+        assert!(std::fs::read_dir(env.run_dir.join("extra-apiservers")).unwrap().next().is_none(), "a pid file outlived its server");
+
         let faults = [
+            FaultSpec::StopHost { host: "lb".into(), signal: Signal::Term },
+            FaultSpec::Partition { between: vec!["main/control-plane".into(), "lb".into()] },
             FaultSpec::LoseNode { cluster: "main".into(), node: "worker-1".into() },
             FaultSpec::StopStorage { cluster: "main".into(), signal: Signal::Kill },
             FaultSpec::Partition { between: vec!["main/worker-1".into(), "main/worker-2".into()] },
@@ -225,4 +268,5 @@ async fn faults_on_kind_are_proven_in_effect_then_undone_and_recover_reverts_a_j
         std::panic::resume_unwind(panic);
     }
     assert!(containers(&format!("fd-k{number}-")).is_empty(), "node containers left");
+    assert!(host_containers(number).is_empty(), "host containers left");
 }

@@ -9,7 +9,7 @@
 //! | 198.19.1.0/24 … 198.19.120.0/24 | local runs 1–120: the service ranges of their clusters (/26 each) |
 //! | 198.18.128.0/24 | Docker's default bridge |
 //! | 198.18.192.0/19 | Docker's address pools (/24 networks it allocates itself) |
-//! | 198.18.224.0/24 … 198.18.227.0/24 | kind runs 0–3: the Docker network of each |
+//! | 198.18.224.0/24 … 198.18.227.0/24 | kind runs 0–3: the Docker network of each (nodes from its lower /25, hosts at .200 on) |
 //! | 198.19.128.0/18 | kind clusters' pod subnets (/22 each: run × 4 + cluster) |
 //! | 198.19.192.0/18 | kind clusters' service subnets (/22 each, likewise) |
 //!
@@ -92,6 +92,22 @@ pub fn kind_network(n: u8) -> Block {
     Block::new(198, 18, 224 + n, 0, 24)
 }
 
+/// Where Docker allocates node containers' addresses in kind run `n`'s network: its lower
+/// half, so that the fixed addresses of hosts above never collide with a node's.
+pub fn kind_nodes(n: u8) -> Block {
+    let net = kind_network(n);
+    Block { base: net.base, prefix: net.prefix + 1 }
+}
+
+/// How many hosts outside the clusters a kind run may have.
+pub const KIND_HOSTS_PER_RUN: u8 = 32;
+
+/// The fixed address of host `i` (in the order the run lists them) of kind run `n`.
+pub fn kind_host(n: u8, i: u8) -> Ipv4Addr {
+    assert!(KIND_RUNS.contains(&n) && i < KIND_HOSTS_PER_RUN, "kind run {n} host {i} is outside the plan");
+    Ipv4Addr::from(kind_network(n).first() + 200 + u32::from(i))
+}
+
 /// The pod and service subnets of cluster `k` of kind run `n`.
 pub fn kind_cluster(n: u8, k: u8) -> (Block, Block) {
     assert!(KIND_RUNS.contains(&n) && k < KIND_CLUSTERS_PER_RUN, "kind run {n} cluster {k} is outside the plan");
@@ -154,7 +170,7 @@ pub fn describe() -> String {
         (format!("{s1} … {sn}"), format!("local runs {first}–{last}: their clusters' service ranges")),
     ];
     let (k1, kn) = (*KIND_RUNS.start(), *KIND_RUNS.end());
-    rows.push((format!("{} … {}", kind_network(k1), kind_network(kn)), format!("kind runs {k1}–{kn}: the Docker network of each")));
+    rows.push((format!("{} … {}", kind_network(k1), kind_network(kn)), format!("kind runs {k1}–{kn}: the Docker network of each: nodes in its lower /25, hosts from .200")));
     rows.extend(SHARED.iter().map(|(name, b)| (b.to_string(), name.to_string())));
     let mut out = format!("every address lies in {TEST_RANGE}\n");
     for (block, what) in rows {
@@ -229,6 +245,21 @@ mod tests {
         }
         assert_eq!(kind_cluster(0, 0).0.to_string(), "198.19.128.0/22");
         assert_eq!(kind_cluster(3, 3).1.to_string(), "198.19.252.0/22");
+    }
+
+    #[test]
+    fn kind_hosts_sit_above_the_nodes_and_inside_their_network() {
+        for n in KIND_RUNS {
+            let nodes = kind_nodes(n);
+            assert!(kind_network(n).contains(nodes));
+            for i in [0, KIND_HOSTS_PER_RUN - 1] {
+                let h = Block { base: kind_host(n, i), prefix: 32 };
+                assert!(kind_network(n).contains(h), "{h}");
+                assert!(!nodes.contains(h), "{h} is in the nodes' range {nodes}");
+                assert!(kind_host(n, i).octets()[3] < 255, "{h} is the broadcast address");
+            }
+        }
+        assert_eq!(kind_host(1, 0).to_string(), "198.18.225.200");
     }
 
     #[test]

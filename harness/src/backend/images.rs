@@ -20,6 +20,22 @@ struct File {
 struct Entry {
     binary: Source,
     path: String,
+    /// Files or directories the binary reads besides its libraries (modules it loads,
+    /// schemas), copied into the image at the same paths, with the libraries they load.
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    /// `cluster` (default): a pod's image, loaded into every cluster; `host`: a host's
+    /// process outside the clusters, run by the Docker engine itself.
+    #[serde(default, rename = "runs-on")]
+    runs_on: RunsOn,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunsOn {
+    #[default]
+    Cluster,
+    Host,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +54,8 @@ enum Source {
 pub struct Image {
     pub binary: PathBuf,
     pub path: String,
+    pub files: Vec<PathBuf>,
+    pub runs_on: RunsOn,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -58,6 +76,7 @@ impl ImageMap {
                     "etcd" => binaries.etcd.clone(),
                     "kube-apiserver" => binaries.kube_apiserver.clone(),
                     "kubectl" => binaries.kubectl.clone(),
+                    "pause" => binaries.pause.clone(),
                     other => return Err(FixtureError::Invalid { path, message: format!("image {name}: no cached binary `{other}`") }),
                 },
                 Source::Workspace(b) => firedrill.parent().unwrap_or(Path::new(".")).join(b),
@@ -66,7 +85,10 @@ impl ImageMap {
                     return Err(FixtureError::Invalid { path, message: format!("image {name}: system binary {} is not an absolute path", p.display()) });
                 }
             };
-            images.insert(name, Image { binary, path: e.path });
+            if let Some(f) = e.files.iter().find(|f| !f.is_absolute()) {
+                return Err(FixtureError::Invalid { path, message: format!("image {name}: file {} is not an absolute path", f.display()) });
+            }
+            images.insert(name, Image { binary, path: e.path, files: e.files, runs_on: e.runs_on });
         }
         Ok(ImageMap { images })
     }
@@ -74,6 +96,13 @@ impl ImageMap {
     /// Every image by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Image)> {
         self.images.iter().map(|(n, i)| (n.as_str(), i))
+    }
+
+    /// The host image whose binary is `binary` (a host process's argv[0]).
+    pub fn for_host_binary(&self, binary: &Path) -> Result<(&str, &Image), String> {
+        self.iter().find(|(_, i)| i.runs_on == RunsOn::Host && i.binary == binary).ok_or_else(|| {
+            format!("no image in fixtures/images.yaml runs {} on a host (`runs-on: host`); the kind backend runs hosts' processes from images only", binary.display())
+        })
     }
 
     /// The image, or a message naming what is missing.
@@ -112,7 +141,7 @@ mod tests {
 
     fn map() -> ImageMap {
         let mut images = BTreeMap::new();
-        images.insert("x.local/dex:pinned".to_string(), Image { binary: PathBuf::from("/bin/true"), path: "/usr/local/bin/dex".into() });
+        images.insert("x.local/dex:pinned".to_string(), Image { binary: PathBuf::from("/bin/true"), path: "/usr/local/bin/dex".into(), files: vec![], runs_on: RunsOn::Cluster });
         ImageMap { images }
     }
 
@@ -125,5 +154,25 @@ mod tests {
         assert_eq!(m.argv(&img, &s(&["/usr/local/bin/dex", "serve"]), &s(&["c.yaml"])).unwrap(), s(&["/bin/true", "serve", "c.yaml"]));
         assert_eq!(m.argv(&img, &[], &s(&["serve"])).unwrap(), s(&["/bin/true", "serve"]));
         assert!(m.argv(&img, &s(&["/bin/sh", "-c", "x"]), &[]).is_err());
+    }
+
+    #[test]
+    fn a_host_process_finds_the_host_image_of_its_binary_only() {
+        let mut m = map();
+        m.images.insert("x.local/lb:debian".into(), Image { binary: PathBuf::from("/usr/sbin/haproxy"), path: "/usr/sbin/haproxy".into(), files: vec![], runs_on: RunsOn::Host });
+        assert_eq!(m.for_host_binary(Path::new("/usr/sbin/haproxy")).unwrap().0, "x.local/lb:debian");
+        // A pod's image is not a host's, even for the same binary.
+        assert!(m.for_host_binary(Path::new("/bin/true")).unwrap_err().contains("runs-on: host"));
+    }
+
+    #[test]
+    fn the_repositorys_table_loads_and_its_host_images_name_absolute_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let v = crate::fixtures::Versions::load(&root.join("fixtures")).unwrap();
+        let b = crate::fixtures::Binaries::in_cache(Path::new("/nonexistent"), &v);
+        let m = ImageMap::load(&root.join("fixtures"), &b, Path::new("/x/firedrill")).unwrap();
+        let hosts: Vec<&str> = m.iter().filter(|(_, i)| i.runs_on == RunsOn::Host).map(|(n, _)| n).collect();
+        assert!(hosts.contains(&"firedrill.local/slapd:debian") && hosts.contains(&"firedrill.local/haproxy:debian"), "{hosts:?}");
+        assert_eq!(m.for_host_binary(Path::new("/usr/sbin/slapd")).unwrap().1.files, [PathBuf::from("/usr/lib/ldap"), PathBuf::from("/etc/ldap/schema")]);
     }
 }

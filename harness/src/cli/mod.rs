@@ -39,7 +39,7 @@ pub enum Command {
         topology: String,
         #[arg(long, value_enum, env = "FIREDRILL_BACKEND", default_value = "local")]
         backend: crate::backend::BackendKind,
-        /// Extra hosts outside the clusters (network namespaces on the run's bridge).
+        /// Extra hosts outside the clusters (network namespaces on a local run's bridge, containers on a kind run's network).
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
     },
@@ -186,11 +186,7 @@ async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind,
     }
     match backend {
         BackendKind::Local => {}
-        BackendKind::Kind if hosts.is_empty() => return up_kind(paths, &topo).await,
-        BackendKind::Kind => {
-            eprintln!("error: --hosts: hosts outside the clusters are not implemented on the kind backend");
-            return ExitCode::from(EXIT_HARNESS);
-        }
+        BackendKind::Kind => return up_kind(paths, &topo, &hosts).await,
         BackendKind::Existing => {
             eprintln!("error: the existing backend uses clusters that are already up; there is nothing to bring up");
             return ExitCode::from(EXIT_HARNESS);
@@ -219,9 +215,9 @@ async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind,
     }
 }
 
-async fn up_kind(paths: &Paths, topo: &crate::topology::Topology) -> ExitCode {
+async fn up_kind(paths: &Paths, topo: &crate::topology::Topology, hosts: &[String]) -> ExitCode {
     let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
-    match crate::backend::kind::KindRun::up(paths, topo, &firedrill).await {
+    match crate::backend::kind::KindRun::up(paths, topo, hosts, &firedrill).await {
         Ok(run) => {
             let i = &run.info;
             println!("run {} is up on kind ({}); network {} {}", i.id, i.dir.display(), i.network, i.subnet);
@@ -230,6 +226,9 @@ async fn up_kind(paths: &Paths, topo: &crate::topology::Topology) -> ExitCode {
                 for n in &c.nodes {
                     println!("    node {}: container {}", n.name, n.container);
                 }
+            }
+            for h in &i.hosts {
+                println!("  host {} {}: container {}", h.name, h.ip, h.container);
             }
             println!("tear down with: firedrill down {}", i.dir.display());
             ExitCode::from(EXIT_MATCH)

@@ -91,6 +91,11 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
             Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
         }
     }
+    match report::append_job_summary(&all, stability.as_ref()) {
+        Ok(Some(p)) => eprintln!("firedrill: job summary appended to {}", p.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("error: appending the job summary (GITHUB_STEP_SUMMARY): {e}"),
+    }
     if let Some(s) = &stability {
         println!("\nfiredrill: {}", s.summary());
         for c in &s.changed {
@@ -164,6 +169,13 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_HARNESS);
         }
     };
+    // A killed harness leaves the extra API servers it started on kind (the local backend's
+    // daemon stops its own).
+    if crate::backend::kind::is_run(&dir) {
+        for s in crate::backend::kind::apiserver::stop_all(&dir) {
+            println!("recover: stopped an extra API server left running ({s})");
+        }
+    }
     let journal = crate::journal::Journal::at(&dir);
     if journal.pending().is_empty() {
         println!("recover: {}: nothing to revert", dir.display());

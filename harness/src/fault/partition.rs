@@ -5,7 +5,7 @@
 //! A partition's side is a cluster (every node, and its API load balancer host), one node
 //! (`cluster/node`) or a host; each side drops all traffic to and from the other. An
 //! unreachable host drops everything but its loopback. On kind the tables go into the node
-//! containers (`docker exec … nft`), and also drop what a node forwards for its pods.
+//! and host containers' namespaces, and also drop what a node forwards for its pods.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,8 +22,8 @@ struct Side {
     ips: Vec<Ipv4Addr>,
 }
 
-/// Where a side's rules go: a network namespace by name, or a kind node container
-/// (`docker:<container>`).
+/// Where a side's rules go: a network namespace by name, or a kind node's or host's
+/// container (`docker:<container>`).
 const CONTAINER: &str = "docker:";
 
 fn kind_side(run: &crate::backend::kind::KindRun, name: &str) -> Result<Side, FaultError> {
@@ -31,9 +31,15 @@ fn kind_side(run: &crate::backend::kind::KindRun, name: &str) -> Result<Side, Fa
         Some((c, n)) => (c, Some(n)),
         None => (name, None),
     };
+    if node.is_none()
+        && let Ok(h) = run.host(name)
+    {
+        let ip = h.ip.parse().map_err(|_| FaultError::Invalid(format!("partition: host {name} has no valid address ({})", h.ip)))?;
+        return Ok(Side { name: name.into(), netns: vec![format!("{CONTAINER}{}", h.container)], ips: vec![ip] });
+    }
     let c = run
         .kind_cluster(cluster)
-        .map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster nor a node of this kind run (kind runs have no hosts)")))?;
+        .map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster, a node nor a host of this kind run")))?;
     let nodes = match node {
         Some(n) => vec![run.node(cluster, n).map_err(super::backend_err(format!("partition: node {name}")))?],
         None => c.nodes.iter().collect(),
@@ -113,13 +119,18 @@ fn ruleset(table: &str, peers: Option<&[Ipv4Addr]>, forward: bool) -> String {
     format!("table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n{body}}}\n")
 }
 
-/// Run an nftables script in a network namespace, or inside a kind node container.
+/// Run an nftables script in a network namespace, or in a kind container's (the
+/// harness's own nft, entering the namespace of the container's first process: a host's
+/// container has no nft of its own).
 fn nft(netns: &str, script: &str) -> Result<(), String> {
-    let argv: Vec<&str> = match netns.strip_prefix(CONTAINER) {
-        Some(container) => vec!["docker", "exec", "-i", container, "nft", "-f", "-"],
-        None => vec!["ip", "netns", "exec", netns, "nft", "-f", "-"],
+    let argv: Vec<String> = match netns.strip_prefix(CONTAINER) {
+        Some(container) => {
+            let pid = crate::backend::kind::ops::pid(container).map_err(|e| e.to_string())?;
+            ["nsenter".to_string(), format!("--net=/proc/{pid}/ns/net"), "nft".into(), "-f".into(), "-".into()].to_vec()
+        }
+        None => ["ip", "netns", "exec", netns, "nft", "-f", "-"].map(String::from).to_vec(),
     };
-    let mut child = Command::new(argv[0])
+    let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -1,10 +1,10 @@
 //! The components' images on kind: each image of `fixtures/images.yaml` is built offline
 //! from the binary the table names — the binary (without debug information) at the
-//! image's `path`, the shared
-//! libraries it loads (as `ldd` lists them) at theirs, an empty `/tmp`, `ENTRYPOINT
-//! [path]` — with `docker import` (nothing is pulled), then loaded into every cluster of a
-//! run with `kind load docker-image`. An image is rebuilt only when its binary changed: the
-//! binary's hash is a label of the image.
+//! image's `path`, the other files it lists at theirs, the shared libraries all of them
+//! load (as `ldd` lists them) at theirs, an empty `/tmp`, `ENTRYPOINT [path]` — with
+//! `docker import` (nothing is pulled). Pods' images are then loaded into every cluster of
+//! a run with `kind load docker-image`; hosts' images are run by the engine itself. An
+//! image is rebuilt only when its inputs changed: their hash is a label of the image.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{KindRunInfo, run, run_async};
 use crate::backend::BackendError;
-use crate::backend::images::{Image, ImageMap};
+use crate::backend::images::{Image, ImageMap, RunsOn};
 
 const LABEL: &str = "firedrill.binary-sha256";
 
@@ -41,9 +41,40 @@ fn closure(binary: &Path) -> Result<Vec<PathBuf>, BackendError> {
     Ok(libs)
 }
 
-fn sha256(path: &Path) -> Result<String, BackendError> {
-    let bytes = std::fs::read(path).map_err(|e| BackendError::io(path, e))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+/// The hash of an image's inputs: its binary, and each of its other files by path and content.
+fn inputs_hash(binary: &Path, files: &[PathBuf]) -> Result<String, BackendError> {
+    let mut h = Sha256::new();
+    h.update(std::fs::read(binary).map_err(|e| BackendError::io(binary, e))?);
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update(std::fs::read(f).map_err(|e| BackendError::io(f, e))?);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Every regular file under `files` (each a file or a directory), sorted.
+fn expand(files: &[PathBuf]) -> Result<Vec<PathBuf>, BackendError> {
+    let mut out = Vec::new();
+    let mut todo: Vec<PathBuf> = files.to_vec();
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::metadata(&p).map_err(|e| BackendError::io(&p, e))?;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).map_err(|e| BackendError::io(&p, e))? {
+                todo.push(e.map_err(|e| BackendError::io(&p, e))?.path());
+            }
+        } else if meta.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Whether a file is a shared object (whose libraries the image needs too).
+fn is_shared_object(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.ends_with(".so") || name.contains(".so.")
 }
 
 /// Every image's binary exists (checked before a run creates anything).
@@ -58,7 +89,8 @@ pub fn check(map: &ImageMap) -> Result<(), BackendError> {
 
 /// Build `name` from `image` unless the engine has it built from the same binary.
 fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
-    let hash = sha256(&image.binary)?;
+    let files = expand(&image.files)?;
+    let hash = inputs_hash(&image.binary, &files)?;
     let current = run("docker", &["image", "inspect", "--format", &format!("{{{{index .Config.Labels \"{LABEL}\"}}}}"), name]).unwrap_or_default();
     if current.trim() == hash {
         return Ok(false);
@@ -75,7 +107,14 @@ fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
     // every node would import: the image keeps the code only, where `strip` is installed.
     let inside = dir.path().join(image.path.trim_start_matches('/'));
     let _ = duct::cmd("strip", ["--strip-debug".into(), inside.display().to_string()]).stdout_null().stderr_null().unchecked().run();
-    for lib in closure(&image.binary)? {
+    let mut libs = closure(&image.binary)?;
+    for f in &files {
+        place(f, &f.display().to_string())?;
+        if is_shared_object(f) {
+            libs.extend(closure(f)?);
+        }
+    }
+    for lib in libs {
         place(&lib, &lib.display().to_string())?;
     }
     let tmp = dir.path().join("tmp");
@@ -106,14 +145,18 @@ fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
     Ok(true)
 }
 
-/// Build every image of `map` (those whose binary changed) and load them all into every
-/// cluster of the run. Returns the images' names.
-pub async fn load(info: &KindRunInfo, kind: &Path, map: &ImageMap) -> Result<Vec<String>, BackendError> {
-    let mut names = Vec::new();
+/// Build every image of `map` whose inputs changed.
+pub fn build_all(map: &ImageMap) -> Result<(), BackendError> {
     for (name, image) in map.iter() {
         build(name, image)?;
-        names.push(name.to_string());
     }
+    Ok(())
+}
+
+/// Load the pods' images of `map` (built by [`build_all`]) into every cluster of the run;
+/// hosts' images stay in the engine. Returns the loaded images' names.
+pub async fn load(info: &KindRunInfo, kind: &Path, map: &ImageMap) -> Result<Vec<String>, BackendError> {
+    let names: Vec<String> = map.iter().filter(|(_, i)| i.runs_on == RunsOn::Cluster).map(|(n, _)| n.to_string()).collect();
     for c in &info.clusters {
         let mut args = vec!["load".to_string(), "docker-image".into(), "--name".into(), c.kind_name.clone()];
         args.extend(names.iter().cloned());

@@ -8,11 +8,16 @@
 //! before it creates anything, so that `down` removes everything a run may have made even
 //! when the process creating it was killed half-way.
 //!
-//! What runs on kind today: bringing topologies up and down, with the components' images
-//! (`fixtures/images.yaml`) built offline and loaded into every cluster ([`images`]), and
-//! faults with kind's own mechanisms ([`ops`]). The runner does not run suites on kind yet
-//! (deploying components there is not wired): it refuses `--backend kind`.
+//! What runs on kind: bringing topologies up and down, with the components' images
+//! (`fixtures/images.yaml`) built offline and loaded into every cluster ([`images`]); hosts
+//! outside the clusters as containers on the run's network ([`hosts`]); faults with kind's
+//! own mechanisms ([`ops`]); the cold-start probe's extra API server in the control-plane
+//! node's network namespace ([`apiserver`]). Every control-plane node mounts the run's
+//! `clusters/<name>/authn` directory, whose structured authentication configuration the
+//! API server reads and reloads, so components that bring an issuer can set it.
 
+pub mod apiserver;
+pub mod hosts;
 pub mod images;
 pub mod ops;
 
@@ -26,12 +31,15 @@ use crate::fixtures::{Binaries, Paths, Versions};
 use crate::topology::{NodeRole, Topology};
 use crate::wait::{self, Deadline};
 
-/// What faults can do to kind clusters ([`ops`]): everything through the API, partitions
-/// (nftables in the node containers), etcd stopped in the control-plane node, a node's
-/// container killed, every node container of a cluster stopped. Not hosts (kind runs have
-/// none yet) and not the cold-start probe's extra API server.
+/// What faults can do to kind clusters ([`ops`], [`hosts`], [`apiserver`]): everything
+/// through the API, hosts' processes stopped, partitions (nftables in the node and host
+/// containers' namespaces), etcd stopped in the control-plane node, a node's container
+/// killed, every node container of a cluster stopped, and extra API servers started.
 pub const CAPABILITIES: Capabilities =
-    Capabilities { api_faults: true, stop_host: false, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: false };
+    Capabilities { api_faults: true, stop_host: true, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: true };
+
+/// Where a control-plane node sees its cluster's `authn` directory.
+const AUTHN_IN_NODE: &str = "/etc/kubernetes/firedrill";
 
 /// How long every node of a new cluster may take to turn Ready after `kind create`.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -53,6 +61,18 @@ pub struct KindRunInfo {
     pub subnet: String,
     pub image: String,
     pub clusters: Vec<KindCluster>,
+    /// Hosts outside the clusters ([`hosts`]).
+    #[serde(default)]
+    pub hosts: Vec<KindHost>,
+}
+
+/// A host outside the clusters: the container holding its network namespace, at its
+/// fixed address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KindHost {
+    pub name: String,
+    pub ip: String,
+    pub container: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -167,7 +187,10 @@ pub fn is_run(dir: &Path) -> bool {
 }
 
 /// The kind names and container names of a topology, in run `number`.
-pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, image: &str) -> Result<KindRunInfo, BackendError> {
+pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, hosts: &[String], image: &str) -> Result<KindRunInfo, BackendError> {
+    if hosts.len() > usize::from(addresses::KIND_HOSTS_PER_RUN) {
+        return Err(BackendError::Unsupported(format!("{} hosts; a kind run holds at most {}", hosts.len(), addresses::KIND_HOSTS_PER_RUN)));
+    }
     if topology.clusters.len() > usize::from(addresses::KIND_CLUSTERS_PER_RUN) {
         return Err(BackendError::Unsupported(format!(
             "topology {} has {} clusters; a kind run holds at most {}",
@@ -222,6 +245,11 @@ pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, image: &str) 
         subnet: addresses::kind_network(number).to_string(),
         image: image.to_string(),
         clusters,
+        hosts: hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| KindHost { name: h.clone(), ip: addresses::kind_host(number, i as u8).to_string(), container: format!("{PREFIX}{number}-host-{h}") })
+            .collect(),
     })
 }
 
@@ -238,9 +266,28 @@ pub fn cluster_config(fixtures: &Path, cluster: &KindCluster) -> Result<String, 
         .or_insert_with(|| serde_json::json!({}));
     networking["podSubnet"] = cluster.pods.clone().into();
     networking["serviceSubnet"] = cluster.services.clone().into();
-    config["nodes"] =
-        cluster.nodes.iter().map(|n| serde_json::json!({ "role": if n.role == NodeRole::ControlPlane { "control-plane" } else { "worker" } })).collect();
+    config["nodes"] = cluster
+        .nodes
+        .iter()
+        .map(|n| match n.role {
+            NodeRole::ControlPlane => serde_json::json!({
+                "role": "control-plane",
+                "extraMounts": [{ "hostPath": authn_dir(cluster).display().to_string(), "containerPath": AUTHN_IN_NODE, "readOnly": true }],
+            }),
+            NodeRole::Worker => serde_json::json!({ "role": "worker" }),
+        })
+        .collect();
     Ok(serde_json::to_string_pretty(&config).expect("a kind configuration serialises"))
+}
+
+/// The directory a cluster's control-plane node mounts at [`AUTHN_IN_NODE`].
+fn authn_dir(cluster: &KindCluster) -> PathBuf {
+    cluster.kubeconfig.with_file_name("authn")
+}
+
+/// The cluster's structured authentication configuration, as the harness writes it.
+pub fn authentication_config(cluster: &KindCluster) -> PathBuf {
+    authn_dir(cluster).join("authentication-config.yaml")
 }
 
 impl KindRunInfo {
@@ -272,16 +319,17 @@ impl KindRun {
     /// Ready, and load the components' images (`firedrill` is the executable the
     /// workspace's binaries sit next to). On any failure whatever was made is removed
     /// before the error returns (with the end of the control-plane node's log in it).
-    pub async fn up(paths: &Paths, topology: &Topology, firedrill: &Path) -> Result<KindRun, BackendError> {
+    pub async fn up(paths: &Paths, topology: &Topology, hosts: &[String], firedrill: &Path) -> Result<KindRun, BackendError> {
         let tools = preflight(paths)?;
         let v = Versions::load(&paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
         let binaries = Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
         let image_map = crate::backend::images::ImageMap::load(&paths.fixtures, &binaries, firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
         images::check(&image_map)?;
+        images::build_all(&image_map)?;
         let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
         let id = format!("{}-{stamp}-{:04x}", topology.topology, std::process::id() % 0x10000);
         let (dir, number) = allocate(&id)?;
-        let info = match plan(&id, &dir, number, topology, &tools.image) {
+        let info = match plan(&id, &dir, number, topology, hosts, &tools.image) {
             Ok(i) => i,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -314,6 +362,7 @@ impl KindRun {
                 "create",
                 "--driver=bridge",
                 &format!("--subnet={}", i.subnet),
+                &format!("--ip-range={}", addresses::kind_nodes(i.number)),
                 &format!("--gateway={gateway}"),
                 "--opt=com.docker.network.bridge.enable_ip_masquerade=false",
                 &format!("--opt=com.docker.network.bridge.name={}", i.network),
@@ -325,9 +374,14 @@ impl KindRun {
             vec![],
         )
         .await?;
+        hosts::create(i).await?;
         for c in &i.clusters {
             let cdir = c.kubeconfig.parent().expect("a kubeconfig path has a parent");
-            std::fs::create_dir_all(cdir).map_err(|e| BackendError::io(cdir, e))?;
+            std::fs::create_dir_all(authn_dir(c)).map_err(|e| BackendError::io(&authn_dir(c), e))?;
+            let auth = authentication_config(c);
+            if !auth.is_file() {
+                crate::backend::local::pki::write_public(&auth, crate::backend::local::controlplane::EMPTY_AUTHENTICATION_CONFIG)?;
+            }
             let config = cdir.join("kind.json");
             std::fs::write(&config, cluster_config(&paths.fixtures, c)?).map_err(|e| BackendError::io(&config, e))?;
             let args = [
@@ -472,6 +526,8 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
     }
     remove_clusters(|name| prefixes.iter().any(|p| name == p || (p.ends_with('-') && name.starts_with(p.as_str())))).await?;
     if let Some(n) = number {
+        apiserver::stop_all(dir);
+        hosts::remove(Some(n)).await?;
         remove_network(&format!("fd-kind-{n}"))?;
     }
     std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))
@@ -514,6 +570,7 @@ pub async fn down_all() -> Result<Vec<PathBuf>, BackendError> {
     }
     if run("docker", &["info"]).is_ok() {
         remove_clusters(|name| name.starts_with(PREFIX)).await?;
+        hosts::remove(None).await?;
         for n in addresses::KIND_RUNS {
             remove_network(&format!("fd-kind-{n}"))?;
         }
@@ -534,13 +591,15 @@ mod tests {
         let t = topology(
             "topology: t\nclusters:\n  - name: a\n    nodes: [{name: cp, role: control-plane}, {name: w1}, {name: w2}]\n  - name: b\n    nodes: [{name: cp, role: control-plane}]\n",
         );
-        let p = plan("r", Path::new("/tmp/r"), 2, &t, "img").unwrap();
+        let p = plan("r", Path::new("/tmp/r"), 2, &t, &["lb".into()], "img").unwrap();
         let a = p.cluster("a").unwrap();
         assert_eq!(a.kind_name, "fd-k2-a");
         let containers: Vec<&str> = a.nodes.iter().map(|n| n.container.as_str()).collect();
         assert_eq!(containers, ["fd-k2-a-control-plane", "fd-k2-a-worker", "fd-k2-a-worker2"]);
         assert_eq!(p.network, "fd-kind-2");
         assert_eq!(p.subnet, "198.18.226.0/24");
+        assert_eq!(p.hosts[0].ip, "198.18.226.200");
+        assert_eq!(p.hosts[0].container, "fd-k2-host-lb");
         let (pods, services) = addresses::kind_cluster(2, 1);
         assert_eq!(p.cluster("b").unwrap().pods, pods.to_string());
         assert_eq!(p.cluster("b").unwrap().services, services.to_string());
@@ -551,7 +610,7 @@ mod tests {
         let t = topology(
             "topology: ha\nclusters:\n  - name: main\n    etcd: 3\n    apiservers: 2\n    nodes: [{name: c1, role: control-plane}, {name: c2, role: control-plane}, {name: c3, role: control-plane}]\n",
         );
-        let e = plan("r", Path::new("/tmp/r"), 0, &t, "img").unwrap_err().to_string();
+        let e = plan("r", Path::new("/tmp/r"), 0, &t, &[], "img").unwrap_err().to_string();
         assert!(e.starts_with("not runnable on kind:"), "{e}");
         assert!(e.contains("load-balancer image"), "{e}");
     }
@@ -560,13 +619,17 @@ mod tests {
     fn the_cluster_configuration_keeps_the_fixture_and_adds_nodes_and_subnets() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("fixtures");
         let t = topology("topology: t\nclusters:\n  - name: a\n    nodes: [{name: cp, role: control-plane}, {name: w1}]\n");
-        let p = plan("r", Path::new("/tmp/r"), 0, &t, "img").unwrap();
+        let p = plan("r", Path::new("/tmp/r"), 0, &t, &[], "img").unwrap();
         let c: serde_json::Value = serde_json::from_str(&cluster_config(&root, &p.clusters[0]).unwrap()).unwrap();
         assert_eq!(c["kind"], "Cluster");
         assert_eq!(c["networking"]["podSubnet"], "198.19.128.0/22");
         assert_eq!(c["networking"]["serviceSubnet"], "198.19.192.0/22");
         assert_eq!(c["networking"]["kubeProxyMode"], "nftables");
-        assert_eq!(c["nodes"], serde_json::json!([{ "role": "control-plane" }, { "role": "worker" }]));
+        assert_eq!(c["nodes"][1], serde_json::json!({ "role": "worker" }));
+        assert_eq!(c["nodes"][0]["role"], "control-plane");
+        assert_eq!(c["nodes"][0]["extraMounts"][0]["hostPath"], "/tmp/r/clusters/a/authn");
+        assert_eq!(c["nodes"][0]["extraMounts"][0]["containerPath"], AUTHN_IN_NODE);
         assert!(c["kubeadmConfigPatches"][0].as_str().unwrap().contains("failCgroupV1: false"));
+        assert!(c["kubeadmConfigPatches"][1].as_str().unwrap().contains(&format!("{AUTHN_IN_NODE}/authentication-config.yaml")));
     }
 }

@@ -36,7 +36,7 @@ impl KindRun {
         c.nodes.iter().find(|n| n.name == node || n.container == node).ok_or_else(|| BackendError::Setup(format!("cluster {cluster} has no node `{node}`")))
     }
 
-    fn control_plane(&self, cluster: &str) -> Result<&KindNode, BackendError> {
+    pub(super) fn control_plane(&self, cluster: &str) -> Result<&KindNode, BackendError> {
         let c = self.info.cluster(cluster)?;
         c.nodes.iter().find(|n| n.role == NodeRole::ControlPlane).ok_or_else(|| BackendError::Setup(format!("cluster {cluster} has no control-plane node")))
     }
