@@ -200,8 +200,9 @@ impl ProbeSpec {
 
 /// A failed HTTP request in a few words that say where it failed: the connection was
 /// refused (nothing listens: the service is down), timed out (packets dropped: unreachable,
-/// or too slow), closed by the peer before an answer (a load balancer with no instance
-/// behind it), reset, or failed otherwise.
+/// or too slow), the host unreachable (no machine answers for its address on the link: a
+/// stopped container), closed by the peer before an answer (a load balancer with no
+/// instance behind it), reset, or failed otherwise.
 pub fn http_error(e: &reqwest::Error) -> &'static str {
     let chain = crate::error::chain(e).to_lowercase();
     if chain.contains("connection refused") {
@@ -212,6 +213,8 @@ pub fn http_error(e: &reqwest::Error) -> &'static str {
         "connection reset"
     } else if chain.contains("eof") || chain.contains("connection closed") || chain.contains("closed before") {
         "connection closed"
+    } else if chain.contains("no route to host") || chain.contains("host unreachable") {
+        "host unreachable"
     } else if chain.contains("unreachable") {
         "network unreachable"
     } else if e.is_connect() {
