@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::fixtures::Paths;
 
+mod check;
 mod run;
 mod select;
 
@@ -83,6 +84,21 @@ pub enum Command {
     },
     /// Revert the faults a killed run left in place, from its journal.
     Recover { run_dir: Option<PathBuf> },
+    /// Judge a recorded run again against the current suites and snapshots, touching no
+    /// cluster: its report directory (`run --report DIR`) or that directory's results.json.
+    Check {
+        #[arg(value_name = "REPORT_DIR")]
+        recorded: PathBuf,
+        /// A suite file that replaces the suite of the same name (an edited copy).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+        /// Directory of suite files (default: the repository's suites/).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Directory of snapshots (default: the repository's snapshots/).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
+    },
     /// Print the address plan (every block in 198.18.0.0/15), or the Docker engine
     /// configuration that follows it.
     Addresses {
@@ -136,6 +152,7 @@ pub fn main() -> ExitCode {
             ))
         }
         Command::Recover { run_dir } => block_on(run::recover(paths, run_dir)),
+        Command::Check { recorded, suite, suites, snapshots } => check::check(paths, check::CheckArgs { recorded, suite, suites, snapshots }),
         Command::Daemon { run_dir } => block_on(async move {
             match crate::backend::local::daemon::main(run_dir).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
-use super::events::{OperationResult, RunEvent, ScenarioResult, Timeline, Verdict};
+use super::events::{RunEvent, ScenarioResult, Timeline, Verdict};
 use super::{RunError, Session, claims, interruptible, verdict};
 use crate::journal::Journal;
 use crate::model::impact::{self, Impact, Stable};
-use crate::model::table::{self, ImpactTable, RecoveryLine, Row};
+use crate::model::table;
 use crate::model::{Outcome, Sample};
 use crate::probe::sampler::{Sampled, Sampler};
 use crate::suite::{ScenarioSpec, Suite};
@@ -199,10 +199,7 @@ impl Session {
         }
 
         let timeline = Timeline { injected, in_effect, revert_start, reverted, end };
-        let mut operations: Vec<OperationResult> = Vec::new();
-        for op in &spec.operations {
-            operations.push(verdict::operation(op, sc, &samples[&op.id.value], &timeline, stable).map_err(RunError::Setup)?);
-        }
+        let operations = verdict::operations(suite, sc, &samples, &timeline).map_err(RunError::Setup)?;
         let not_recovered: Vec<String> = operations
             .iter()
             .filter(|o| o.recovery.is_none())
@@ -224,33 +221,7 @@ impl Session {
             claim_results.push(claims::check(*c, &cx).await.map_err(RunError::Setup)?);
         }
         phases.close();
-        let observed = ImpactTable {
-            title: sc.title.clone(),
-            derived: sc.derived.clone(),
-            rows: operations
-                .iter()
-                .map(|o| Row {
-                    operation: o.name.clone(),
-                    impact: o.classification.as_ref().expect("set by verdict::operation").impact,
-                    note: table::note_for(sc, &o.id),
-                })
-                .collect(),
-            recovery: RecoveryLine {
-                bound: table::bound_words(sc),
-                within: verdict::within_mttr(sc, &operations),
-                note: table::recovery_note(sc),
-                excluded: table::excluded(suite, sc),
-                claims: claim_results.iter().map(|c| (c.claim, c.holds)).collect(),
-            },
-        };
-        let mut result = ScenarioResult::without_table(suite, sc, Verdict::Match);
-        result.findings = verdict::findings(sc, &operations);
-        result.mttr = verdict::mttr(&operations);
-        result.operations = operations;
-        result.observed = Some(observed);
-        result.claims = claim_results;
-        result.timeline = Some(timeline);
-        Ok(result)
+        Ok(verdict::scenario(suite, sc, operations, claim_results, timeline))
     }
 
     /// Every operation working (its last attempt Ok), waited for up to `timing.steady-state`.
@@ -348,7 +319,7 @@ impl ScenarioResult {
 
     /// Set the verdict from the snapshot and the findings, for a scenario that produced a
     /// table.
-    fn snapshot_check(&mut self, snapshots: &std::path::Path) {
+    pub fn snapshot_check(&mut self, snapshots: &std::path::Path) {
         if !matches!(self.verdict, Verdict::Match) {
             return;
         }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::events::{OperationResult, Timeline};
+use super::claims::ClaimResult;
+use super::events::{OperationResult, ScenarioResult, Timeline, Verdict};
 use crate::model::impact::{self, Stable};
-use crate::model::table::RECOVERY_GRACE;
+use crate::model::table::{self, ImpactTable, RECOVERY_GRACE, RecoveryLine, Row};
 use crate::model::{Impact, Outcome, Sample};
-use crate::suite::{OperationSpec, ScenarioSpec};
+use crate::suite::{OperationSpec, ScenarioSpec, Suite};
 
 /// The judged window of `op` in `sc`: from the fault being in effect plus the operation's
 /// settle time (or a recorded onset, when longer) to the start of the revert.
@@ -51,6 +52,55 @@ pub fn operation(op: &OperationSpec, sc: &ScenarioSpec, samples: &[Sample], t: &
         recovery_failures: reasons(samples, (t.reverted, t.reverted + rec.map(|r| r.time).unwrap_or(t.end.saturating_sub(t.reverted)))),
         samples: samples.to_vec(),
     })
+}
+
+/// Every operation of the suite judged from its samples (by operation id), as
+/// [`operation`] does.
+pub fn operations(suite: &Suite, sc: &ScenarioSpec, samples: &BTreeMap<String, Vec<Sample>>, t: &Timeline) -> Result<Vec<OperationResult>, String> {
+    let stable = Stable::for_span(suite.spec.timing.stable.0);
+    suite
+        .spec
+        .operations
+        .iter()
+        .map(|op| {
+            let s = samples.get(&op.id.value).ok_or_else(|| format!("operation `{}`: no samples recorded", op.id.value))?;
+            operation(op, sc, s, t, stable)
+        })
+        .collect()
+}
+
+/// The scenario's result from its judged operations and its claims' post-checks: the
+/// observed table, the findings, the MTTR. The verdict is [`Verdict::Match`] until
+/// [`ScenarioResult::snapshot_check`] compares the table with the snapshot. Pure: a live
+/// run and `firedrill check` of its recording reach the same result.
+pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResult>, claims: Vec<ClaimResult>, timeline: Timeline) -> ScenarioResult {
+    let observed = ImpactTable {
+        title: sc.title.clone(),
+        derived: sc.derived.clone(),
+        rows: operations
+            .iter()
+            .map(|o| Row {
+                operation: o.name.clone(),
+                impact: o.classification.as_ref().expect("set by verdict::operation").impact,
+                note: table::note_for(sc, &o.id),
+            })
+            .collect(),
+        recovery: RecoveryLine {
+            bound: table::bound_words(sc),
+            within: within_mttr(sc, &operations),
+            note: table::recovery_note(sc),
+            excluded: table::excluded(suite, sc),
+            claims: claims.iter().map(|c| (c.claim, c.holds)).collect(),
+        },
+    };
+    let mut result = ScenarioResult::without_table(suite, sc, Verdict::Match);
+    result.findings = findings(sc, &operations);
+    result.mttr = mttr(&operations);
+    result.operations = operations;
+    result.observed = Some(observed);
+    result.claims = claims;
+    result.timeline = Some(timeline);
+    result
 }
 
 /// Rule 5: whether every operation the bound is about came back within it. `None` without

@@ -1,0 +1,170 @@
+//! `firedrill check`: re-judge a recorded run against the current suites and snapshots,
+//! without touching a cluster. A report's `results.json` holds every probe attempt with
+//! its time, the scenario's timeline and the claims' post-checks; the verdict is reached
+//! from them by the same pure code a live run uses (`runner::verdict`), so editing a suite
+//! (a cause, a settle time, a deviation) or a snapshot is checked in seconds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Deserialize;
+
+use super::select::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH};
+use crate::fixtures::Paths;
+use crate::model::Sample;
+use crate::report::markdown::verdict_word;
+use crate::runner::claims::ClaimResult;
+use crate::runner::events::Timeline;
+use crate::runner::{ScenarioResult, Verdict, verdict};
+use crate::suite::{Claim, Suite};
+
+/// What `results.json` records of one scenario, as far as judging needs it.
+#[derive(Deserialize)]
+struct Recorded {
+    suite: String,
+    scenario: String,
+    verdict: RecordedVerdict,
+    #[serde(default)]
+    round: u32,
+    #[serde(default)]
+    timeline: Option<Timeline>,
+    #[serde(default)]
+    operations: Vec<RecordedOperation>,
+    #[serde(default)]
+    claims: Vec<RecordedClaim>,
+}
+
+#[derive(Deserialize)]
+struct RecordedVerdict {
+    verdict: String,
+}
+
+#[derive(Deserialize)]
+struct RecordedOperation {
+    id: String,
+    samples: Vec<Sample>,
+}
+
+#[derive(Deserialize)]
+struct RecordedClaim {
+    claim: Claim,
+    holds: bool,
+    detail: String,
+}
+
+pub struct CheckArgs {
+    /// A report directory (`--report DIR`) or its `results.json`.
+    pub recorded: PathBuf,
+    /// A suite file that replaces the suite of the same name.
+    pub suite: Option<PathBuf>,
+    pub suites: Option<PathBuf>,
+    pub snapshots: Option<PathBuf>,
+}
+
+/// The verdict's kebab-case name, as `results.json` spells it.
+fn verdict_name(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Match => "match",
+        Verdict::Mismatch { .. } => "mismatch",
+        Verdict::NotRunnable { .. } => "not-runnable",
+        Verdict::HarnessError { .. } => "harness-error",
+    }
+}
+
+fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
+    let dir = args.suites.clone().unwrap_or_else(|| paths.suites.clone());
+    let mut suites = crate::suite::load_dir(&dir, &paths.fixtures).map_err(|e| e.to_string())?;
+    if let Some(file) = &args.suite {
+        let s = crate::suite::load_file(file, &paths.fixtures).map_err(|e| e.to_string())?;
+        match suites.iter_mut().find(|x| x.id() == s.id()) {
+            Some(slot) => *slot = s,
+            None => suites.push(s),
+        }
+    }
+    Ok(suites)
+}
+
+/// Re-judge one recorded scenario; `None` when it recorded no observation to judge (a
+/// harness error or a scenario not runnable: its verdict stands as recorded).
+fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Result<Option<ScenarioResult>, String> {
+    let Some(timeline) = r.timeline else { return Ok(None) };
+    let suite = suites.iter().find(|s| s.id() == r.suite).ok_or_else(|| format!("no suite `{}` in the suites checked against", r.suite))?;
+    let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario).ok_or_else(|| format!("suite {} has no scenario `{}`", r.suite, r.scenario))?;
+    let samples: BTreeMap<String, Vec<Sample>> = r.operations.iter().map(|o| (o.id.clone(), o.samples.clone())).collect();
+    let operations = verdict::operations(suite, sc, &samples, &timeline)?;
+    let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone() }).collect();
+    let mut result = verdict::scenario(suite, sc, operations, claims, timeline);
+    result.round = r.round.max(1);
+    result.snapshot_check(snapshots);
+    Ok(Some(result))
+}
+
+pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
+    let file = if args.recorded.is_dir() { args.recorded.join("results.json") } else { args.recorded.clone() };
+    let recorded: Vec<Recorded> = match std::fs::read_to_string(&file).map_err(|e| e.to_string()).and_then(|t| {
+        serde_json::from_str(&t).map_err(|e| format!("{e} (expected the results.json `firedrill run --report` writes)"))
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let suites = match load_suites(&paths, &args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let snapshots = args.snapshots.clone().unwrap_or_else(|| paths.snapshots.clone());
+    let (mut matched, mut differs, mut harness) = (0, 0, 0);
+    let mut changed = 0;
+    for r in &recorded {
+        let name = format!("{}::{}{}", r.suite, r.scenario, if recorded.iter().any(|x| x.round > 1) { format!(" (round {})", r.round) } else { String::new() });
+        match rejudge(r, &suites, &snapshots) {
+            Ok(Some(result)) => {
+                let now = verdict_name(&result.verdict);
+                let same = now == r.verdict.verdict;
+                changed += usize::from(!same);
+                println!(
+                    "=> {name}: {}{}",
+                    verdict_word(&result.verdict),
+                    if same { " (as the live run)".to_string() } else { format!(" (the live run: {})", r.verdict.verdict) }
+                );
+                if let Verdict::Mismatch { diff } = &result.verdict {
+                    println!("{diff}");
+                }
+                match result.verdict {
+                    Verdict::Match => matched += 1,
+                    Verdict::Mismatch { .. } => differs += 1,
+                    _ => harness += 1,
+                }
+            }
+            Ok(None) => {
+                println!("=> {name}: {} (as recorded: no observation to judge again)", r.verdict.verdict);
+                match r.verdict.verdict.as_str() {
+                    "match" => matched += 1,
+                    "mismatch" => differs += 1,
+                    _ => harness += 1,
+                }
+            }
+            Err(e) => {
+                println!("=> {name}: cannot be judged again: {e}");
+                harness += 1;
+            }
+        }
+    }
+    println!(
+        "firedrill check: {matched} of {} scenarios match; {differs} differ; {harness} without a verdict; {changed} verdict(s) differ from the live run's",
+        recorded.len()
+    );
+    if harness > 0 {
+        ExitCode::from(EXIT_HARNESS)
+    } else if differs > 0 {
+        ExitCode::from(EXIT_MISMATCH)
+    } else {
+        ExitCode::from(EXIT_MATCH)
+    }
+}
