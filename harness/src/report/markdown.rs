@@ -11,18 +11,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
     let mut out = String::from("# firedrill report\n\n");
     let matched = results.iter().filter(|r| r.verdict.is_match()).count();
     let _ = writeln!(out, "{matched} of {} scenarios match their documented tables.\n", results.len());
-    out.push_str("| Scenario | Verdict | MTTR measured | MTTR documented | Took |\n| --- | --- | --- | --- | --- |\n");
-    for r in results {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            super::label(r, results),
-            verdict_word(&r.verdict),
-            r.mttr.map(secs).unwrap_or_else(|| "—".into()),
-            r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()),
-            secs(r.took)
-        );
-    }
+    verdict_table(&mut out, results);
     for r in results {
         let _ = writeln!(out, "\n## {} — {}\n", super::label(r, results), r.title);
         let _ = writeln!(out, "Verdict: **{}**\n", verdict_word(&r.verdict));
@@ -116,11 +105,84 @@ pub fn render(results: &[ScenarioResult]) -> String {
     out
 }
 
+/// The scenarios' verdict table, in Markdown.
+fn verdict_table(out: &mut String, results: &[ScenarioResult]) {
+    out.push_str("| Scenario | Verdict | MTTR measured | MTTR documented | Took |\n| --- | --- | --- | --- | --- |\n");
+    for r in results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            super::label(r, results),
+            verdict_word(&r.verdict),
+            r.mttr.map(secs).unwrap_or_else(|| "—".into()),
+            r.mttr_bound.map(secs).unwrap_or_else(|| "none".into()),
+            secs(r.took)
+        );
+    }
+}
+
+/// The CI job summary (`GITHUB_STEP_SUMMARY`): the verdicts, every mismatch and harness
+/// error in full, each scenario's observed table (folded), and the stability figures.
+pub fn job_summary(results: &[ScenarioResult], stability: Option<&super::stability::Stability>) -> String {
+    let matched = results.iter().filter(|r| r.verdict.is_match()).count();
+    let mut out = format!("## firedrill: {matched} of {} scenarios match their documented tables\n\n", results.len());
+    verdict_table(&mut out, results);
+    out.push('\n');
+    for r in results {
+        match &r.verdict {
+            Verdict::Mismatch { diff } => {
+                let _ = writeln!(out, "### {} differs from the document\n\n```\n{diff}\n```\n", super::label(r, results));
+            }
+            Verdict::HarnessError { error } => {
+                let _ = writeln!(out, "### {}: harness error\n\n{error}\n", super::label(r, results));
+            }
+            Verdict::NotRunnable { reason } => {
+                let _ = writeln!(out, "### {}: not runnable\n\n{reason}\n", super::label(r, results));
+            }
+            Verdict::Match => {}
+        }
+    }
+    for r in results {
+        let table = r.observed.as_ref().unwrap_or(&r.expected);
+        let what = if r.observed.is_some() { "observed" } else { "documented, nothing observed" };
+        let _ = writeln!(out, "<details><summary>{} — {} ({what})</summary>\n\n{}\n</details>\n", super::label(r, results), verdict_word(&r.verdict), table.render());
+    }
+    if let Some(s) = stability {
+        out.push_str(&s.render_markdown().replacen("## ", "### ", 1));
+    }
+    out
+}
+
 pub fn verdict_word(v: &Verdict) -> &'static str {
     match v {
         Verdict::Match => "matches the document",
         Verdict::Mismatch { .. } => "DIFFERS from the document",
         Verdict::NotRunnable { .. } => "not runnable on this backend",
         Verdict::HarnessError { .. } => "harness error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Impact;
+    use crate::report::stability::{Stability, tests::result};
+
+    #[test]
+    fn the_job_summary_shows_verdicts_mismatches_tables_and_stability() {
+        let ok = result(1, Impact::Lost, Some(1000));
+        let mut differs = result(1, Impact::Limited, None);
+        differs.scenario = "b".into();
+        differs.verdict = Verdict::Mismatch { diff: "-| Op | ❌ |\n+| Op | ⚠️ |".into() };
+        let results = vec![ok.clone(), differs];
+        let stability = Stability::of(&[vec![ok.clone()], vec![ok]]);
+        let s = job_summary(&results, Some(&stability));
+        assert!(s.starts_with("## firedrill: 1 of 2 scenarios match their documented tables\n"), "{s}");
+        assert!(s.contains("| s::b | DIFFERS from the document |"), "{s}");
+        // The mismatch in full, outside any folded block.
+        let diff_at = s.find("### s::b differs from the document\n\n```\n-| Op | ❌ |\n+| Op | ⚠️ |\n```").expect("the diff");
+        assert!(diff_at < s.find("<details>").unwrap(), "{s}");
+        assert_eq!(s.matches("<details><summary>").count(), 2, "{s}");
+        assert!(s.contains("### Stability over 2 rounds"), "{s}");
     }
 }

@@ -28,6 +28,15 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult], stability: Option<&stab
     Ok(())
 }
 
+/// Append the job summary to the file `GITHUB_STEP_SUMMARY` names, when it names one.
+pub fn append_job_summary(results: &[ScenarioResult], stability: Option<&stability::Stability>) -> std::io::Result<Option<std::path::PathBuf>> {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()).map(std::path::PathBuf::from) else { return Ok(None) };
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    f.write_all(markdown::job_summary(results, stability).as_bytes())?;
+    Ok(Some(path))
+}
+
 /// `suite::scenario`, with the round when the results hold more than one.
 pub fn label(r: &ScenarioResult, results: &[ScenarioResult]) -> String {
     format!("{}{}", r.name(), round_suffix(r, results))

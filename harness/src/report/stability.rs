@@ -116,14 +116,14 @@ fn changed_cells(rounds: usize, seen: &[(usize, String, String, String)]) -> Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::table::{ImpactTable, RecoveryLine};
     use crate::model::{Classification, Impact};
     use crate::runner::{OperationResult, Verdict};
 
     /// A made-up result (no cluster): one operation with its glyph and recovery time.
-    fn result(round: u32, impact: Impact, recovery_ms: Option<u64>) -> ScenarioResult {
+    pub(crate) fn result(round: u32, impact: Impact, recovery_ms: Option<u64>) -> ScenarioResult {
         let table = ImpactTable {
             title: "t".into(),
             derived: None,
