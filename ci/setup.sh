@@ -34,6 +34,7 @@ debs=(
   procps:pgrep
   jq:jq
   busybox-static:busybox
+  shellcheck:shellcheck
 )
 missing=()
 for entry in "${debs[@]}"; do
@@ -121,6 +122,10 @@ GOTOOLCHAIN=$DEX_GO_TOOLCHAIN build dex "$DEX_VERSION" dex dex -- \
 
 build kind "$KIND_VERSION" kind kind -- \
   sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
+
+export ACTIONLINT_VERSION
+build actionlint "$ACTIONLINT_VERSION" actionlint actionlint -- \
+  sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"'
 
 # The kind backend's node image pieces (ci/kind-image.sh assembles them with Debian's userland).
 export CONTAINERD_VERSION CRICTL_VERSION CNI_PLUGINS_VERSION

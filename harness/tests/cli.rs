@@ -136,6 +136,11 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
         let html = std::fs::read_to_string(report.path().join("report.html")).unwrap();
         assert!(html.contains("<td class=\"differs\">DIFFERS from the document</td>"), "the HTML report shows the verdict: {html}");
 
+        // The recording alone, judged again without a cluster: the live run's verdict.
+        let again = firedrill(&["check", report_dir, "--suites", "harness/tests/data/suites", "--snapshots", "harness/tests/data/snapshots"]);
+        assert_eq!(again.status.code(), Some(1), "firedrill check: {}", text(&again));
+        assert!(text(&again).contains("=> identity-misdocumented::ldap-down: DIFFERS from the document (as the live run)"), "{}", text(&again));
+
         // Secrets of this run: the dex client secret and LDAP admin password from its
         // rendered configuration, the private keys it generated.
         let manifests = std::fs::read_to_string(run_dir.join("components/identity/manifests.yaml")).unwrap();
