@@ -11,7 +11,7 @@
 # (default 1), writing the report directory (default reports/nightly). With
 # GITHUB_STEP_SUMMARY set, firedrill appends the tables, the mismatches and the stability
 # figures to that file. --bounded runs identity::single-instance-fails once, whatever the
-# filters say.
+# filters and --repeat say. A relative --report is taken from the caller's directory.
 #
 # Exit status, kept distinct for the workflow: 0 every table matches, 1 a table differs
 # from its document, 2 the harness failed (set-up included), 3 bad arguments.
@@ -20,9 +20,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 backend=kind repeat=1 report=$root/reports/nightly bounded=0 filters=()
 while (($#)); do
   case $1 in
-    --backend) backend=${2:-}; shift 2 ;;
-    --repeat) repeat=${2:-}; shift 2 ;;
-    --report) report=${2:-}; shift 2 ;;
+    --backend|--repeat|--report)
+      (($# >= 2)) || { echo "nightly: $1 needs a value (see --help)" >&2; exit 3; }
+      case $1 in --backend) backend=$2 ;; --repeat) repeat=$2 ;; --report) report=$(realpath -m -- "$2") ;; esac
+      shift 2 ;;
     --bounded) bounded=1; shift ;;
     --help|-h) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "nightly: unknown option $1 (see --help)" >&2; exit 3 ;;

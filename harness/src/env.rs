@@ -353,6 +353,21 @@ impl Env {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_takes_hosts_up_to_its_address_plan_and_refuses_more_before_planning() {
+        let hosts = |n: usize| (0..n).map(|i| format!("h{i}")).collect::<Vec<_>>();
+        let most = usize::from(crate::backend::addresses::KIND_HOSTS_PER_RUN);
+        assert!(Env::can_provision(BackendKind::Kind, &hosts(most)).is_ok());
+        let e = Env::can_provision(BackendKind::Kind, &hosts(most + 1)).unwrap_err().to_string();
+        assert!(e.starts_with("not runnable on kind:") && e.contains(&format!("at most {most}")), "{e}");
+        assert!(Env::can_provision(BackendKind::Existing, &[]).unwrap_err().to_string().contains("not implemented"));
+    }
+}
+
 /// The daemon request's name, for "not on this backend" errors.
 fn request_name(req: &Request) -> String {
     let debug = format!("{req:?}");

@@ -36,6 +36,11 @@ fn leave_pending() -> bool {
 /// Compare `rendered` with the scenario's snapshot. A difference is returned as a diff
 /// (and left for review outside CI); a missing snapshot is a difference.
 pub fn check(snapshots: &Path, suite: &str, scenario: &str, rendered: &str) -> Result<(), String> {
+    compare(snapshots, suite, scenario, rendered, leave_pending())
+}
+
+/// [`check`], leaving the observation for review only with `pending`.
+pub fn compare(snapshots: &Path, suite: &str, scenario: &str, rendered: &str, pending: bool) -> Result<(), String> {
     let path = file(snapshots, suite, scenario);
     let expected = read(snapshots, suite, scenario);
     if expected.as_deref() == Some(rendered) {
@@ -52,7 +57,7 @@ pub fn check(snapshots: &Path, suite: &str, scenario: &str, rendered: &str) -> R
             )
         }
     };
-    if leave_pending() {
+    if pending {
         let pending = path.with_extension("snap.new");
         let text = format!("---\nsource: firedrill run of {suite}::{scenario} (observed)\n---\n{rendered}\n");
         if std::fs::write(&pending, text).is_ok() {

@@ -19,12 +19,19 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// The containers of kind runs on the engine (nodes and hosts are all named `fd-k…`).
+fn kind_containers() -> Vec<String> {
+    let o = Command::new("docker").args(["ps", "-a", "--format", "{{.Names}}"]).output().expect("the docker CLI runs (make setup installs an engine)");
+    String::from_utf8_lossy(&o.stdout).lines().filter(|n| n.starts_with("fd-k")).map(String::from).collect()
+}
+
 #[test]
 fn bad_arguments_are_refused_before_any_setup() {
     for (args, says) in [
         (&["--backend", "existing"][..], "--backend must be kind or local"),
         (&["--repeat", "0"][..], "--repeat must be a positive number"),
         (&["--frobnicate"][..], "unknown option --frobnicate"),
+        (&["--report"][..], "--report needs a value"),
     ] {
         let o = Command::new(root().join("ci/nightly.sh")).args(args).output().unwrap();
         assert_eq!(o.status.code(), Some(3), "{args:?}: {}", text(&o));
@@ -35,6 +42,7 @@ fn bad_arguments_are_refused_before_any_setup() {
 
 #[test]
 fn the_bounded_nightly_drill_runs_on_kind_and_writes_the_job_summary() {
+    let before = kind_containers();
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let summary = out.path().join("summary.md");
@@ -79,8 +87,14 @@ fn the_bounded_nightly_drill_runs_on_kind_and_writes_the_job_summary() {
     assert_eq!(edited_check.status.code(), Some(1), "firedrill check --snapshots (edited): {}", text(&edited_check));
     assert!(text(&edited_check).contains("DIFFERS from the document (the live run: match)"), "{}", text(&edited_check));
 
-    // The run's environment is gone: no kind run directory, container or network left.
+    // The run's environment is gone: its kind run directory, its containers (nodes and
+    // hosts), its extra API servers.
     let runs = state.path().join("kind-runs");
-    let left: Vec<_> = std::fs::read_dir(&runs).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(runs.is_dir(), "the drill made no kind run under {}", state.path().display());
+    let left: Vec<_> = std::fs::read_dir(&runs).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
     assert!(left.is_empty(), "kind runs left: {left:?}");
+    let ours: Vec<String> = kind_containers().into_iter().filter(|c| !before.contains(c)).collect();
+    assert!(ours.is_empty(), "containers left: {ours:?}");
+    let extra = Command::new("pgrep").args(["-af", "kube-apiserver .*--endpoint-reconciler-type=none"]).output().unwrap();
+    assert!(extra.stdout.is_empty(), "extra API servers left: {}", String::from_utf8_lossy(&extra.stdout));
 }

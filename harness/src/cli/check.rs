@@ -2,7 +2,8 @@
 //! without touching a cluster. A report's `results.json` holds every probe attempt with
 //! its time, the scenario's timeline and the claims' post-checks; the verdict is reached
 //! from them by the same pure code a live run uses (`runner::verdict`), so editing a suite
-//! (a cause, a settle time, a deviation) or a snapshot is checked in seconds.
+//! (a cause, a settle time, a deviation) or a snapshot is checked in seconds. It writes
+//! nothing (no observation is left next to a snapshot for review).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ struct RecordedVerdict {
 #[derive(Deserialize)]
 struct RecordedOperation {
     id: String,
+    #[serde(default)]
     samples: Vec<Sample>,
 }
 
@@ -85,18 +87,23 @@ fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
     Ok(suites)
 }
 
-/// Re-judge one recorded scenario; `None` when it recorded no observation to judge (a
-/// harness error or a scenario not runnable: its verdict stands as recorded).
+/// Re-judge one recorded scenario; `None` when the live run reached no verdict on the
+/// system (a harness error — also one that came after the table, such as a failed revert —
+/// or a scenario not runnable): that verdict stands as recorded.
 fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Result<Option<ScenarioResult>, String> {
+    if !matches!(r.verdict.verdict.as_str(), "match" | "mismatch") {
+        return Ok(None);
+    }
     let Some(timeline) = r.timeline else { return Ok(None) };
     let suite = suites.iter().find(|s| s.id() == r.suite).ok_or_else(|| format!("no suite `{}` in the suites checked against", r.suite))?;
     let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario).ok_or_else(|| format!("suite {} has no scenario `{}`", r.suite, r.scenario))?;
     let samples: BTreeMap<String, Vec<Sample>> = r.operations.iter().map(|o| (o.id.clone(), o.samples.clone())).collect();
     let operations = verdict::operations(suite, sc, &samples, &timeline)?;
+    verdict::recovered(suite, &operations).map_err(|e| format!("not recovered, as judged now: {e}"))?;
     let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone() }).collect();
     let mut result = verdict::scenario(suite, sc, operations, claims, timeline);
     result.round = r.round.max(1);
-    result.snapshot_check(snapshots);
+    result.compare_with_snapshot(snapshots, false);
     Ok(Some(result))
 }
 
@@ -143,7 +150,7 @@ pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
                 }
             }
             Ok(None) => {
-                println!("=> {name}: {} (as recorded: no observation to judge again)", r.verdict.verdict);
+                println!("=> {name}: {} (as recorded: the live run reached no verdict on the system to judge again)", r.verdict.verdict);
                 match r.verdict.verdict.as_str() {
                     "match" => matched += 1,
                     "mismatch" => differs += 1,

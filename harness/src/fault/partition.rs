@@ -31,7 +31,9 @@ fn kind_side(run: &crate::backend::kind::KindRun, name: &str) -> Result<Side, Fa
         Some((c, n)) => (c, Some(n)),
         None => (name, None),
     };
+    // As on the local backend, a cluster's name wins over a host's.
     if node.is_none()
+        && run.kind_cluster(cluster).is_err()
         && let Ok(h) = run.host(name)
     {
         let ip = h.ip.parse().map_err(|_| FaultError::Invalid(format!("partition: host {name} has no valid address ({})", h.ip)))?;

@@ -200,19 +200,7 @@ impl Session {
 
         let timeline = Timeline { injected, in_effect, revert_start, reverted, end };
         let operations = verdict::operations(suite, sc, &samples, &timeline).map_err(RunError::Setup)?;
-        let not_recovered: Vec<String> = operations
-            .iter()
-            .filter(|o| o.recovery.is_none())
-            .map(|o| format!("{} ({})", o.id, o.samples.last().and_then(|x| x.detail.clone()).unwrap_or_else(|| "did not stay ✅ long enough".into())))
-            .collect();
-        if !not_recovered.is_empty() {
-            return Err(RunError::NotRecovered(format!(
-                "after {}, still failing or not stable for {}: {}",
-                spec.timing.recovery,
-                spec.timing.stable,
-                not_recovered.join("; ")
-            )));
-        }
+        verdict::recovered(suite, &operations).map_err(RunError::NotRecovered)?;
 
         phases.enter("claims");
         let mut claim_results = Vec::new();
@@ -319,12 +307,25 @@ impl ScenarioResult {
 
     /// Set the verdict from the snapshot and the findings, for a scenario that produced a
     /// table.
-    pub fn snapshot_check(&mut self, snapshots: &std::path::Path) {
+    fn snapshot_check(&mut self, snapshots: &std::path::Path) {
+        self.compare_with_snapshot(snapshots, true);
+    }
+
+    /// [`Self::snapshot_check`]; with `leave_pending` false, no observation is left next to
+    /// the snapshot for review (`firedrill check` writes nothing).
+    pub fn compare_with_snapshot(&mut self, snapshots: &std::path::Path, leave_pending: bool) {
         if !matches!(self.verdict, Verdict::Match) {
             return;
         }
         let Some(observed) = &self.observed else { return };
-        let mut diff = crate::snapshot::check(snapshots, &self.suite, &self.scenario, observed.render().trim_end_matches('\n')).err();
+        let rendered = observed.render();
+        let rendered = rendered.trim_end_matches('\n');
+        let mut diff = if leave_pending {
+            crate::snapshot::check(snapshots, &self.suite, &self.scenario, rendered)
+        } else {
+            crate::snapshot::compare(snapshots, &self.suite, &self.scenario, rendered, false)
+        }
+        .err();
         if !self.findings.is_empty() {
             let text = self.findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n");
             diff = Some(match diff {

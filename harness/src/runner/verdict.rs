@@ -69,6 +69,20 @@ pub fn operations(suite: &Suite, sc: &ScenarioSpec, samples: &BTreeMap<String, V
         .collect()
 }
 
+/// Every operation came back (and stayed ✅) after the revert, or why not: a scenario
+/// whose system did not recover has no table (a harness error, `RunError::NotRecovered`).
+pub fn recovered(suite: &Suite, operations: &[OperationResult]) -> Result<(), String> {
+    let not_recovered: Vec<String> = operations
+        .iter()
+        .filter(|o| o.recovery.is_none())
+        .map(|o| format!("{} ({})", o.id, o.samples.last().and_then(|x| x.detail.clone()).unwrap_or_else(|| "did not stay ✅ long enough".into())))
+        .collect();
+    if not_recovered.is_empty() {
+        return Ok(());
+    }
+    Err(format!("after {}, still failing or not stable for {}: {}", suite.spec.timing.recovery, suite.spec.timing.stable, not_recovered.join("; ")))
+}
+
 /// The scenario's result from its judged operations and its claims' post-checks: the
 /// observed table, the findings, the MTTR. The verdict is [`Verdict::Match`] until
 /// [`ScenarioResult::snapshot_check`] compares the table with the snapshot. Pure: a live

@@ -11,12 +11,49 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 
+
 use super::{KindRun, authentication_config};
 use crate::backend::BackendError;
 
-/// Ports the extra servers take, in turn.
+/// Ports the extra servers take, in turn, skipping any port something listens on in the
+/// node's namespace (a server a killed harness left, until `recover` stops it).
 const PORTS: std::ops::Range<u16> = 20000..30000;
 static NEXT: AtomicU16 = AtomicU16::new(PORTS.start);
+/// Attempts run concurrently: one copies a node's certificates, the others wait for it.
+static PKI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The node certificates an extra server needs.
+const PKI_FILES: [&str; 8] =
+    ["ca.crt", "apiserver.crt", "apiserver.key", "apiserver-etcd-client.crt", "apiserver-etcd-client.key", "etcd/ca.crt", "sa.pub", "sa.key"];
+
+/// The TCP ports something listens on in the network namespace of process `pid`.
+fn listening(pid: i32) -> std::collections::BTreeSet<u16> {
+    let mut ports = std::collections::BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+            if f.get(3) == Some(&"0A")
+                && let Some(port) = f.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.insert(port);
+            }
+        }
+    }
+    ports
+}
+
+/// The next port of [`PORTS`] nothing listens on in `pid`'s namespace.
+fn free_port(pid: i32) -> Result<u16, BackendError> {
+    let taken = listening(pid);
+    for _ in PORTS {
+        let p = NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(if p + 1 >= PORTS.end { PORTS.start } else { p + 1 })).unwrap_or(PORTS.start);
+        if !taken.contains(&p) {
+            return Ok(p);
+        }
+    }
+    Err(BackendError::Setup(format!("no free port in {}..{} for an extra API server", PORTS.start, PORTS.end)))
+}
 
 /// A started server, owned by the caller.
 pub struct Started {
@@ -40,7 +77,9 @@ impl KindRun {
         let ip = cp.ip.clone().ok_or_else(|| BackendError::Setup(format!("node {} has no recorded address", cp.container)))?;
         let pki = self.node_pki(&c.kubeconfig, &cp.container).await?;
         let pid = super::ops::pid(&cp.container)?;
-        let port = NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(if p + 1 >= PORTS.end { PORTS.start } else { p + 1 })).unwrap_or(PORTS.start);
+        let port = free_port(pid)?;
+        let dir = pid_dir(&self.info.dir);
+        std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
         let logs = c.kubeconfig.with_file_name("logs");
         std::fs::create_dir_all(&logs).map_err(|e| BackendError::io(&logs, e))?;
         let log = logs.join(format!("kube-apiserver-extra-{port}.log"));
@@ -79,8 +118,6 @@ impl KindRun {
             .stderr(err)
             .spawn()
             .map_err(|e| BackendError::Setup(format!("starting kube-apiserver in {}'s network namespace: {e}", cp.container)))?;
-        let dir = pid_dir(&self.info.dir);
-        std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
         let pid_file = dir.join(format!("{port}.pid"));
         let mut child = child;
         if let Err(e) = std::fs::write(&pid_file, child.id().to_string()) {
@@ -91,21 +128,24 @@ impl KindRun {
         Ok(Started { url: format!("https://{ip}:{port}"), name: format!("{}/kube-apiserver-extra-{port}", cp.container), port, log, child, pid_file })
     }
 
-    /// The control-plane node's certificates, copied out of its container once.
+    /// The control-plane node's certificates, copied out of its container once (into a
+    /// directory of its own, complete, then renamed into place).
     async fn node_pki(&self, kubeconfig: &Path, container: &str) -> Result<PathBuf, BackendError> {
         let dir = kubeconfig.with_file_name("node-pki");
-        if dir.join("ca.crt").is_file() {
+        let complete = |d: &Path| PKI_FILES.iter().all(|f| d.join(f).is_file());
+        let _one = PKI.lock().await;
+        if complete(&dir) {
             return Ok(dir);
         }
-        // Two attempts may copy at once: each into its own directory, renamed into place.
-        let tmp = kubeconfig.with_file_name(format!("node-pki.{}.{}", std::process::id(), NEXT.load(Ordering::Relaxed)));
-        super::run_async("docker", vec!["cp".into(), format!("{container}:/etc/kubernetes/pki"), tmp.display().to_string()], vec![]).await?;
-        if std::fs::rename(&tmp, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
+        let parent = dir.parent().expect("a kubeconfig path has a parent");
+        let tmp = tempfile::Builder::new().prefix("node-pki.").tempdir_in(parent).map_err(|e| BackendError::io(parent, e))?;
+        let into = tmp.path().join("pki");
+        super::run_async("docker", vec!["cp".into(), format!("{container}:/etc/kubernetes/pki"), into.display().to_string()], vec![]).await?;
+        if !complete(&into) {
+            return Err(BackendError::Setup(format!("{container}:/etc/kubernetes/pki lacks one of {}", PKI_FILES.join(", "))));
         }
-        if !dir.join("ca.crt").is_file() {
-            return Err(BackendError::Setup(format!("copying {container}:/etc/kubernetes/pki to {} left no ca.crt", dir.display())));
-        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&into, &dir).map_err(|e| BackendError::io(&dir, e))?;
         Ok(dir)
     }
 }
