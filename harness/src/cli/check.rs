@@ -64,16 +64,6 @@ pub struct CheckArgs {
     pub snapshots: Option<PathBuf>,
 }
 
-/// The verdict's kebab-case name, as `results.json` spells it.
-fn verdict_name(v: &Verdict) -> &'static str {
-    match v {
-        Verdict::Match => "match",
-        Verdict::Mismatch { .. } => "mismatch",
-        Verdict::NotRunnable { .. } => "not-runnable",
-        Verdict::HarnessError { .. } => "harness-error",
-    }
-}
-
 fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
     let dir = args.suites.clone().unwrap_or_else(|| paths.suites.clone());
     let mut suites = crate::suite::load_dir(&dir, &paths.fixtures).map_err(|e| e.to_string())?;
@@ -132,7 +122,7 @@ pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
         let name = format!("{}::{}{}", r.suite, r.scenario, if recorded.iter().any(|x| x.round > 1) { format!(" (round {})", r.round) } else { String::new() });
         match rejudge(r, &suites, &snapshots) {
             Ok(Some(result)) => {
-                let now = verdict_name(&result.verdict);
+                let now = result.verdict.tag();
                 let same = now == r.verdict.verdict;
                 changed += usize::from(!same);
                 println!(

@@ -119,6 +119,16 @@ impl Verdict {
     pub fn is_match(&self) -> bool {
         matches!(self, Verdict::Match)
     }
+
+    /// The verdict's name as `results.json` records it (its serde tag).
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Verdict::Match => "match",
+            Verdict::Mismatch { .. } => "mismatch",
+            Verdict::NotRunnable { .. } => "not-runnable",
+            Verdict::HarnessError { .. } => "harness-error",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -167,4 +177,16 @@ pub struct DeviationNote {
     pub kind: crate::suite::DeviationKind,
     pub reason: String,
     pub evidence: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdicts_tag_is_the_one_results_json_records() {
+        for v in [Verdict::Match, Verdict::Mismatch { diff: "d".into() }, Verdict::NotRunnable { reason: "r".into() }, Verdict::HarnessError { error: "e".into() }] {
+            assert_eq!(serde_json::to_value(&v).unwrap()["verdict"], v.tag());
+        }
+    }
 }
