@@ -61,6 +61,23 @@ fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("unknown-fault-kind.yaml:17:11: `scenarios[0].faults[0].kind`: unknown variant `explode`"), "{}", text(&o));
     assert!(!state.path().join("runs").exists(), "nothing may be started for a bad suite");
+
+    // With a JSON log, stderr is JSON lines only, and the error is one of them.
+    let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["--log-format", "json", "run", "--suites"])
+        .arg(dir.path())
+        .current_dir(root())
+        .env("FIREDRILL_STATE", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let records: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    assert!(
+        records.iter().any(|r| r["level"] == "ERROR" && r["fields"]["message"].as_str().is_some_and(|m| m.contains("unknown-fault-kind.yaml:17:11:"))),
+        "{stderr}"
+    );
 }
 
 /// Backends that cannot create clusters here refuse before planning anything: no line
@@ -136,6 +153,19 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
         let html = std::fs::read_to_string(report.path().join("report.html")).unwrap();
         assert!(html.contains("<td class=\"differs\">DIFFERS from the document</td>"), "the HTML report shows the verdict: {html}");
 
+        // The run's log, as JSON lines beside the report: the run events among its records.
+        let log = std::fs::read_to_string(report.path().join("firedrill.log")).unwrap();
+        let events: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .filter(|r| r["target"] == "firedrill::event")
+            .filter_map(|r| serde_json::from_str(r["fields"]["event"].as_str()?).ok())
+            .collect();
+        for kind in ["plan", "environment-ready", "fault-injected", "fault-reverted", "scenario-finished"] {
+            assert!(events.iter().any(|e| e["event"] == kind), "no {kind} event in firedrill.log: {log}");
+        }
+        assert!(events.iter().any(|e| e["event"] == "scenario-finished" && e["verdict"] == "mismatch"), "{log}");
+
         // The recording alone, judged again without a cluster: the live run's verdict.
         let again = firedrill(&["check", report_dir, "--suites", "harness/tests/data/suites", "--snapshots", "harness/tests/data/snapshots"]);
         assert_eq!(again.status.code(), Some(1), "firedrill check: {}", text(&again));
@@ -153,7 +183,7 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
             secrets.push(pem.lines().nth(1).unwrap().to_string());
         }
         let mut haystacks = vec![("output".to_string(), out.clone())];
-        for f in ["report.md", "report.html", "results.json", "junit.xml"] {
+        for f in ["report.md", "report.html", "results.json", "junit.xml", "firedrill.log"] {
             haystacks.push((f.into(), std::fs::read_to_string(report.path().join(f)).unwrap()));
         }
         haystacks.push(("daemon.log".into(), std::fs::read_to_string(run_dir.join("daemon.log")).unwrap()));

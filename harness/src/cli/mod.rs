@@ -17,8 +17,18 @@ pub use select::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH, matches, only_run, rel
 #[derive(Parser, Debug)]
 #[command(name = "firedrill", version, about = "Check failure-domain documents against real clusters")]
 pub struct Cli {
+    /// The log on stderr: `text` (progress lines) or `json` (one JSON object per line, for
+    /// CI). Tables stay on stdout either way; `RUST_LOG` sets what is logged.
+    #[arg(long, global = true, value_enum, env = "FIREDRILL_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,7 +131,15 @@ pub fn main() -> ExitCode {
         crate::backend::local::shim::main(&spec);
     }
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Daemon { .. }));
+    // `run --report DIR` also logs, as JSON lines, to DIR/firedrill.log.
+    let log_file = match &cli.command {
+        Command::Run { report: Some(dir), .. } => Some(dir.join("firedrill.log")),
+        _ => None,
+    };
+    if let Err(e) = init_tracing(matches!(cli.command, Command::Daemon { .. }), cli.log_format, log_file.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_HARNESS);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let paths = Paths::discover();
     match cli.command {
@@ -175,16 +193,39 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
 }
 
 /// Logs go to stderr; `RUST_LOG` filters (default: info for firedrill, warn for the rest).
-fn init_tracing(daemon: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(if daemon { "info,kube=warn" } else { "warn,firedrill=info,kube_client=off,rustls=off" }));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(!daemon && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// The log: on stderr as text (run events are the reporter's progress lines there, not
+/// logged twice) or as JSON lines (run events included, as `firedrill::event` records);
+/// with `file`, every record also as JSON lines in that file. `RUST_LOG` overrides the
+/// default levels.
+fn init_tracing(daemon: bool, format: LogFormat, file: Option<&std::path::Path>) -> Result<(), String> {
+    use tracing_subscriber::filter::{EnvFilter, filter_fn};
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = if daemon { "info,kube=warn" } else { "warn,firedrill=info,kube_client=off,rustls=off" };
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    crate::report::terminal::set_json_log(format == LogFormat::Json);
+    let stderr = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(!daemon && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter())
+            .with_filter(filter_fn(|m| m.target() != crate::report::terminal::EVENT_TARGET))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter()).boxed(),
+    };
+    let file = match file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(tracing_subscriber::fmt::layer().json().with_ansi(false).with_writer(std::sync::Mutex::new(f)).with_filter(filter()).boxed())
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    Ok(())
 }
 
 async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind, hosts: Vec<String>) -> ExitCode {

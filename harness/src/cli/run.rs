@@ -25,7 +25,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
     let suites = match crate::suite::load_dir(&suites_dir, &paths.fixtures) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            report::terminal::error(&e.to_string());
             return ExitCode::from(EXIT_HARNESS);
         }
     };
@@ -47,7 +47,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         .filter(|(_, scs)| !scs.is_empty())
         .collect();
     if selected.is_empty() {
-        eprintln!("error: no scenario matches {:?} in {}", args.filters, suites_dir.display());
+        report::terminal::error(&format!("no scenario matches {:?} in {}", args.filters, suites_dir.display()));
         return ExitCode::from(EXIT_HARNESS);
     }
     let snapshots = args.snapshots.clone().unwrap_or_else(|| paths.snapshots.clone());
@@ -57,7 +57,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
     let mut rounds: Vec<Vec<ScenarioResult>> = Vec::new();
     for round in 1..=args.repeat {
         if args.repeat > 1 {
-            eprintln!("firedrill: round {round} of {}", args.repeat);
+            report::terminal::note(&format!("firedrill: round {round} of {}", args.repeat));
         }
         // Suites on environments of their own run side by side, `jobs` at a time; on one
         // existing environment they take turns.
@@ -79,7 +79,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         }
         rounds.push(results);
         if runner::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("firedrill: interrupted; not starting anything else");
+            report::terminal::note("firedrill: interrupted; not starting anything else");
             break;
         }
     }
@@ -87,14 +87,14 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
     let stability = (args.repeat > 1).then(|| report::stability::Stability::of(&rounds));
     if let Some(dir) = &args.report {
         match report::write_all(dir, &all, stability.as_ref()) {
-            Ok(()) => eprintln!("firedrill: report written to {}", dir.join("report.md").display()),
-            Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
+            Ok(()) => report::terminal::note(&format!("firedrill: report written to {}", dir.join("report.md").display())),
+            Err(e) => report::terminal::error(&format!("writing the report to {}: {e}", dir.display())),
         }
     }
     match report::append_job_summary(&all, stability.as_ref()) {
-        Ok(Some(p)) => eprintln!("firedrill: job summary appended to {}", p.display()),
+        Ok(Some(p)) => report::terminal::note(&format!("firedrill: job summary appended to {}", p.display())),
         Ok(None) => {}
-        Err(e) => eprintln!("error: appending the job summary (GITHUB_STEP_SUMMARY): {e}"),
+        Err(e) => report::terminal::error(&format!("appending the job summary (GITHUB_STEP_SUMMARY): {e}")),
     }
     if let Some(s) = &stability {
         println!("\nfiredrill: {}", s.summary());
@@ -122,7 +122,7 @@ async fn run_suite(
     let session = match Session::open(paths, args.target.clone(), suite, firedrill, emit, args.keep).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: suite {}: {e}", suite.id());
+            report::terminal::error(&format!("suite {}: {e}", suite.id()));
             return scs.iter().map(|j| setup_failed(suite, &suite.spec.scenarios[*j], &e.to_string())).collect();
         }
     };
@@ -135,7 +135,7 @@ async fn run_suite(
         results.push(r);
     }
     if let Err(e) = session.close().await {
-        eprintln!("error: suite {}: {e}", suite.id());
+        report::terminal::error(&format!("suite {}: {e}", suite.id()));
     }
     results
 }

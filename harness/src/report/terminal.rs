@@ -2,13 +2,60 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::secs;
 use crate::runner::{Emit, RunEvent, ScenarioResult, Verdict};
 
-/// An emitter printing progress lines to stderr.
+/// The tracing target run events are logged under.
+pub const EVENT_TARGET: &str = "firedrill::event";
+
+static JSON_LOG: AtomicBool = AtomicBool::new(false);
+
+/// With a JSON log on stderr, run events are records of that log, not progress lines.
+pub fn set_json_log(on: bool) {
+    JSON_LOG.store(on, Ordering::Relaxed);
+}
+
+/// A line for the person running firedrill, on stderr: as it is, or a log record when the
+/// log on stderr is JSON.
+pub fn note(line: &str) {
+    if JSON_LOG.load(Ordering::Relaxed) {
+        tracing::info!("{line}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+/// An error for the person running firedrill (`error: …` on stderr, or an error record).
+pub fn error(message: &str) {
+    if JSON_LOG.load(Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "error: {message}");
+    }
+}
+
+/// A run event as a log record's field: the event, with a finished scenario's name,
+/// verdict and duration only (its samples are in results.json).
+fn event_json(ev: &RunEvent) -> String {
+    let v = match ev {
+        RunEvent::ScenarioFinished(r) => {
+            serde_json::json!({ "event": "scenario-finished", "name": r.name(), "verdict": r.verdict.tag(), "took_s": r.took.as_secs_f64() })
+        }
+        other => serde_json::to_value(other).unwrap_or_default(),
+    };
+    v.to_string()
+}
+
+/// An emitter logging each run event (target [`EVENT_TARGET`]) and printing it as a
+/// progress line to stderr, unless the log on stderr is JSON.
 pub fn emitter() -> Emit {
     Arc::new(|ev: RunEvent| {
+        tracing::info!(target: EVENT_TARGET, event = %event_json(&ev));
+        if JSON_LOG.load(Ordering::Relaxed) {
+            return;
+        }
         let line = match &ev {
             RunEvent::Plan { suite, environment, clusters } => format!("firedrill: suite {suite} will fault clusters {} of {environment}", clusters.join(", ")),
             RunEvent::EnvironmentReady { suite, run_id, run_dir, took } => {
