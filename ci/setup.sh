@@ -26,6 +26,7 @@ debs=(
   nftables:nft
   iproute2:ip
   util-linux:nsenter
+  bsdutils:script
   slapd:slapd
   ldap-utils:ldapsearch
   haproxy:haproxy

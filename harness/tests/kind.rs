@@ -1,19 +1,19 @@
 //! The kind backend on this machine's Docker engine (`make setup` starts one and builds the
 //! node image offline), driven as a user drives it, through `firedrill up --backend kind`
 //! and `firedrill down`:
-//! - the `single` topology comes up with every node Ready, as the pinned kubectl sees it,
-//!   on the address plan's network and subnets, with the components' images loaded: the
-//!   workload component's Deployment (fixtures/components/workload/) becomes available from
-//!   its offline-built image; `down` leaves no container, network or volume of the run
-//!   behind;
 //! - an `up` killed (SIGKILL, its whole process group) while kind is creating nodes leaves
 //!   a plan from which `recover` and `down` remove everything it made;
-//! - the faults kind supports (a lost node, etcd killed, a partition between two nodes, a
-//!   stopped cluster, a host's process stopped, a partition between a node and a host),
-//!   journaled as the runner journals them, are proven in effect and then undone; a fault
-//!   journaled and left in place is reverted by `firedrill recover`; a host is a container
+//! - `up --topology single --hosts lb` comes up with every node Ready, as the pinned
+//!   kubectl sees it, on the address plan's network and subnets, with the components'
+//!   images loaded: the workload component's Deployment (fixtures/components/workload/)
+//!   becomes available from its offline-built image. On that run: a host is a container
 //!   at its planned address, its process one of its own image; an extra API server started
-//!   in the control-plane node's namespace answers, and stopping it leaves nothing.
+//!   in the control-plane node's namespace answers, and stopping it leaves nothing; the
+//!   faults kind supports (a host's process stopped, a partition between a node and a host,
+//!   a lost node, etcd killed, a partition between two nodes, a stopped cluster),
+//!   journaled as the runner journals them, are proven in effect and then undone; a fault
+//!   journaled and left in place is reverted by `firedrill recover`; `down` leaves no
+//!   container, network or volume of the run behind.
 //!
 //! The two share the engine and the machine's two cores, so they take turns.
 
@@ -75,67 +75,6 @@ fn assert_nothing_left(number: u8, before: &[String]) {
 }
 
 #[test]
-fn single_comes_up_ready_on_the_planned_addresses_and_down_leaves_nothing() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let state = tempfile::tempdir().unwrap();
-    let before = volumes();
-    let up = firedrill(state.path(), &["up", "--backend", "kind", "--topology", "single"]);
-    let out = text(&up);
-    let dir = out.lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).map(str::to_string);
-    assert!(up.status.success(), "firedrill up --backend kind: {out}");
-    let dir = dir.expect("up names its run directory");
-    let run = firedrill::backend::kind::KindRunInfo::load(std::path::Path::new(&dir)).unwrap();
-    let result = std::panic::catch_unwind(|| {
-        let main = run.cluster("main").unwrap();
-
-        // Every node Ready, as the pinned kubectl reports it.
-        let kubectl = firedrill::fixtures::Binaries::locate(&common::paths()).unwrap().kubectl;
-        let nodes = Command::new(&kubectl)
-            .args(["--kubeconfig", &main.kubeconfig.display().to_string(), "get", "nodes", "-o"])
-            .arg(r#"jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.podCIDR}{"\n"}{end}"#)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        let nodes = String::from_utf8_lossy(&nodes.stdout).to_string();
-        let mut names: Vec<&str> = nodes.lines().map(|l| l.split(' ').next().unwrap()).collect();
-        names.sort();
-        assert_eq!(names, ["fd-k0-main-control-plane", "fd-k0-main-worker", "fd-k0-main-worker2"].map(|n| n.replace("k0", &format!("k{}", run.number))));
-        for l in nodes.lines() {
-            let [name, ready, cidr] = l.split(' ').collect::<Vec<_>>()[..] else { panic!("unexpected line `{l}`") };
-            assert_eq!(ready, "True", "node {name} is not Ready");
-            let cidr = Block::parse(cidr).unwrap_or_else(|| panic!("node {name} has no pod CIDR"));
-            assert!(Block::parse(&main.pods).unwrap().contains(cidr) && KIND_PODS.contains(cidr), "node {name}: pod CIDR {cidr} outside {}", main.pods);
-        }
-
-        // A component from its offline-built image: the workload Deployment turns available.
-        let kubeconfig = main.kubeconfig.display().to_string();
-        let manifests = common::paths().fixtures.join("components/workload/manifests.yaml");
-        let apply = Command::new(&kubectl).args(["--kubeconfig", &kubeconfig, "apply", "-f"]).arg(&manifests).output().unwrap();
-        assert!(apply.status.success(), "kubectl apply: {}", text(&apply));
-        let rollout = Command::new(&kubectl)
-            .args(["--kubeconfig", &kubeconfig, "-n", "default", "rollout", "status", "deployment/workload", "--timeout=120s"])
-            .output()
-            .unwrap();
-        assert!(rollout.status.success(), "the workload Deployment did not turn available on kind: {}", text(&rollout));
-
-        // The nodes sit on the run's network, inside the plan.
-        let subnet = docker(&["network", "inspect", &run.network, "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}"]);
-        assert_eq!(subnet, run.subnet);
-        for n in &main.nodes {
-            let ip = docker(&["inspect", &n.container, "--format", &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", run.network)]);
-            let ip = Block::parse(&format!("{ip}/32")).unwrap_or_else(|| panic!("node {}: no address on {}", n.container, run.network));
-            assert!(Block::parse(&run.subnet).unwrap().contains(ip), "node {} at {ip}", n.container);
-        }
-    });
-    let down = firedrill(state.path(), &["down", &dir]);
-    assert!(down.status.success(), "firedrill down: {}", text(&down));
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    assert_nothing_left(run.number, &before);
-}
-
-#[test]
 fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let state = tempfile::tempdir().unwrap();
@@ -176,6 +115,52 @@ fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
     assert_nothing_left(number, &before);
 }
 
+/// What `up --backend kind --topology single` must give: every node Ready as the pinned
+/// kubectl reports it, with a pod CIDR in the run's block; the workload component's
+/// Deployment available from its offline-built image; the nodes on the run's network.
+fn check_single(run: &firedrill::backend::kind::KindRunInfo) {
+    let main = run.cluster("main").unwrap();
+
+    // Every node Ready, as the pinned kubectl reports it.
+    let kubectl = firedrill::fixtures::Binaries::locate(&common::paths()).unwrap().kubectl;
+    let nodes = Command::new(&kubectl)
+        .args(["--kubeconfig", &main.kubeconfig.display().to_string(), "get", "nodes", "-o"])
+        .arg(r#"jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.podCIDR}{"\n"}{end}"#)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let nodes = String::from_utf8_lossy(&nodes.stdout).to_string();
+    let mut names: Vec<&str> = nodes.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["fd-k0-main-control-plane", "fd-k0-main-worker", "fd-k0-main-worker2"].map(|n| n.replace("k0", &format!("k{}", run.number))));
+    for l in nodes.lines() {
+        let [name, ready, cidr] = l.split(' ').collect::<Vec<_>>()[..] else { panic!("unexpected line `{l}`") };
+        assert_eq!(ready, "True", "node {name} is not Ready");
+        let cidr = Block::parse(cidr).unwrap_or_else(|| panic!("node {name} has no pod CIDR"));
+        assert!(Block::parse(&main.pods).unwrap().contains(cidr) && KIND_PODS.contains(cidr), "node {name}: pod CIDR {cidr} outside {}", main.pods);
+    }
+
+    // A component from its offline-built image: the workload Deployment turns available.
+    let kubeconfig = main.kubeconfig.display().to_string();
+    let manifests = common::paths().fixtures.join("components/workload/manifests.yaml");
+    let apply = Command::new(&kubectl).args(["--kubeconfig", &kubeconfig, "apply", "-f"]).arg(&manifests).output().unwrap();
+    assert!(apply.status.success(), "kubectl apply: {}", text(&apply));
+    let rollout = Command::new(&kubectl)
+        .args(["--kubeconfig", &kubeconfig, "-n", "default", "rollout", "status", "deployment/workload", "--timeout=120s"])
+        .output()
+        .unwrap();
+    assert!(rollout.status.success(), "the workload Deployment did not turn available on kind: {}", text(&rollout));
+
+    // The nodes sit on the run's network, inside the plan.
+    let subnet = docker(&["network", "inspect", &run.network, "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}"]);
+    assert_eq!(subnet, run.subnet);
+    for n in &main.nodes {
+        let ip = docker(&["inspect", &n.container, "--format", &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", run.network)]);
+        let ip = Block::parse(&format!("{ip}/32")).unwrap_or_else(|| panic!("node {}: no address on {}", n.container, run.network));
+        assert!(Block::parse(&run.subnet).unwrap().contains(ip), "node {} at {ip}", n.container);
+    }
+}
+
 /// Plan, journal, inject and prove `fault` in effect; revert, mark it reverted and prove it
 /// undone — as the runner does for a scenario's window.
 async fn drill_fault(env: &firedrill::env::Env, fault: &firedrill::fault::FaultSpec) {
@@ -192,14 +177,23 @@ async fn drill_fault(env: &firedrill::env::Env, fault: &firedrill::fault::FaultS
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn faults_on_kind_are_proven_in_effect_then_undone_and_recover_reverts_a_journaled_one() {
+async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_reverts_and_down_leaves_nothing() {
     use firedrill::fault::{Expect, FaultSpec, Signal};
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let paths = common::paths();
-    let topo = firedrill::topology::Topology::load(&paths.fixtures, "single").unwrap();
-    let env = firedrill::env::Env::provision_kind(&paths, &topo, &["lb".into()], &common::firedrill()).await.unwrap_or_else(|e| panic!("up on kind: {e}"));
-    let number = env.kind().unwrap().info.number;
+    let state = tempfile::tempdir().unwrap();
+    let before = volumes();
+    let up = firedrill(state.path(), &["up", "--backend", "kind", "--topology", "single", "--hosts", "lb"]);
+    let out = text(&up);
+    assert!(up.status.success(), "firedrill up --backend kind: {out}");
+    let dir = out.lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).expect("up names its run directory").to_string();
+    let run = firedrill::backend::kind::KindRun::attach(std::path::Path::new(&dir)).unwrap();
+    let number = run.info.number;
+    let env = firedrill::env::Env::from_kind(&paths, run).await.unwrap_or_else(|e| panic!("attaching to the kind run: {e}"));
     let outcome = async {
+        let info = env.kind().unwrap().info.clone();
+        tokio::task::spawn_blocking(move || check_single(&info)).await.unwrap();
+
         // A host at its planned address, running haproxy from its image.
         let lb = env.host("lb").unwrap();
         assert_eq!(lb, firedrill::backend::addresses::kind_host(number, 0));
@@ -263,10 +257,11 @@ async fn faults_on_kind_are_proven_in_effect_then_undone_and_recover_reverts_a_j
         lost.verify(&env, &undo, Expect::Reverted, firedrill::wait::Deadline::after(Duration::from_secs(10))).await.unwrap_or_else(|e| panic!("{e}"));
     };
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-    env.teardown().await.unwrap();
+    let state_dir = state.path().to_path_buf();
+    let down = tokio::task::spawn_blocking(move || firedrill(&state_dir, &["down", &dir])).await.unwrap();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-    assert!(containers(&format!("fd-k{number}-")).is_empty(), "node containers left");
-    assert!(host_containers(number).is_empty(), "host containers left");
+    assert!(down.status.success(), "firedrill down: {}", text(&down));
+    assert_nothing_left(number, &before);
 }

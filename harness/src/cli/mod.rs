@@ -251,7 +251,10 @@ async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind,
         }
     }
     let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
-    match LocalRun::up(paths, UpOptions { topology: &topo, hosts, firedrill }).await {
+    let working = crate::report::terminal::working(format!("bringing up topology {} on the local backend", topo.topology));
+    let up = LocalRun::up(paths, UpOptions { topology: &topo, hosts, firedrill }).await;
+    drop(working);
+    match up {
         Ok(run) => {
             println!("run {} is up ({})", run.info.id, run.dir().display());
             for c in &run.info.clusters {
@@ -275,7 +278,10 @@ async fn up(paths: &Paths, topology: &str, backend: crate::backend::BackendKind,
 
 async fn up_kind(paths: &Paths, topo: &crate::topology::Topology, hosts: &[String]) -> ExitCode {
     let firedrill = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("firedrill"));
-    match crate::backend::kind::KindRun::up(paths, topo, hosts, &firedrill).await {
+    let working = crate::report::terminal::working(format!("bringing up topology {} on kind", topo.topology));
+    let up = crate::backend::kind::KindRun::up(paths, topo, hosts, &firedrill).await;
+    drop(working);
+    match up {
         Ok(run) => {
             let i = &run.info;
             println!("run {} is up on kind ({}); network {} {}", i.id, i.dir.display(), i.network, i.subnet);

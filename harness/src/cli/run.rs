@@ -83,6 +83,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
             break;
         }
     }
+    report::terminal::finish();
     let all: Vec<ScenarioResult> = rounds.iter().flatten().cloned().collect();
     let stability = (args.repeat > 1).then(|| report::stability::Stability::of(&rounds));
     if let Some(dir) = &args.report {
@@ -131,7 +132,7 @@ async fn run_suite(
             break;
         }
         let r = session.run_scenario(suite, &suite.spec.scenarios[*j], snapshots).await;
-        report::terminal::print_result(&r);
+        report::terminal::suspend(|| report::terminal::print_result(&r));
         results.push(r);
     }
     if let Err(e) = session.close().await {

@@ -1,4 +1,9 @@
 //! The terminal reporter: progress on stderr, tables and per-operation numbers on stdout.
+//!
+//! On a terminal (stderr a TTY, `CI` unset, the log not JSON) progress is live: a spinner
+//! under the progress lines shows what runs now — bringing an environment up, or a
+//! scenario's phase (baseline → fault → revert → recovery …) — with the time it has taken.
+//! Elsewhere (a pipe, a file, CI) the same progress lines are printed plain.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -12,6 +17,79 @@ pub const EVENT_TARGET: &str = "firedrill::event";
 
 static JSON_LOG: AtomicBool = AtomicBool::new(false);
 
+/// The live display, while one is shown.
+static LIVE: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Whether progress is shown live: a terminal, not CI, not a JSON log.
+pub fn live() -> bool {
+    !JSON_LOG.load(Ordering::Relaxed) && std::env::var_os("CI").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn spinner(message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("a valid template"));
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+/// What the live display says for an event, and whether its clock starts again.
+fn status(ev: &RunEvent) -> Option<(String, bool)> {
+    match ev {
+        RunEvent::Plan { suite, .. } => Some((format!("{suite}: bringing the environment up"), true)),
+        RunEvent::EnvironmentReady { suite, .. } => Some((format!("{suite}: environment ready"), true)),
+        RunEvent::ScenarioStarted { name, .. } => Some((format!("{name}: starting"), true)),
+        RunEvent::Phase { name, phase } => Some((format!("{name}: {phase}"), false)),
+        RunEvent::FaultInjected { name, fault, .. } => Some((format!("{name}: {fault} in place"), false)),
+        RunEvent::ScenarioFinished(r) => Some((format!("{}: {}", r.name(), super::markdown::verdict_word(&r.verdict)), false)),
+        RunEvent::EnvironmentDown { suite } => Some((format!("{suite}: environment torn down"), true)),
+        RunEvent::FaultReverted { .. } | RunEvent::Warning { .. } => None,
+    }
+}
+
+/// Print `line` above the live display, and move the display on to `ev`'s status.
+fn show_live(ev: &RunEvent, line: &str) {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let bar = live.get_or_insert_with(|| spinner(String::new()));
+    bar.println(line);
+    if let Some((message, restart)) = status(ev) {
+        if restart {
+            bar.reset_elapsed();
+        }
+        bar.set_message(message);
+    }
+}
+
+/// Clear the live display, if one is shown (the run is over).
+pub fn finish() {
+    if let Some(bar) = LIVE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        bar.finish_and_clear();
+    }
+}
+
+/// Run `f` (which writes to the terminal) with the live display hidden meanwhile.
+pub fn suspend<T>(f: impl FnOnce() -> T) -> T {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match live {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
+/// A live display of `message` while a guard lives (bringing clusters up); nothing when
+/// progress is not live.
+pub fn working(message: String) -> Option<Working> {
+    live().then(|| Working(spinner(message)))
+}
+
+pub struct Working(indicatif::ProgressBar);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// With a JSON log on stderr, run events are records of that log, not progress lines.
 pub fn set_json_log(on: bool) {
     JSON_LOG.store(on, Ordering::Relaxed);
@@ -23,7 +101,9 @@ pub fn note(line: &str) {
     if JSON_LOG.load(Ordering::Relaxed) {
         tracing::info!("{line}");
     } else {
-        let _ = writeln!(std::io::stderr(), "{line}");
+        suspend(|| {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        });
     }
 }
 
@@ -32,7 +112,9 @@ pub fn error(message: &str) {
     if JSON_LOG.load(Ordering::Relaxed) {
         tracing::error!("{message}");
     } else {
-        let _ = writeln!(std::io::stderr(), "error: {message}");
+        suspend(|| {
+            let _ = writeln!(std::io::stderr(), "error: {message}");
+        });
     }
 }
 
@@ -69,7 +151,11 @@ pub fn emitter() -> Emit {
             RunEvent::EnvironmentDown { suite } => format!("firedrill: {suite}: environment torn down"),
             RunEvent::Warning { message } => format!("firedrill: warning: {message}"),
         };
-        let _ = writeln!(std::io::stderr(), "{line}");
+        if live() {
+            show_live(&ev, &line);
+        } else {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
     })
 }
 
