@@ -51,25 +51,23 @@ fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("harness/tests/data/bad-suites/unknown-fault-kind.yaml"), dir.path().join("unknown-fault-kind.yaml")).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(["run", "--suites"])
-        .arg(dir.path())
-        .current_dir(root())
-        .env("FIREDRILL_STATE", state.path())
-        .output()
-        .unwrap();
+    let run = |log: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(log)
+            .args(["run", "--suites"])
+            .arg(dir.path())
+            .current_dir(root())
+            .env("FIREDRILL_STATE", state.path())
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("unknown-fault-kind.yaml:17:11: `scenarios[0].faults[0].kind`: unknown variant `explode`"), "{}", text(&o));
     assert!(!state.path().join("runs").exists(), "nothing may be started for a bad suite");
 
     // With a JSON log, stderr is JSON lines only, and the error is one of them.
-    let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(["--log-format", "json", "run", "--suites"])
-        .arg(dir.path())
-        .current_dir(root())
-        .env("FIREDRILL_STATE", state.path())
-        .output()
-        .unwrap();
+    let o = run(&["--log-format", "json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     let records: Vec<serde_json::Value> =
