@@ -10,7 +10,8 @@ use crate::runner::{ScenarioResult, Verdict};
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:72em}\
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}.match{color:#1a7f37}.differs,.error{color:#cf222e}.skipped{color:#9a6700}\
-.cell-differs{background:#ffebe9}pre{background:#f6f8fa;padding:.6em;overflow:auto}";
+.cell-differs{background:#ffebe9}pre{background:#f6f8fa;padding:.6em;overflow:auto}\
+figure{margin:1em 0;overflow-x:auto}figcaption{color:#57606a;font-size:.9em}";
 
 /// `&`, `<`, `>`, `"` and `'` as entities.
 pub fn esc(s: &str) -> String {
@@ -93,6 +94,12 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
             let _ = writeln!(out, "<p>Not runnable: {}</p>", esc(reason));
         }
         Verdict::Match => {}
+    }
+    if let Some(svg) = super::timeline::render(r) {
+        let _ = writeln!(
+            out,
+            "<figure>{svg}<figcaption>Every probe attempt on the scenario's clock (runs of attempts with the same outcome and reason drawn as one mark; point at one for its times and reason); shaded: injecting, fault in effect, reverting; ◆ where the operation recovered for good.</figcaption></figure>"
+        );
     }
     out.push_str("<table><tr><th>Operation</th><th>Documented</th><th>Observed</th><th>Note</th><th>Success ratio</th><th>Samples</th><th>First failure</th><th>Recovery ±resolution</th><th>Failures seen</th></tr>\n");
     for (k, row) in r.expected.rows.iter().enumerate() {

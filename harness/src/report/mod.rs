@@ -5,6 +5,7 @@ pub mod junit;
 pub mod markdown;
 pub mod stability;
 pub mod terminal;
+pub mod timeline;
 
 use std::path::Path;
 use std::time::Duration;
