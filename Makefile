@@ -7,7 +7,7 @@ FIREDRILL := target/debug/firedrill
 .PHONY: help setup build test drill review clean down fuzz bench
 
 help:
-	@echo "make drill   set up, bring up the local backend, run every suite, write reports/latest"
+	@echo "make drill   set up, bring up the local backend, run every suite, write reports/latest and docs/failure-domains.md"
 	@echo "make test    set up and run every test (unit, CLI, local-backend integration, drills)"
 	@echo "make setup   Debian packages, pinned upstream binaries, a Docker engine, the kind node image (cached; seconds when warm)"
 	@echo "make review  review snapshot changes (cargo insta review)"
@@ -36,8 +36,11 @@ test: build
 	  ci/leftovers.sh --since target/leftovers.before || { [[ $$status != 0 ]] || status=1; }; \
 	  exit $$status
 
+# The run's exit status is kept; the living document is written from its report either way
+# (a mismatch belongs in it too).
 drill: build
-	$(FIREDRILL) run --backend local --report reports/latest
+	status=0; $(FIREDRILL) run --backend local --report reports/latest || status=$$?; \
+	  $(FIREDRILL) docs --report reports/latest; exit $$status
 
 # Every figure of the README's benchmark table, against its target; the debug build is the
 # one measured (it is what `make drill` runs). FIREDRILL_BENCH_ROUNDS=1 for a shorter drill.

@@ -2,8 +2,9 @@
 //! without touching a cluster. A report's `results.json` holds every probe attempt with
 //! its time, the scenario's timeline and the claims' post-checks; the verdict is reached
 //! from them by the same pure code a live run uses (`runner::verdict`), so editing a suite
-//! (a cause, a settle time, a deviation) or a snapshot is checked in seconds. It writes
-//! nothing (no observation is left next to a snapshot for review).
+//! (a cause, a settle time, a deviation) or a snapshot is checked in seconds. It leaves no
+//! observation next to a snapshot for review; with `--report DIR` it writes the re-judged
+//! run's reports there (the recorded run's own reports are never touched).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,14 +21,21 @@ use crate::runner::events::Timeline;
 use crate::runner::{ScenarioResult, Verdict, verdict};
 use crate::suite::{Claim, Suite};
 
-/// What `results.json` records of one scenario, as far as judging needs it.
+/// What `results.json` records of one scenario, as far as judging (and `firedrill docs`)
+/// needs it.
 #[derive(Deserialize)]
-struct Recorded {
-    suite: String,
-    scenario: String,
-    verdict: RecordedVerdict,
+pub(super) struct Recorded {
+    pub suite: String,
+    pub scenario: String,
+    pub verdict: RecordedVerdict,
     #[serde(default)]
-    round: u32,
+    pub round: u32,
+    #[serde(default)]
+    pub backend: Option<crate::backend::BackendKind>,
+    #[serde(default)]
+    pub started_at: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub took: std::time::Duration,
     #[serde(default)]
     timeline: Option<Timeline>,
     #[serde(default)]
@@ -37,8 +45,13 @@ struct Recorded {
 }
 
 #[derive(Deserialize)]
-struct RecordedVerdict {
-    verdict: String,
+pub(super) struct RecordedVerdict {
+    pub verdict: String,
+    /// A harness error's message, a not-runnable scenario's reason.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,7 +77,7 @@ pub struct CheckArgs {
     pub snapshots: Option<PathBuf>,
 }
 
-fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
+pub(super) fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
     let dir = args.suites.clone().unwrap_or_else(|| paths.suites.clone());
     let mut suites = crate::suite::load_dir(&dir, &paths.fixtures).map_err(|e| e.to_string())?;
     if let Some(file) = &args.suite {
@@ -80,7 +93,7 @@ fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
 /// Re-judge one recorded scenario; `None` when the live run reached no verdict on the
 /// system (a harness error — also one that came after the table, such as a failed revert —
 /// or a scenario not runnable): that verdict stands as recorded.
-fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Result<Option<ScenarioResult>, String> {
+pub(super) fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Result<Option<ScenarioResult>, String> {
     if !matches!(r.verdict.verdict.as_str(), "match" | "mismatch") {
         return Ok(None);
     }
@@ -93,18 +106,57 @@ fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Result<Option<Sc
     let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone() }).collect();
     let mut result = verdict::scenario(suite, sc, operations, claims, timeline);
     result.round = r.round.max(1);
+    result.backend = r.backend;
+    result.started_at = r.started_at;
+    result.took = r.took;
     result.compare_with_snapshot(snapshots, false);
     Ok(Some(result))
 }
 
-pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
-    let file = if args.recorded.is_dir() { args.recorded.join("results.json") } else { args.recorded.clone() };
-    let recorded: Vec<Recorded> = match std::fs::read_to_string(&file).map_err(|e| e.to_string()).and_then(|t| {
-        serde_json::from_str(&t).map_err(|e| format!("{e} (expected the results.json `firedrill run --report` writes)"))
-    }) {
+/// The `results.json` of a report directory (or that file itself).
+pub(super) fn results_file(recorded: &Path) -> PathBuf {
+    if recorded.is_dir() { recorded.join("results.json") } else { recorded.to_path_buf() }
+}
+
+/// The scenarios a report directory records, or `file: why not`.
+pub(super) fn load_recorded(recorded: &Path) -> Result<Vec<Recorded>, String> {
+    let file = results_file(recorded);
+    std::fs::read_to_string(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("{e} (expected the results.json `firedrill run --report` writes)")))
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// The recorded verdict of a scenario that is not judged again, as a result for a report.
+fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
+    let suite = suites.iter().find(|s| s.id() == r.suite)?;
+    let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario)?;
+    let why = r.verdict.error.clone().or_else(|| r.verdict.reason.clone()).unwrap_or_default();
+    let verdict = match r.verdict.verdict.as_str() {
+        "not-runnable" => Verdict::NotRunnable { reason: why },
+        _ => Verdict::HarnessError { error: why },
+    };
+    let mut result = ScenarioResult::without_table(suite, sc, verdict);
+    result.round = r.round.max(1);
+    result.backend = r.backend;
+    result.started_at = r.started_at;
+    result.took = r.took;
+    Some(result)
+}
+
+pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode {
+    // The recording is evidence: its reports are never written over.
+    if let Some(dir) = &report {
+        let recorded_dir = results_file(&args.recorded).parent().map(Path::to_path_buf).unwrap_or_default();
+        if dir.canonicalize().ok().is_some_and(|d| recorded_dir.canonicalize().ok() == Some(d)) {
+            eprintln!("error: --report {}: that is the recorded run's own report directory; name another", dir.display());
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    }
+    let recorded = match load_recorded(&args.recorded) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_HARNESS);
         }
     };
@@ -118,6 +170,7 @@ pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
     let snapshots = args.snapshots.clone().unwrap_or_else(|| paths.snapshots.clone());
     let (mut matched, mut differs, mut harness) = (0, 0, 0);
     let mut changed = 0;
+    let mut results = Vec::new();
     for r in &recorded {
         let name = format!("{}::{}{}", r.suite, r.scenario, if recorded.iter().any(|x| x.round > 1) { format!(" (round {})", r.round) } else { String::new() });
         match rejudge(r, &suites, &snapshots) {
@@ -138,6 +191,7 @@ pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
                     Verdict::Mismatch { .. } => differs += 1,
                     _ => harness += 1,
                 }
+                results.push(result);
             }
             Ok(None) => {
                 println!("=> {name}: {} (as recorded: the live run reached no verdict on the system to judge again)", r.verdict.verdict);
@@ -146,10 +200,15 @@ pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
                     "mismatch" => differs += 1,
                     _ => harness += 1,
                 }
+                results.extend(as_recorded(r, &suites));
             }
             Err(e) => {
                 println!("=> {name}: cannot be judged again: {e}");
                 harness += 1;
+                results.extend(as_recorded(r, &suites).map(|mut x| {
+                    x.verdict = Verdict::HarnessError { error: format!("cannot be judged again: {e}") };
+                    x
+                }));
             }
         }
     }
@@ -157,6 +216,15 @@ pub fn check(paths: Paths, args: CheckArgs) -> ExitCode {
         "firedrill check: {matched} of {} scenarios match; {differs} differ; {harness} without a verdict; {changed} verdict(s) differ from the live run's",
         recorded.len()
     );
+    if let Some(dir) = report {
+        match crate::report::write_all(&dir, &results, None) {
+            Ok(()) => println!("reports of the re-judged run in {}", dir.display()),
+            Err(e) => {
+                eprintln!("error: writing the reports into {}: {e}", dir.display());
+                return ExitCode::from(EXIT_HARNESS);
+            }
+        }
+    }
     if harness > 0 {
         ExitCode::from(EXIT_HARNESS)
     } else if differs > 0 {

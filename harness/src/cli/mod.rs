@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::fixtures::Paths;
 
 mod check;
+mod docs;
 mod run;
 mod select;
 
@@ -108,6 +109,21 @@ pub enum Command {
         /// Directory of snapshots (default: the repository's snapshots/).
         #[arg(long)]
         snapshots: Option<PathBuf>,
+        /// Also write the re-judged run's reports (report.html with its timelines,
+        /// report.md, junit.xml, results.json) into this directory.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+    },
+    /// Write docs/failure-domains.md, the living document: per suite the documented tables,
+    /// what the last run observed (judged again as `check` does), on which backend and
+    /// when, and every recorded deviation with its evidence. Touches no cluster.
+    Docs {
+        /// The last run's report directory (default: reports/latest, what `make drill` writes).
+        #[arg(long, value_name = "REPORT_DIR")]
+        report: Option<PathBuf>,
+        /// Where to write (default: docs/failure-domains.md).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Print the address plan (every block in 198.18.0.0/15), or the Docker engine
     /// configuration that follows it.
@@ -170,7 +186,8 @@ pub fn main() -> ExitCode {
             ))
         }
         Command::Recover { run_dir } => block_on(run::recover(paths, run_dir)),
-        Command::Check { recorded, suite, suites, snapshots } => check::check(paths, check::CheckArgs { recorded, suite, suites, snapshots }),
+        Command::Check { recorded, suite, suites, snapshots, report } => check::check(paths, check::CheckArgs { recorded, suite, suites, snapshots }, report),
+        Command::Docs { report, out } => docs::docs(paths, docs::DocsArgs { report, out }),
         Command::Daemon { run_dir } => block_on(async move {
             match crate::backend::local::daemon::main(run_dir).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -82,18 +82,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
         }
         if !r.deviations.is_empty() {
             out.push_str("Recorded deviations from the document:\n\n");
-            for d in &r.deviations {
-                let glyphs = match (d.documented, d.observed, d.onset) {
-                    (Some(a), Some(b), _) => format!(" ({} documented, {} observed)", a.glyph(), b.glyph()),
-                    (_, _, Some(onset)) => format!(" (takes effect up to {} into the fault)", secs(onset)),
-                    _ => String::new(),
-                };
-                let _ = writeln!(out, "- **{}**{glyphs}, {}: {}", d.operation, d.kind.words(), d.reason);
-                for e in &d.evidence {
-                    let _ = writeln!(out, "  - evidence: {e}");
-                }
-            }
-            out.push('\n');
+            deviations(&mut out, &r.deviations);
         }
         if !r.reverted.is_empty() {
             let _ = writeln!(out, "Reverted: {}\n", r.reverted.join("; "));
@@ -103,6 +92,22 @@ pub fn render(results: &[ScenarioResult]) -> String {
         }
     }
     out
+}
+
+/// Recorded deviations as a list, each with its evidence, then a blank line.
+pub fn deviations(out: &mut String, notes: &[crate::runner::DeviationNote]) {
+    for d in notes {
+        let glyphs = match (d.documented, d.observed, d.onset) {
+            (Some(a), Some(b), _) => format!(" ({} documented, {} observed)", a.glyph(), b.glyph()),
+            (_, _, Some(onset)) => format!(" (takes effect up to {} into the fault)", secs(onset)),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "- **{}**{glyphs}, {}: {}", d.operation, d.kind.words(), d.reason.trim());
+        for e in &d.evidence {
+            let _ = writeln!(out, "  - evidence: {}", e.trim());
+        }
+    }
+    out.push('\n');
 }
 
 /// The scenarios' verdict table, in Markdown.

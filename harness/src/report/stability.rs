@@ -167,6 +167,8 @@ pub(crate) mod tests {
             round,
             timeline: None,
             phases: vec![],
+            backend: None,
+            started_at: None,
         }
     }
 

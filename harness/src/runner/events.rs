@@ -79,6 +79,11 @@ pub struct ScenarioResult {
     /// How long each phase took, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<(String, Duration)>,
+    /// The backend the scenario ran on and when it started (`firedrill docs` says both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<crate::backend::BackendKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<jiff::Timestamp>,
 }
 
 /// The moments of one scenario, from the start of sampling.

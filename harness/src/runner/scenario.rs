@@ -44,6 +44,7 @@ impl Session {
     /// Run one scenario to a result. Faults are always reverted before this returns.
     pub async fn run_scenario(&self, suite: &Suite, sc: &ScenarioSpec, snapshots: &std::path::Path) -> ScenarioResult {
         let started = Instant::now();
+        let started_at = jiff::Timestamp::now();
         let name = format!("{}::{}", suite.id(), sc.id.value);
         (self.emit)(RunEvent::ScenarioStarted { name: name.clone(), title: sc.title.clone() });
         let journal = Journal::at(&self.env.run_dir);
@@ -77,6 +78,8 @@ impl Session {
         result.snapshot_check(snapshots);
         result.phases = phases.done;
         result.took = started.elapsed();
+        result.backend = Some(self.env.backend);
+        result.started_at = Some(started_at);
         (self.emit)(RunEvent::ScenarioFinished(Box::new(result.clone())));
         result
     }
@@ -302,6 +305,8 @@ impl ScenarioResult {
             round: 1,
             timeline: None,
             phases: vec![],
+            backend: None,
+            started_at: None,
         }
     }
 
@@ -312,7 +317,7 @@ impl ScenarioResult {
     }
 
     /// [`Self::snapshot_check`]; with `leave_pending` false, no observation is left next to
-    /// the snapshot for review (`firedrill check` writes nothing).
+    /// the snapshot for review (`firedrill check` leaves none).
     pub fn compare_with_snapshot(&mut self, snapshots: &std::path::Path, leave_pending: bool) {
         if !matches!(self.verdict, Verdict::Match) {
             return;
