@@ -21,7 +21,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 . "$root/ci/lib.sh"
 
 # --- Debian packages -----------------------------------------------------------------
-# Each entry: package:command-that-proves-it-is-installed
+# Each entry: package:command-that-proves-it-is-installed[|another]. Chromium lays out the
+# HTML report in a test; a runner's own Chromium or Chrome will do (Ubuntu's package is a snap).
 debs=(
   nftables:nft
   iproute2:ip
@@ -36,11 +37,16 @@ debs=(
   jq:jq
   busybox-static:busybox
   shellcheck:shellcheck
+  'chromium:chromium|chromium-browser|google-chrome'
 )
 missing=()
 for entry in "${debs[@]}"; do
-  pkg=${entry%%:*} cmd=${entry##*:}
-  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  pkg=${entry%%:*} found=0
+  IFS='|' read -ra cmds <<<"${entry#*:}"
+  for cmd in "${cmds[@]}"; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 && found=1
+  done
+  ((found)) || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
