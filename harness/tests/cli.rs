@@ -47,6 +47,29 @@ fn schema_is_json_for_editors() {
 }
 
 #[test]
+fn docs_without_a_recording_documents_every_table_and_a_bad_recording_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("failure-domains.md");
+    let missing = dir.path().join("no-run");
+    let o = firedrill(&["docs", "--report", missing.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("holds no results.json"), "{}", text(&o));
+    let d = std::fs::read_to_string(&out).unwrap();
+    let listed = String::from_utf8_lossy(&firedrill(&["list"]).stdout).matches("::").count();
+    assert_eq!(d.matches("\n### ").count(), listed, "a section per scenario `firedrill list` shows: {d}");
+    assert_eq!(d.matches("Not in the recorded run.").count(), listed, "{d}");
+    assert!(d.contains("| [identity::instances-down](#identityinstances-down) | 5–60 s | not observed |"), "{d}");
+    // A recording that is not results.json: refused with the file named, the document as it was.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("results.json"), "{\"not\": \"a list\"}").unwrap();
+    let o = firedrill(&["docs", "--report", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("bad/results.json") && text(&o).contains("expected the results.json"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), d, "the document is untouched");
+}
+
+#[test]
 fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("harness/tests/data/bad-suites/unknown-fault-kind.yaml"), dir.path().join("unknown-fault-kind.yaml")).unwrap();
