@@ -70,6 +70,22 @@ fn docs_without_a_recording_documents_every_table_and_a_bad_recording_changes_no
 }
 
 #[test]
+fn check_never_writes_its_reports_over_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("results.json"), "[]").unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (recorded, report) in [(d.to_string(), d.to_string()), (format!("{d}/results.json"), format!("{d}/."))] {
+        let o = firedrill(&["check", &recorded, "--report", &report]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("that is the recorded run's own report directory"), "{}", text(&o));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_firedrill")).args(["check", "results.json", "--report", "."]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "a bare results.json and `.`: {}", text(&o));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing but the recording");
+    assert_eq!(std::fs::read_to_string(dir.path().join("results.json")).unwrap(), "[]");
+}
+
+#[test]
 fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("harness/tests/data/bad-suites/unknown-fault-kind.yaml"), dir.path().join("unknown-fault-kind.yaml")).unwrap();
@@ -93,8 +109,7 @@ fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     let o = run(&["--log-format", "json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let records: Vec<serde_json::Value> =
-        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    let records: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
     assert!(
         records.iter().any(|r| r["level"] == "ERROR" && r["fields"]["message"].as_str().is_some_and(|m| m.contains("unknown-fault-kind.yaml:17:11:"))),
         "{stderr}"

@@ -165,7 +165,7 @@ document.body.setAttribute('data-measured', JSON.stringify(out));
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
-            .arg(format!("file://{}", page.display()))
+            .arg(&page)
             .output()
             .expect("chromium runs")
     };
@@ -181,6 +181,7 @@ document.body.setAttribute('data-measured', JSON.stringify(out));
         .replace("&#39;", "'");
     let measured: serde_json::Value = serde_json::from_str(&json).unwrap();
     let expected = recorded_lanes(report);
+    assert!(!expected.is_empty(), "the recording has a scenario with a timeline");
     let timelines = measured.as_array().unwrap();
     assert_eq!(timelines.len(), expected.len(), "one timeline per scenario with a timeline: {measured:#}");
     for (t, (scenario, names)) in timelines.iter().zip(&expected) {

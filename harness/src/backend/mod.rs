@@ -23,6 +23,15 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// `local`, `kind`, `existing`: the name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Kind => "kind",
+            BackendKind::Existing => "existing",
+        }
+    }
+
     /// `FIREDRILL_BACKEND`, default `local`.
     pub fn from_env() -> Result<BackendKind, String> {
         match std::env::var("FIREDRILL_BACKEND").ok().as_deref() {

@@ -54,6 +54,13 @@ pub(super) struct RecordedVerdict {
     pub reason: Option<String>,
 }
 
+impl RecordedVerdict {
+    /// A harness error's message or a not-runnable scenario's reason, as recorded.
+    pub fn why(&self) -> Option<&str> {
+        self.error.as_deref().or(self.reason.as_deref())
+    }
+}
+
 #[derive(Deserialize)]
 struct RecordedOperation {
     id: String,
@@ -131,9 +138,11 @@ pub(super) fn load_recorded(recorded: &Path) -> Result<Vec<Recorded>, String> {
 fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
     let suite = suites.iter().find(|s| s.id() == r.suite)?;
     let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario)?;
-    let why = r.verdict.error.clone().or_else(|| r.verdict.reason.clone()).unwrap_or_default();
+    let why = r.verdict.why().unwrap_or_default().to_string();
     let verdict = match r.verdict.verdict.as_str() {
         "not-runnable" => Verdict::NotRunnable { reason: why },
+        "match" => Verdict::Match,
+        "mismatch" => Verdict::Mismatch { diff: "recorded as a mismatch; the recording holds no timeline to judge again".into() },
         _ => Verdict::HarnessError { error: why },
     };
     let mut result = ScenarioResult::without_table(suite, sc, verdict);
@@ -147,7 +156,7 @@ fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
 pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode {
     // The recording is evidence: its reports are never written over.
     if let Some(dir) = &report {
-        let recorded_dir = results_file(&args.recorded).parent().map(Path::to_path_buf).unwrap_or_default();
+        let recorded_dir = results_file(&args.recorded).parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         if dir.canonicalize().ok().is_some_and(|d| recorded_dir.canonicalize().ok() == Some(d)) {
             eprintln!("error: --report {}: that is the recorded run's own report directory; name another", dir.display());
             return ExitCode::from(EXIT_HARNESS);

@@ -102,12 +102,19 @@ fn render(paths: &Paths, suites: &[Suite], recorded: &[Recorded], report: &std::
                 None => ("not observed".to_string(), "—".to_string(), "—".to_string(), "—".to_string()),
                 Some(s) => (
                     verdict_words(s),
-                    s.recorded.backend.map(backend_word).unwrap_or("—").to_string(),
+                    s.recorded.backend.map(|b| b.name()).unwrap_or("—").to_string(),
                     s.recorded.started_at.map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "—".into()),
                     s.judged.as_ref().ok().and_then(|j| j.as_ref()).and_then(|j| j.mttr).map(secs).unwrap_or_else(|| "—".into()),
                 ),
             };
-            let _ = writeln!(out, "| [{}::{}](#{}) | {bound} | {verdict} | {backend} | {when} | {mttr} |", suite.id(), sc.id.value, anchor(suite, sc));
+            let _ = writeln!(
+                out,
+                "| [{}::{}](#{}) | {} | {verdict} | {backend} | {when} | {mttr} |",
+                suite.id(),
+                sc.id.value,
+                anchor(suite, sc),
+                table::escape(&bound)
+            );
             seen.push(s);
         }
     }
@@ -126,14 +133,6 @@ fn render(paths: &Paths, suites: &[Suite], recorded: &[Recorded], report: &std::
     out
 }
 
-fn backend_word(b: crate::backend::BackendKind) -> &'static str {
-    match b {
-        crate::backend::BackendKind::Local => "local",
-        crate::backend::BackendKind::Kind => "kind",
-        crate::backend::BackendKind::Existing => "existing",
-    }
-}
-
 /// The scenario heading's anchor, as GitHub makes it.
 fn anchor(suite: &Suite, sc: &ScenarioSpec) -> String {
     format!("{}{}", suite.id(), sc.id.value).to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
@@ -145,7 +144,7 @@ fn verdict_words(s: &Seen) -> String {
         Ok(None) => match s.recorded.verdict.verdict.as_str() {
             "harness-error" => "no verdict (harness error)".into(),
             "not-runnable" => "not runnable there".into(),
-            other => other.to_string(),
+            other => format!("recorded as {other}, not judged again (the recording holds no timeline)"),
         },
         Err(_) => "cannot be judged again".into(),
     }
@@ -153,21 +152,22 @@ fn verdict_words(s: &Seen) -> String {
 
 fn scenario(out: &mut String, suite: &Suite, sc: &ScenarioSpec, seen: Option<&Seen>) {
     let _ = writeln!(out, "### {}::{}\n\n{}.\n", suite.id(), sc.id.value, sc.title.trim_end_matches('.'));
-    let documented = table::expected(suite, sc);
+    let expected = table::expected(suite, sc);
     let judged = seen.and_then(|s| s.judged.as_ref().ok()).and_then(|j| j.as_ref());
     let observed = judged.and_then(|j| j.observed.as_ref());
     match seen {
         None => out.push_str("Not in the recorded run.\n\n"),
         Some(s) => {
-            let on = s.recorded.backend.map(|b| format!(" on the {} backend", backend_word(b))).unwrap_or_default();
+            let on = s.recorded.backend.map(|b| format!(" on the {} backend", b.name())).unwrap_or_default();
             let when = s.recorded.started_at.map(|t| format!(", {}", t.strftime("%Y-%m-%d %H:%M UTC"))).unwrap_or_default();
             let round = if s.recorded.round > 1 { format!(" (round {})", s.recorded.round) } else { String::new() };
             let _ = writeln!(out, "Observed{on}{when}{round}: **{}**.\n", verdict_words(s));
             match &s.judged {
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    let why = s.recorded.verdict.error.as_deref().or(s.recorded.verdict.reason.as_deref()).unwrap_or("(no reason recorded)");
-                    let _ = writeln!(out, "{why}\n");
+                    if let Some(why) = s.recorded.verdict.why() {
+                        let _ = writeln!(out, "{}\n", why.trim());
+                    }
                 }
                 Err(e) => {
                     let _ = writeln!(out, "The recording cannot be judged against today's suite: {e}\n");
@@ -175,23 +175,33 @@ fn scenario(out: &mut String, suite: &Suite, sc: &ScenarioSpec, seen: Option<&Se
             }
         }
     }
-    if let Some(why) = &documented.derived {
+    if let Some(why) = &expected.derived {
         let _ = writeln!(out, "Derived from the document's facts, not its table: {}\n", why.trim());
     }
+    // The document's glyph; the observed one, marked where it is not what the suite expects
+    // (the document's, or a recorded deviation's).
     out.push_str("| Operation | Documented | Observed | Note |\n| --- | --- | --- | --- |\n");
-    for row in &documented.rows {
+    for (op, row) in suite.spec.operations.iter().zip(&expected.rows) {
+        let id = op.id.value.as_str();
+        let doc = sc.documented_impact(id).map(|i| i.glyph()).unwrap_or("—");
         let seen_row = observed.and_then(|t| t.rows.iter().find(|r| r.operation == row.operation));
         let cell = match seen_row {
             Some(r) if r.impact == row.impact => r.impact.glyph().to_string(),
-            Some(r) => format!("**{}** (differs)", r.impact.glyph()),
+            Some(r) => format!("**{}** (expected {})", r.impact.glyph(), row.impact.glyph()),
             None => "—".into(),
         };
-        let _ = writeln!(out, "| {} | {} | {cell} | {} |", row.operation.replace('|', "\\|"), row.impact.glyph(), row.note.replace('|', "\\|"));
+        let _ = writeln!(out, "| {} | {doc} | {cell} | {} |", table::escape(&row.operation), table::escape(&row.note));
     }
-    let _ = writeln!(out, "\nRecovery, as the snapshot holds it: {}", documented.recovery.describe());
+    let _ = writeln!(out, "\nRecovery, as the suite expects it: {}", expected.recovery.describe());
+    for (op, why) in &expected.recovery.excluded {
+        let _ = writeln!(out, "Not judged against the MTTR: {op} — {}", table::escape(why));
+    }
     if let Some(t) = observed {
         let mttr = judged.and_then(|j| j.mttr).map(|m| format!(" (longest recovery {})", secs(m))).unwrap_or_default();
         let _ = writeln!(out, "\nRecovery observed: {}{mttr}", t.recovery.describe());
+        for (claim, held) in &t.recovery.claims {
+            let _ = writeln!(out, "Claim: {} — {}", claim.words(), table::holds(*held));
+        }
     }
     out.push('\n');
     if let Some(j) = judged {

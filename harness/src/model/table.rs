@@ -85,7 +85,8 @@ pub fn holds(held: bool) -> &'static str {
     if held { "holds" } else { "does not hold" }
 }
 
-fn escape(s: &str) -> String {
+/// A Markdown table cell: `|` escaped, newlines as spaces.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 

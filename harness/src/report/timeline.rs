@@ -172,7 +172,11 @@ fn lane(s: &mut String, o: &OperationResult, t: &Timeline, scale: &Scale, y: f64
     }
     let (mark, why) = match o.recovery {
         _ if o.never_affected => (None, "never affected".to_string()),
-        Some(r) => (Some(t.reverted + r), format!("recovered {} after the revert", super::recovery_cell(o))),
+        Some(r) => {
+            let precision = o.resolution.map(|res| format!(" ±{}", secs(res))).unwrap_or_default();
+            let judged = o.mttr_excluded.as_ref().map(|why| format!(" (not judged against the MTTR: {why})")).unwrap_or_default();
+            (Some(t.reverted + r), format!("recovered {}{precision} after the revert{judged}", secs(r)))
+        }
         None => (None, "not recovered".to_string()),
     };
     if let Some(at) = mark {
@@ -205,13 +209,14 @@ fn mttr(s: &mut String, r: &ScenarioResult, t: &Timeline, scale: &Scale) {
     let (x0, x1) = (scale.x(t.reverted), scale.x(t.reverted + m));
     let y = TOP - 40.0;
     let bound = r.mttr_bound.map(|b| format!(" (documented ≤ {})", secs(b))).unwrap_or_else(|| " (no documented bound)".into());
+    // The label goes right of the bracket, or left of it when it would run off the page.
+    let (tx, anchor) = if x1 > LABEL + (WIDTH - LABEL - RIGHT) / 2.0 { (x1 - 4.0, "end") } else { (x1 + 4.0, "start") };
     let _ = write!(
         s,
-        "<g class=\"mttr\"><path d=\"M{x0:.1} {:.1} V{y:.1} H{x1:.1} V{:.1}\" fill=\"none\" stroke=\"#0969da\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#0969da\">MTTR {}{}</text></g>",
+        "<g class=\"mttr\"><path d=\"M{x0:.1} {:.1} V{y:.1} H{x1:.1} V{:.1}\" fill=\"none\" stroke=\"#0969da\"/><text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"#0969da\">MTTR {}{}</text></g>",
         y + 5.0,
         y + 5.0,
-        x1 + 4.0,
-        y + 4.0,
+        y - 3.0,
         secs(m),
         esc(&bound)
     );
@@ -291,6 +296,12 @@ mod tests {
         assert!(svg.contains("data-operation=\"Other &lt;op&gt;\""), "names are escaped: {svg}");
         assert!(svg.contains("MTTR 1.5 s (documented ≤ 60.0 s)"), "{svg}");
         assert_eq!(svg.matches("class=\"recovered\"").count(), 1, "the never-affected lane has no recovery mark: {svg}");
+        // Recovered 1.5 s after the revert ended (8.5 s): at 10 s of 12, over 600 px from 290.
+        assert!(svg.contains(&format!("<path class=\"recovered\" d=\"M{:.1} ", 290.0 + 10.0 / 12.0 * 600.0)), "{svg}");
+        assert!(svg.contains("<title>recovered 1.5 s ±0.3 s after the revert</title>"), "{svg}");
+        // The failing run of attempts starts at 2.5 s and ends with the last attempt's end, 9.92 s.
+        let (x0, x1) = (290.0 + 2.5 / 12.0 * 600.0, 290.0 + 9.92 / 12.0 * 600.0);
+        assert!(svg.contains(&format!("class=\"attempt failed\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\"", 52.0 + 12.0 - 7.0, x1 - x0)), "{svg}");
     }
 
     #[test]

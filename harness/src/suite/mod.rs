@@ -347,8 +347,14 @@ impl DeviationKind {
 impl ScenarioSpec {
     /// The glyph the scenario's table must show for `op`: the document's, or a recorded
     /// glyph deviation's observed one.
+    /// The document's own glyph for an operation.
+    pub fn documented_impact(&self, op: &str) -> Option<Impact> {
+        self.documented.impact.iter().find(|(k, _)| k.value == op).map(|(_, v)| *v)
+    }
+
+    /// The document's glyph, or a recorded deviation's observed one: what the table must show.
     pub fn expected_impact(&self, op: &str) -> Option<Impact> {
-        let documented = self.documented.impact.iter().find(|(k, _)| k.value == op).map(|(_, v)| *v)?;
+        let documented = self.documented_impact(op)?;
         Some(self.deviations.iter().find(|d| d.operation.value == op).and_then(|d| d.observed).unwrap_or(documented))
     }
 
