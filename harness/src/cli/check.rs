@@ -156,7 +156,8 @@ fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
 pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode {
     // The recording is evidence: its reports are never written over.
     if let Some(dir) = &report {
-        let recorded_dir = results_file(&args.recorded).parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let recorded_dir =
+            results_file(&args.recorded).parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         if dir.canonicalize().ok().is_some_and(|d| recorded_dir.canonicalize().ok() == Some(d)) {
             eprintln!("error: --report {}: that is the recorded run's own report directory; name another", dir.display());
             return ExitCode::from(EXIT_HARNESS);
