@@ -42,7 +42,7 @@ docker info >/dev/null 2>&1 || { log "no Docker engine answers: run ci/docker.sh
 command -v debootstrap >/dev/null || PATH=$PATH:/usr/sbin
 command -v debootstrap >/dev/null || apt_install debootstrap
 
-kind_src=$(cd /tmp && GOFLAGS= GOTOOLCHAIN=local go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
+kind_src=$(cd /tmp && GOFLAGS='' GOTOOLCHAIN=local go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
 base_files=$kind_src/images/base/files
 [[ -f $base_files/usr/local/bin/entrypoint ]] || { log "kind's base-image files are not in $kind_src"; exit 1; }
 
@@ -149,7 +149,6 @@ closure() {
 mapfile -t wanted < <("$bin/kubernetes-$KUBERNETES_VERSION/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION" 2>/dev/null)
 # containerd's sandbox image, as kind's containerd configuration names it.
 sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$rootfs/etc/containerd/config.toml")
-declare -A made=()
 for ref in "${wanted[@]}" "$sandbox"; do
   name=${ref%:*} name=${name##*/}
   d=$work/images/$name && mkdir -p "$d/usr/local/bin"
@@ -176,7 +175,6 @@ for ref in "${wanted[@]}" "$sandbox"; do
       continue ;;
     *) log "kubeadm lists an image this script does not know how to build: $ref"; exit 1 ;;
   esac
-  made[$name]=1
 done
 d=$work/images/cni && mkdir -p "$d/bin"
 cp /bin/busybox "$d/bin/busybox"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the set-up scripts (sourced, not run).
 
 # apt_install PACKAGE…: install Debian packages without starting their system services

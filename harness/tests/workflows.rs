@@ -1,7 +1,7 @@
 //! The GitHub Actions workflows (`.github/workflows/`) pass actionlint, the pinned build
 //! `make setup` makes (`ACTIONLINT_VERSION`), which also runs shellcheck over their `run:`
 //! scripts; and each workflow calls what runs here too: `make test` on every change,
-//! `ci/nightly.sh` nightly.
+//! `ci/nightly.sh` nightly. Every shell script of the repository passes shellcheck too.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +23,34 @@ fn the_workflows_pass_actionlint_with_shellcheck() {
     assert!(Command::new("shellcheck").arg("--version").output().is_ok_and(|o| o.status.success()), "shellcheck is not installed; run `make setup`");
     let o = Command::new(actionlint()).arg("-color=false").current_dir(root()).output().unwrap();
     assert!(o.status.success(), "actionlint:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+/// The repository's shell scripts: `*.sh` and files starting with a `#!` line naming a shell.
+fn shell_scripts() -> Vec<std::path::PathBuf> {
+    let mut found = vec![root().join(".ci/run")];
+    let mut dirs = vec![root().join("ci"), root().join("fixtures")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "sh")
+                || std::fs::read(&p).is_ok_and(|b| b.starts_with(b"#!") && b.split(|c| *c == b'\n').next().is_some_and(|l| l.ends_with(b"sh") || l.ends_with(b"bash")))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_shell_scripts_pass_shellcheck() {
+    let scripts = shell_scripts();
+    assert!(scripts.iter().any(|p| p.ends_with("ci/setup.sh")) && scripts.iter().any(|p| p.ends_with("fixtures/kind/cni/firedrill-cni")), "{scripts:?}");
+    let o = Command::new("shellcheck").args(["-S", "warning", "-x"]).args(&scripts).current_dir(root()).output().expect("shellcheck runs (make setup installs it)");
+    assert!(o.status.success(), "shellcheck:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
