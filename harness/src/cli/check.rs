@@ -37,6 +37,8 @@ pub(super) struct Recorded {
     #[serde(default)]
     pub took: std::time::Duration,
     #[serde(default)]
+    pub phases: Vec<(String, std::time::Duration)>,
+    #[serde(default)]
     timeline: Option<Timeline>,
     #[serde(default)]
     operations: Vec<RecordedOperation>,
@@ -116,6 +118,7 @@ pub(super) fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Resul
     result.backend = r.backend;
     result.started_at = r.started_at;
     result.took = r.took;
+    result.phases = r.phases.clone();
     result.compare_with_snapshot(snapshots, false);
     Ok(Some(result))
 }
@@ -150,6 +153,7 @@ fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
     result.backend = r.backend;
     result.started_at = r.started_at;
     result.took = r.took;
+    result.phases = r.phases.clone();
     Some(result)
 }
 

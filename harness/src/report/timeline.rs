@@ -83,6 +83,8 @@ pub fn render(r: &ScenarioResult) -> Option<String> {
         "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\" font-family=\"system-ui,sans-serif\" font-size=\"12\" role=\"img\" aria-label=\"{}\">",
         esc(&format!("Timeline of {}", r.name()))
     );
+    let baseline = r.phases.iter().find(|(p, _)| p == "baseline").map(|(_, d)| t.injected.saturating_sub(*d));
+    settling(&mut s, baseline, &scale, bottom);
     phases(&mut s, &t, &scale, bottom);
     for (i, o) in r.operations.iter().enumerate() {
         lane(&mut s, o, &t, &scale, TOP + i as f64 * LANE);
@@ -91,6 +93,23 @@ pub fn render(r: &ScenarioResult) -> Option<String> {
     axis(&mut s, &scale, bottom);
     s.push_str("</svg>");
     Some(s)
+}
+
+/// Before the baseline, sampling already runs while the harness waits for every operation
+/// to work (the steady state): failures there are the system settling, and never judged.
+fn settling(s: &mut String, baseline: Option<Duration>, scale: &Scale, bottom: f64) {
+    let Some(at) = baseline.filter(|b| !b.is_zero()) else { return };
+    let (x0, x1) = (scale.x(Duration::ZERO), scale.x(at));
+    let _ = write!(
+        s,
+        "<rect class=\"phase settling\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f0f1f3\"><title>steady state: waiting until every operation works, 0.0 s to {} (not judged)</title></rect>",
+        TOP - 4.0,
+        x1 - x0,
+        bottom - TOP + 4.0,
+        secs(at)
+    );
+    // A row above the fault's labels: the steady state often ends close to the injection.
+    let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#57606a\">steady state (not judged)</text>", x0 + 3.0, TOP - 24.0);
 }
 
 /// The shaded phases of the fault and their boundaries, labelled above the lanes.
@@ -268,6 +287,7 @@ mod tests {
         r.timeline = Some(Timeline { injected: ms(2000), in_effect: ms(2500), revert_start: ms(8000), reverted: ms(8500), end: ms(12_000) });
         r.mttr = Some(ms(1500));
         r.mttr_bound = Some(Duration::from_secs(60));
+        r.phases = vec![("steady state".into(), ms(1000)), ("baseline".into(), ms(1000))];
         let op = &mut r.operations[0];
         op.samples = (0..120)
             .map(|i| {
@@ -314,6 +334,16 @@ mod tests {
             svg.contains(&format!("x=\"{x0:.1}\" y=\"48.0\" width=\"{w:.1}\" height=\"52.0\" fill=\"#ffd8d3\"><title>fault in effect: 2.5 s to 8.0 s")),
             "{svg}"
         );
+    }
+
+    #[test]
+    fn the_steady_state_wait_is_marked_as_not_judged() {
+        let svg = render(&made_up()).unwrap();
+        // The baseline's second ends at the injection (2 s): the steady state is 0–1 s.
+        assert!(svg.contains(&format!("x=\"290.0\" y=\"48.0\" width=\"{:.1}\" height=\"52.0\" fill=\"#f0f1f3\"><title>steady state: waiting until every operation works, 0.0 s to 1.0 s (not judged)", 600.0 / 12.0)), "{svg}");
+        let mut no_phases = made_up();
+        no_phases.phases.clear();
+        assert!(!render(&no_phases).unwrap().contains("settling"));
     }
 
     #[test]
