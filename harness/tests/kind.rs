@@ -161,6 +161,59 @@ fn check_single(run: &firedrill::backend::kind::KindRunInfo) {
     }
 }
 
+/// Freeze one pod container's cgroup inside a node container with cgroup v1's freezer, as
+/// runc inside the node does while it sets a container up. `None` on a host without the v1
+/// freezer (under cgroup v2 a frozen process still dies of SIGKILL).
+fn freeze_a_pod_container(node: &str) -> Option<std::path::PathBuf> {
+    let pid = docker(&["inspect", "--format", "{{.State.Pid}}", node]);
+    let id = docker(&["inspect", "--format", "{{.Id}}", node]);
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroups.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, controllers, path) = (p.next()?, p.next()?, p.next()?);
+        controllers.split(',').any(|c| c == "freezer").then(|| path.to_string())
+    })?;
+    let at = path.find(&id).unwrap_or_else(|| panic!("the node's freezer cgroup {path} does not name its id {id}"));
+    let root = std::path::Path::new("/sys/fs/cgroup/freezer").join(&path[1..at + id.len()]);
+    // The node's pods may still be starting again after the earlier faults: wait for one.
+    for _ in 0..120 {
+        if let Some(scope) = pod_container_scope(&root) {
+            std::fs::write(scope.join("freezer.state"), "FROZEN").unwrap();
+            for _ in 0..50 {
+                if std::fs::read_to_string(scope.join("freezer.state")).unwrap().trim() == "FROZEN" {
+                    return Some(scope);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("{} did not freeze", scope.display());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("no pod container with processes under {} within 120 s", root.display());
+}
+
+/// A pod container's cgroup (`cri-containerd-<id>.scope`) with processes in it, under `root`.
+fn pod_container_scope(root: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).ok()?.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("cri-containerd-")
+                && name.ends_with(".scope")
+                && !std::fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default().trim().is_empty()
+            {
+                return Some(p);
+            }
+            todo.push(p);
+        }
+    }
+    None
+}
+
 /// Plan, journal, inject and prove `fault` in effect; revert, mark it reverted and prove it
 /// undone — as the runner does for a scenario's window.
 async fn drill_fault(env: &firedrill::env::Env, fault: &firedrill::fault::FaultSpec) {
@@ -232,10 +285,25 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
             FaultSpec::LoseNode { cluster: "main".into(), node: "worker-1".into() },
             FaultSpec::StopStorage { cluster: "main".into(), signal: Signal::Kill },
             FaultSpec::Partition { between: vec!["main/worker-1".into(), "main/worker-2".into()] },
-            FaultSpec::StopCluster { cluster: "main".into() },
         ];
         for f in &faults {
             drill_fault(&env, f).await;
+        }
+        // A cluster stopped while runc in a node holds a pod container's cgroup frozen (it
+        // does while it sets a container up): frozen processes never die, and without the
+        // backend thawing them the node cannot be stopped ("did not receive an exit event").
+        let worker = env.kind().unwrap().node("main", "worker-1").unwrap().container.clone();
+        let node = worker.clone();
+        let frozen = tokio::task::spawn_blocking(move || freeze_a_pod_container(&node)).await.unwrap();
+        if frozen.is_some() {
+            // What a plain `docker stop` makes of it here: the node is stuck.
+            let o = tokio::task::spawn_blocking(move || Command::new("docker").args(["stop", "--time", "1", &worker]).output().unwrap()).await.unwrap();
+            assert!(!o.status.success() && text(&o).contains("did not receive an exit event"), "docker stop of a node with a frozen cgroup: {}", text(&o));
+        }
+        drill_fault(&env, &FaultSpec::StopCluster { cluster: "main".into() }).await;
+        if let Some(scope) = frozen {
+            let state = std::fs::read_to_string(scope.join("freezer.state")).unwrap_or_default();
+            assert_ne!(state.trim(), "FROZEN", "{} is still frozen", scope.display());
         }
         // The API answers again at the address recorded at creation (kept across the restart).
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(env.cluster("main").unwrap().client.clone());

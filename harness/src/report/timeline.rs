@@ -115,15 +115,15 @@ fn settling(s: &mut String, baseline: Option<Duration>, scale: &Scale, bottom: f
 /// The shaded phases of the fault and their boundaries, labelled above the lanes.
 fn phases(s: &mut String, t: &Timeline, scale: &Scale, bottom: f64) {
     let bands = [
-        (t.injected, t.in_effect, "#fff1c2", "injecting (not yet proven in effect)"),
-        (t.in_effect, t.revert_start, "#ffd8d3", "fault in effect"),
-        (t.revert_start, t.reverted, "#dbe7fb", "reverting"),
+        (t.injected, t.in_effect, "injecting", "#fff1c2", "injecting (not yet proven in effect)"),
+        (t.in_effect, t.revert_start, "fault", "#ffd8d3", "fault in effect"),
+        (t.revert_start, t.reverted, "reverting", "#dbe7fb", "reverting"),
     ];
-    for (from, to, fill, what) in bands {
+    for (from, to, class, fill, what) in bands {
         let (x0, x1) = (scale.x(from), scale.x(to));
         let _ = write!(
             s,
-            "<rect class=\"phase\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"><title>{what}: {} to {}</title></rect>",
+            "<rect class=\"phase {class}\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"><title>{what}: {} to {}</title></rect>",
             TOP - 4.0,
             (x1 - x0).max(0.5),
             bottom - TOP + 4.0,

@@ -17,6 +17,7 @@
 //! API server reads and reloads, so components that bring an issuer can set it.
 
 pub mod apiserver;
+mod freezer;
 pub mod hosts;
 pub mod images;
 pub mod ops;
@@ -545,8 +546,8 @@ async fn remove_clusters(matches: impl Fn(&str) -> bool) -> Result<(), BackendEr
         return Ok(());
     }
     let mut args = vec!["rm".to_string(), "--force".into(), "--volumes".into()];
-    args.extend(containers);
-    run_async("docker", args, vec![]).await.map(|_| ())
+    args.extend(containers.iter().cloned());
+    freezer::end_containers(args, &containers).await
 }
 
 fn remove_network(name: &str) -> Result<(), BackendError> {

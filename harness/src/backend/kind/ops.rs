@@ -45,7 +45,7 @@ impl KindRun {
     pub async fn lose_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
         let n = self.node(cluster, node)?;
         if running(&n.container)? {
-            run_async("docker", vec!["kill".into(), n.container.clone()], vec![]).await?;
+            super::freezer::end_containers(vec!["kill".into(), n.container.clone()], std::slice::from_ref(&n.container)).await?;
         }
         Ok(vec![n.container.clone()])
     }
@@ -65,7 +65,7 @@ impl KindRun {
         let mut args = vec!["stop".to_string(), "--time".into(), "10".into()];
         let containers: Vec<String> = c.nodes.iter().map(|n| n.container.clone()).collect();
         args.extend(containers.iter().cloned());
-        run_async("docker", args, vec![]).await?;
+        super::freezer::end_containers(args, &containers).await?;
         Ok(containers)
     }
 
