@@ -33,14 +33,10 @@ fn leave_pending() -> bool {
     std::env::var_os("CI").is_none() && std::env::var("INSTA_UPDATE").map(|v| v != "no").unwrap_or(true)
 }
 
-/// Compare `rendered` with the scenario's snapshot. A difference is returned as a diff
-/// (and left for review outside CI); a missing snapshot is a difference.
-pub fn check(snapshots: &Path, suite: &str, scenario: &str, rendered: &str) -> Result<(), String> {
-    compare(snapshots, suite, scenario, rendered, leave_pending())
-}
-
-/// [`check`], leaving the observation for review only with `pending`.
-pub fn compare(snapshots: &Path, suite: &str, scenario: &str, rendered: &str, pending: bool) -> Result<(), String> {
+/// Compare `rendered` with the scenario's snapshot. A difference is returned as a diff;
+/// with `may_leave_pending` it is also left for review (outside CI, unless insta is told
+/// not to). A missing snapshot is a difference.
+pub fn check(snapshots: &Path, suite: &str, scenario: &str, rendered: &str, may_leave_pending: bool) -> Result<(), String> {
     let path = file(snapshots, suite, scenario);
     let expected = read(snapshots, suite, scenario);
     if expected.as_deref() == Some(rendered) {
@@ -57,7 +53,7 @@ pub fn compare(snapshots: &Path, suite: &str, scenario: &str, rendered: &str, pe
             )
         }
     };
-    if pending {
+    if may_leave_pending && leave_pending() {
         let pending = path.with_extension("snap.new");
         let text = format!("---\nsource: firedrill run of {suite}::{scenario} (observed)\n---\n{rendered}\n");
         if std::fs::write(&pending, text).is_ok() {
@@ -76,9 +72,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s__x.snap"), "---\nsource: t\n---\n| a | ✅ |\n").unwrap();
         assert_eq!(read(dir.path(), "s", "x").as_deref(), Some("| a | ✅ |"));
-        assert!(check(dir.path(), "s", "x", "| a | ✅ |").is_ok());
-        let err = check(dir.path(), "s", "x", "| a | ❌ |").unwrap_err();
+        assert!(check(dir.path(), "s", "x", "| a | ✅ |", false).is_ok());
+        let err = check(dir.path(), "s", "x", "| a | ❌ |", false).unwrap_err();
         assert!(err.contains("-| a | ✅ |") && err.contains("+| a | ❌ |"), "{err}");
-        assert!(check(dir.path(), "s", "missing", "t").unwrap_err().contains("no snapshot"));
+        assert!(check(dir.path(), "s", "missing", "t", false).unwrap_err().contains("no snapshot"));
     }
 }

@@ -35,7 +35,8 @@ fn shell_scripts() -> Vec<std::path::PathBuf> {
             if p.is_dir() {
                 dirs.push(p);
             } else if p.extension().is_some_and(|x| x == "sh")
-                || std::fs::read(&p).is_ok_and(|b| b.starts_with(b"#!") && b.split(|c| *c == b'\n').next().is_some_and(|l| l.ends_with(b"sh") || l.ends_with(b"bash")))
+                || std::fs::read(&p)
+                    .is_ok_and(|b| b.starts_with(b"#!") && b.split(|c| *c == b'\n').next().is_some_and(|l| l.ends_with(b"sh") || l.ends_with(b"bash")))
             {
                 found.push(p);
             }
@@ -49,7 +50,8 @@ fn shell_scripts() -> Vec<std::path::PathBuf> {
 fn the_shell_scripts_pass_shellcheck() {
     let scripts = shell_scripts();
     assert!(scripts.iter().any(|p| p.ends_with("ci/setup.sh")) && scripts.iter().any(|p| p.ends_with("fixtures/kind/cni/firedrill-cni")), "{scripts:?}");
-    let o = Command::new("shellcheck").args(["-S", "warning", "-x"]).args(&scripts).current_dir(root()).output().expect("shellcheck runs (make setup installs it)");
+    let o =
+        Command::new("shellcheck").args(["-S", "warning", "-x"]).args(&scripts).current_dir(root()).output().expect("shellcheck runs (make setup installs it)");
     assert!(o.status.success(), "shellcheck:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
 
@@ -58,7 +60,11 @@ fn actionlint_rejects_a_broken_workflow() {
     let dir = tempfile::tempdir().unwrap();
     let wf = dir.path().join(".github/workflows");
     std::fs::create_dir_all(&wf).unwrap();
-    std::fs::write(wf.join("bad.yml"), "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nonexistent_context_key }}\n").unwrap();
+    std::fs::write(
+        wf.join("bad.yml"),
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nonexistent_context_key }}\n",
+    )
+    .unwrap();
     let o = Command::new(actionlint()).arg("-color=false").current_dir(dir.path()).output().unwrap();
     assert!(!o.status.success(), "a broken workflow passed actionlint");
 }

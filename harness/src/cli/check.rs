@@ -56,6 +56,18 @@ pub(super) struct RecordedVerdict {
     pub reason: Option<String>,
 }
 
+impl Recorded {
+    /// What the recording says of the run beside the verdict: round, backend, start, time
+    /// taken, phases.
+    fn carry_into(&self, result: &mut ScenarioResult) {
+        result.round = self.round.max(1);
+        result.backend = self.backend;
+        result.started_at = self.started_at;
+        result.took = self.took;
+        result.phases = self.phases.clone();
+    }
+}
+
 impl RecordedVerdict {
     /// A harness error's message or a not-runnable scenario's reason, as recorded.
     pub fn why(&self) -> Option<&str> {
@@ -114,11 +126,7 @@ pub(super) fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Resul
     verdict::recovered(suite, &operations).map_err(|e| format!("not recovered, as judged now: {e}"))?;
     let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone() }).collect();
     let mut result = verdict::scenario(suite, sc, operations, claims, timeline);
-    result.round = r.round.max(1);
-    result.backend = r.backend;
-    result.started_at = r.started_at;
-    result.took = r.took;
-    result.phases = r.phases.clone();
+    r.carry_into(&mut result);
     result.compare_with_snapshot(snapshots, false);
     Ok(Some(result))
 }
@@ -149,11 +157,7 @@ fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
         _ => Verdict::HarnessError { error: why },
     };
     let mut result = ScenarioResult::without_table(suite, sc, verdict);
-    result.round = r.round.max(1);
-    result.backend = r.backend;
-    result.started_at = r.started_at;
-    result.took = r.took;
-    result.phases = r.phases.clone();
+    r.carry_into(&mut result);
     Some(result)
 }
 

@@ -98,23 +98,25 @@ pub fn set_json_log(on: bool) {
 /// A line for the person running firedrill, on stderr: as it is, or a log record when the
 /// log on stderr is JSON.
 pub fn note(line: &str) {
-    if JSON_LOG.load(Ordering::Relaxed) {
-        tracing::info!("{line}");
-    } else {
-        suspend(|| {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        });
-    }
+    say(line, line, false);
 }
 
 /// An error for the person running firedrill (`error: …` on stderr, or an error record).
 pub fn error(message: &str) {
-    if JSON_LOG.load(Ordering::Relaxed) {
-        tracing::error!("{message}");
-    } else {
+    say(&format!("error: {message}"), message, true);
+}
+
+/// `plain` on stderr (above the live display), or `record` as an info or error record of
+/// the JSON log.
+fn say(plain: &str, record: &str, is_error: bool) {
+    if !JSON_LOG.load(Ordering::Relaxed) {
         suspend(|| {
-            let _ = writeln!(std::io::stderr(), "error: {message}");
+            let _ = writeln!(std::io::stderr(), "{plain}");
         });
+    } else if is_error {
+        tracing::error!("{record}");
+    } else {
+        tracing::info!("{record}");
     }
 }
 

@@ -75,7 +75,7 @@ impl Session {
             Ok(stopped) => result.reverted.push(format!("stopped {} API server(s) a probe had left running: {}", stopped.len(), stopped.join(", "))),
             Err(e) => result.verdict = Verdict::HarnessError { error: format!("stopping the probes' extra API servers: {e}") },
         }
-        result.snapshot_check(snapshots);
+        result.compare_with_snapshot(snapshots, true);
         result.phases = phases.done;
         result.took = started.elapsed();
         result.backend = Some(self.env.backend);
@@ -311,13 +311,8 @@ impl ScenarioResult {
     }
 
     /// Set the verdict from the snapshot and the findings, for a scenario that produced a
-    /// table.
-    fn snapshot_check(&mut self, snapshots: &std::path::Path) {
-        self.compare_with_snapshot(snapshots, true);
-    }
-
-    /// [`Self::snapshot_check`]; with `leave_pending` false, no observation is left next to
-    /// the snapshot for review (`firedrill check` leaves none).
+    /// table; with `leave_pending` false, no observation is left next to the snapshot for
+    /// review (`firedrill check` leaves none).
     pub fn compare_with_snapshot(&mut self, snapshots: &std::path::Path, leave_pending: bool) {
         if !matches!(self.verdict, Verdict::Match) {
             return;
@@ -325,12 +320,7 @@ impl ScenarioResult {
         let Some(observed) = &self.observed else { return };
         let rendered = observed.render();
         let rendered = rendered.trim_end_matches('\n');
-        let mut diff = if leave_pending {
-            crate::snapshot::check(snapshots, &self.suite, &self.scenario, rendered)
-        } else {
-            crate::snapshot::compare(snapshots, &self.suite, &self.scenario, rendered, false)
-        }
-        .err();
+        let mut diff = crate::snapshot::check(snapshots, &self.suite, &self.scenario, rendered, leave_pending).err();
         if !self.findings.is_empty() {
             let text = self.findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n");
             diff = Some(match diff {

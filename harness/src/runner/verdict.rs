@@ -85,7 +85,7 @@ pub fn recovered(suite: &Suite, operations: &[OperationResult]) -> Result<(), St
 
 /// The scenario's result from its judged operations and its claims' post-checks: the
 /// observed table, the findings, the MTTR. The verdict is [`Verdict::Match`] until
-/// [`ScenarioResult::snapshot_check`] compares the table with the snapshot. Pure: a live
+/// [`ScenarioResult::compare_with_snapshot`] compares the table with the snapshot. Pure: a live
 /// run and `firedrill check` of its recording reach the same result.
 pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResult>, claims: Vec<ClaimResult>, timeline: Timeline) -> ScenarioResult {
     let observed = ImpactTable {

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-
 use super::{KindRun, authentication_config};
 use crate::backend::BackendError;
 
