@@ -121,6 +121,8 @@ async fn setup() -> LocalRun {
 #[derive(Debug, PartialEq)]
 struct Fingerprint {
     replicas: Option<i32>,
+    /// Ready pods of east's workload: a reverted fault has not ended while they are missing.
+    available: Option<i32>,
     binding_subjects: Vec<String>,
     nft: BTreeMap<String, String>,
     processes: BTreeMap<String, Vec<String>>,
@@ -130,7 +132,9 @@ struct Fingerprint {
 
 async fn fingerprint(run: &LocalRun) -> Fingerprint {
     let east = local::daemon::kube_client(&run.info.cluster("east").unwrap().admin_kubeconfig).await.unwrap();
-    let replicas = Api::<Deployment>::namespaced(east.clone(), "default").get("workload").await.ok().and_then(|d| d.spec?.replicas);
+    let workload = Api::<Deployment>::namespaced(east.clone(), "default").get("workload").await.ok();
+    let replicas = workload.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
+    let available = workload.as_ref().and_then(|d| d.status.as_ref()?.available_replicas);
     let binding_subjects = Api::<ClusterRoleBinding>::all(east)
         .get_opt("watcher-view")
         .await
@@ -182,13 +186,14 @@ async fn fingerprint(run: &LocalRun) -> Fingerprint {
         let healthy = reqwest::get(format!("http://{ip}:2379/health")).await.ok().map(|r| r.status().is_success()).unwrap_or(false);
         etcd_healthy.insert(c.name.clone(), healthy);
     }
-    Fingerprint { replicas, binding_subjects, nft, processes, nodes_ready, etcd_healthy }
+    Fingerprint { replicas, available, binding_subjects, nft, processes, nodes_ready, etcd_healthy }
 }
 
-/// Wait until the environment is exactly as `before` (a restarted cluster takes seconds).
+/// Wait until the environment is exactly as `before` (a restarted cluster takes seconds; a
+/// node that was lost takes longer to have its pods Ready again).
 async fn assert_restored(run: &LocalRun, before: &Fingerprint, what: &str) {
     let mut last = None;
-    let deadline = Deadline::after(Duration::from_secs(120));
+    let deadline = Deadline::after(Duration::from_secs(180));
     while !deadline.passed() {
         let now = fingerprint(run).await;
         if &now == before {
