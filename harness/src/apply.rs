@@ -5,8 +5,36 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery;
 
+/// An object that applying created (it did not exist before): what the existing backend
+/// records so that `down` removes what it made, and only that.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Created {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Created {
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Called with each object apply is about to create; an error stops the apply before it.
+pub type NoteCreated<'a> = &'a (dyn Fn(&Created) -> Result<(), String> + Sync);
+
 /// Apply every document of `yaml` in order. `name` is used in errors.
 pub async fn apply(client: &kube::Client, name: &str, yaml: &str) -> Result<Vec<String>, String> {
+    apply_noting(client, name, yaml, None).await
+}
+
+/// [`apply`], first telling `note` of every object that does not exist yet.
+pub async fn apply_noting(client: &kube::Client, name: &str, yaml: &str, note: Option<NoteCreated<'_>>) -> Result<Vec<String>, String> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(yaml).map_err(|e| match e.location() {
         Some(l) => format!("{name} (as rendered), line {} column {}: {}", l.line(), l.column(), crate::error::yaml_message(&e)),
         None => format!("{name}: {}", crate::error::yaml_message(&e)),
@@ -23,10 +51,41 @@ pub async fn apply(client: &kube::Client, name: &str, yaml: &str) -> Result<Vec<
             (discovery::Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &ar),
             (discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
         };
+        if let Some(note) = note
+            && api.get_opt(&obj_name).await.map_err(|e| format!("{name}: reading {} {obj_name}: {e}", tm.kind))?.is_none()
+        {
+            let namespace = match caps.scope {
+                discovery::Scope::Namespaced => Some(obj.metadata.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string())),
+                discovery::Scope::Cluster => None,
+            };
+            note(&Created { api_version: tm.api_version.clone(), kind: tm.kind.clone(), namespace, name: obj_name.clone() })?;
+        }
         api.patch(&obj_name, &PatchParams::apply("firedrill").force(), &Patch::Apply(&obj))
             .await
             .map_err(|e| format!("{name}: applying {} {obj_name}: {e}", tm.kind))?;
         applied.push(format!("{}/{obj_name}", tm.kind));
     }
     Ok(applied)
+}
+
+/// Delete `obj` (in the background: its dependents follow). `Ok(false)` when it was
+/// already gone.
+pub async fn delete(client: &kube::Client, obj: &Created) -> Result<bool, String> {
+    let gvk = GroupVersionKind::try_from(&kube::core::TypeMeta { api_version: obj.api_version.clone(), kind: obj.kind.clone() }).map_err(|e| e.to_string())?;
+    let (ar, caps) = match discovery::pinned_kind(client, &gvk).await {
+        Ok(found) => found,
+        // Its kind went with an earlier deletion (a CustomResourceDefinition): so did it.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+        Err(kube::Error::Discovery(_)) => return Ok(false),
+        Err(e) => return Err(format!("discovering {}: {e}", obj.kind)),
+    };
+    let api: Api<DynamicObject> = match (&caps.scope, obj.namespace.as_deref()) {
+        (discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
+    };
+    match api.delete(&obj.name, &kube::api::DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(format!("deleting {}: {e}", obj.describe())),
+    }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use crate::backend::existing::ExistingRun;
 use crate::backend::kind::KindRun;
 use crate::backend::local::{self, LocalRun, UpOptions, rpc::Request};
 use crate::backend::{BackendError, BackendKind, Capabilities};
@@ -32,6 +33,7 @@ pub struct ClusterHandle {
 enum Provider {
     Local(LocalRun),
     Kind(KindRun),
+    Existing(ExistingRun),
 }
 
 pub struct Env {
@@ -61,18 +63,21 @@ impl Env {
                 hosts.len(),
                 crate::backend::addresses::KIND_HOSTS_PER_RUN
             ))),
-            BackendKind::Existing => Err(BackendError::Unsupported(
-                "the existing backend (clusters named by kubeconfig context) is not implemented yet: it needs context selection and the allow-list guard"
-                    .into(),
-            )),
+            BackendKind::Existing if hosts.is_empty() => Ok(()),
+            BackendKind::Existing => Err(BackendError::Unsupported(format!(
+                "not runnable on existing: the components need hosts outside the clusters ({}), which clusters named by context do not have",
+                hosts.join(", ")
+            ))),
         }
     }
 
     /// Bring up `topology` with `hosts` on `backend`.
     pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
         Env::can_provision(backend, &hosts)?;
-        if backend == BackendKind::Kind {
-            return Env::provision_kind(paths, topology, &hosts, firedrill).await;
+        match backend {
+            BackendKind::Kind => return Env::provision_kind(paths, topology, &hosts, firedrill).await,
+            BackendKind::Existing => return Err(BackendError::Setup("the existing backend provisions nothing: name the clusters with --context ROLE=CONTEXT".into())),
+            BackendKind::Local => {}
         }
         let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
         Env::from_local(paths, run).await
@@ -175,10 +180,47 @@ impl Env {
         })
     }
 
+    /// The environment of clusters named by context ([`crate::backend::existing`]).
+    pub async fn from_existing(paths: &Paths, run: ExistingRun) -> Result<Env, BackendError> {
+        let mut clusters = Vec::new();
+        for c in &run.info.clusters {
+            let kc = kube::config::Kubeconfig::read_from(&c.kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", c.kubeconfig.display())))?;
+            let ca_pem = kc
+                .clusters
+                .first()
+                .and_then(|n| n.cluster.as_ref()?.certificate_authority_data.as_deref())
+                .map(|d| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, d.trim()))
+                .transpose()
+                .map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", c.kubeconfig.display())))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            clusters.push(ClusterHandle {
+                name: c.name.clone(),
+                server: c.server.clone(),
+                ca_pem,
+                admin_kubeconfig: c.kubeconfig.clone(),
+                client: crate::backend::kube_client(&c.kubeconfig).await?,
+                local: None,
+            });
+        }
+        Ok(Env {
+            backend: BackendKind::Existing,
+            capabilities: crate::backend::existing::CAPABILITIES,
+            paths: paths.clone(),
+            run_id: run.info.id.clone(),
+            run_dir: run.info.dir.clone(),
+            hosts: BTreeMap::new(),
+            clusters,
+            hurry: Arc::new(AtomicBool::new(false)),
+            provider: Provider::Existing(run),
+        })
+    }
+
     pub async fn teardown(&self) -> Result<(), BackendError> {
         match &self.provider {
             Provider::Local(run) => run.down().await,
             Provider::Kind(run) => run.down().await,
+            Provider::Existing(run) => run.down().await.map(|_| ()),
         }
     }
 
@@ -193,15 +235,53 @@ impl Env {
     pub fn local(&self) -> Option<&LocalRun> {
         match &self.provider {
             Provider::Local(r) => Some(r),
-            Provider::Kind(_) => None,
+            _ => None,
         }
     }
 
     pub fn kind(&self) -> Option<&KindRun> {
         match &self.provider {
             Provider::Kind(r) => Some(r),
-            Provider::Local(_) => None,
+            _ => None,
         }
+    }
+
+    pub fn existing(&self) -> Option<&ExistingRun> {
+        match &self.provider {
+            Provider::Existing(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The image a manifest's `firedrill.local/NAME:TAG` stands for here: itself, or on the
+    /// existing backend with `--registry`, `REGISTRY/NAME:TAG`.
+    pub fn image(&self, image: &str) -> String {
+        match (self.existing().and_then(|r| r.info.registry.as_deref()), image.strip_prefix(crate::backend::existing::LOCAL_REGISTRY)) {
+            (Some(registry), Some(rest)) => format!("{}/{rest}", registry.trim_end_matches('/')),
+            _ => image.to_string(),
+        }
+    }
+
+    /// Apply a component's manifests to `cluster`. On the existing backend the images are
+    /// renamed for `--registry`, and every object that does not exist yet is written to
+    /// the run's ledger before it is created, so that `down` removes it.
+    pub async fn apply(&self, cluster: &ClusterHandle, name: &str, yaml: &str) -> Result<Vec<String>, String> {
+        let Some(run) = self.existing() else {
+            return crate::apply::apply(&cluster.client, name, yaml).await;
+        };
+        let yaml = match &run.info.registry {
+            Some(_) => yaml
+                .lines()
+                .map(|l| match l.trim_start().strip_prefix("image: ") {
+                    Some(image) => format!("{}image: {}", &l[..l.len() - l.trim_start().len()], self.image(image.trim())),
+                    None => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => yaml.to_string(),
+        };
+        let note = |obj: &crate::apply::Created| run.note_created(&cluster.name, obj).map_err(|e| e.to_string());
+        crate::apply::apply_noting(&cluster.client, name, &yaml, Some(&note)).await
     }
 
     /// The run's harness CA directory (signs components' serving certificates).
@@ -212,7 +292,7 @@ impl Env {
     async fn daemon(&self, req: Request) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Local(run) => run.call(req).await,
-            Provider::Kind(_) => Err(BackendError::Unsupported(format!("{} is not implemented on the kind backend", request_name(&req)))),
+            _ => Err(BackendError::Unsupported(format!("{} is not implemented on the {} backend", request_name(&req), self.backend.name()))),
         }
     }
 
@@ -227,56 +307,56 @@ impl Env {
                 let images = crate::backend::images::ImageMap::load(&self.paths.fixtures, &binaries, &firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
                 run.add_host_process(&images, host, name, &argv, &env).await
             }
-            Provider::Local(_) => self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ()),
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ()),
         }
     }
     /// Stop a host's processes: gracefully, or with `kill` by SIGKILL.
     pub async fn stop_host(&self, host: &str, kill: bool) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.stop_host(host, kill).await,
-            Provider::Local(_) => self.daemon(Request::StopHost { host: host.into(), kill }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::StopHost { host: host.into(), kill }).await,
         }
     }
     pub async fn start_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.start_host(host).await,
-            Provider::Local(_) => self.daemon(Request::StartHost { host: host.into() }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::StartHost { host: host.into() }).await,
         }
     }
     pub async fn stop_storage(&self, cluster: &str, kill: bool) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.stop_storage(cluster, kill).await,
-            Provider::Local(_) => self.daemon(Request::StopStorage { cluster: cluster.into(), kill }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::StopStorage { cluster: cluster.into(), kill }).await,
         }
     }
     pub async fn start_storage(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.start_storage(cluster).await,
-            Provider::Local(_) => self.daemon(Request::StartStorage { cluster: cluster.into() }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::StartStorage { cluster: cluster.into() }).await,
         }
     }
     pub async fn lose_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.lose_node(cluster, node).await,
-            Provider::Local(_) => self.daemon(Request::LoseNode { cluster: cluster.into(), node: node.into() }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::LoseNode { cluster: cluster.into(), node: node.into() }).await,
         }
     }
     pub async fn restore_node(&self, cluster: &str, node: &str) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.restore_node(cluster, node).await,
-            Provider::Local(_) => self.daemon(Request::RestoreNode { cluster: cluster.into(), node: node.into() }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::RestoreNode { cluster: cluster.into(), node: node.into() }).await,
         }
     }
     pub async fn stop_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.stop_cluster(cluster).await,
-            Provider::Local(_) => self.daemon(Request::StopCluster { cluster: cluster.into() }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::StopCluster { cluster: cluster.into() }).await,
         }
     }
     pub async fn start_cluster(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => run.start_cluster(cluster).await,
-            Provider::Local(_) => self.daemon(Request::StartCluster { cluster: cluster.into() }).await,
+            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::StartCluster { cluster: cluster.into() }).await,
         }
     }
 
@@ -316,6 +396,8 @@ impl Env {
     pub async fn stop_extra_apiservers(&self) -> Result<Vec<String>, BackendError> {
         match &self.provider {
             Provider::Kind(run) => Ok(crate::backend::kind::apiserver::stop_all(&run.info.dir)),
+            // It cannot start one (no `extra_apiserver` capability): none to stop.
+            Provider::Existing(_) => Ok(vec![]),
             Provider::Local(_) => self.daemon(Request::StopExtraApiservers).await,
         }
     }
@@ -364,7 +446,9 @@ mod tests {
         assert!(Env::can_provision(BackendKind::Kind, &hosts(most)).is_ok());
         let e = Env::can_provision(BackendKind::Kind, &hosts(most + 1)).unwrap_err().to_string();
         assert!(e.starts_with("not runnable on kind:") && e.contains(&format!("at most {most}")), "{e}");
-        assert!(Env::can_provision(BackendKind::Existing, &[]).unwrap_err().to_string().contains("not implemented"));
+        assert!(Env::can_provision(BackendKind::Existing, &[]).is_ok());
+        let e = Env::can_provision(BackendKind::Existing, &hosts(2)).unwrap_err().to_string();
+        assert!(e.starts_with("not runnable on existing:") && e.contains("h0, h1"), "{e}");
     }
 }
 

@@ -12,8 +12,10 @@
 //!   faults kind supports (a host's process stopped, a partition between a node and a host,
 //!   a lost node, etcd killed, a partition between two nodes, a stopped cluster),
 //!   journaled as the runner journals them, are proven in effect and then undone; a fault
-//!   journaled and left in place is reverted by `firedrill recover`; `down` leaves no
-//!   container, network or volume of the run behind.
+//!   journaled and left in place is reverted by `firedrill recover`; the existing backend,
+//!   given the cluster as a kubeconfig context, scales its workload through the API (the
+//!   table matches) and reports stopping etcd not runnable; `down` leaves no container,
+//!   network or volume of the run behind.
 //!
 //! The two share the engine and the machine's two cores, so they take turns.
 
@@ -323,6 +325,33 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         assert!(text(&recover).contains("reverted: restore node main/worker-2"), "{}", text(&recover));
         assert!(journal.pending().is_empty());
         lost.verify(&env, &undo, Expect::Reverted, firedrill::wait::Deadline::after(Duration::from_secs(10))).await.unwrap_or_else(|e| panic!("{e}"));
+
+        // The existing backend, through a kubeconfig context for this cluster (at its
+        // address on the run's network): the API fault matches its table, the fault kind
+        // it lacks is not runnable, and the Deployment it found (applied above with
+        // kubectl, not by the run) is left as it was.
+        let kubeconfig = env.run_dir.join("lab.kubeconfig");
+        common::kubeconfig_with_contexts(&[("kind-lab", env.cluster("main").unwrap().admin_kubeconfig.as_path())], &kubeconfig);
+        let report = env.run_dir.join("existing-report");
+        let args: Vec<String> = [
+            "run", "--backend", "existing", "--kubeconfig", &kubeconfig.display().to_string(), "--context", "main=kind-lab",
+            "--suites", "harness/tests/data/existing", "--snapshots", "harness/tests/data/snapshots", "--report", &report.display().to_string(), "existing-single",
+        ]
+        .map(String::from)
+        .to_vec();
+        let state_dir = state.path().to_path_buf();
+        let o = tokio::task::spawn_blocking(move || {
+            Command::new(common::firedrill()).args(&args).current_dir(common::paths().root).env("FIREDRILL_STATE", &state_dir).env("INSTA_UPDATE", "no").output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(o.status.code(), Some(2), "storage-stopped is not runnable there: {}", text(&o));
+        assert!(text(&o).contains("context `kind-lab` (created by firedrill run"), "{}", text(&o));
+        let v = common::verdicts(&report);
+        assert_eq!(v["existing-single::workload-scaled-down"].0, "match", "{v:?}\n{}", text(&o));
+        assert_eq!(v["existing-single::storage-stopped"].0, "not-runnable", "{v:?}");
+        let workload = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.cluster("main").unwrap().client.clone(), "default").get("workload").await.unwrap();
+        assert_eq!(workload.spec.and_then(|s| s.replicas), Some(1), "the Deployment the run found stays, scaled back");
     };
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
     let state_dir = state.path().to_path_buf();

@@ -5,12 +5,20 @@
 //! `GET /metrics` exposes `workload_heartbeat_timestamp_seconds`, the current time: a
 //! metric whose freshness at a central receiver shows that collection works.
 //! Listens on `LISTEN` (default `0.0.0.0:8080`); exits cleanly on SIGTERM.
+//!
+//! With `CONNECT=host:port,host:port…` (at most 7) it serves nothing: it opens one TCP
+//! connection to each address (3 s each), prints what happened, and exits with a bit mask of
+//! the addresses it could not reach (bit 0 for the first), 0 when it reached them all. The
+//! existing backend's partition proof runs it as a pod on each side.
 
 use axum::{Router, routing::get};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
+    if let Ok(targets) = std::env::var("CONNECT") {
+        std::process::exit(connect(&targets).await);
+    }
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let name =
         std::env::var("POD_NAME").unwrap_or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default());
@@ -25,6 +33,31 @@ async fn main() -> std::io::Result<()> {
             eprintln!("workload: SIGTERM, shutting down");
         })
         .await
+}
+
+/// One connection attempt to each of `targets`; the exit code's bit i is set when target i
+/// was not reached (128 for a malformed list).
+async fn connect(targets: &str) -> i32 {
+    let targets: Vec<&str> = targets.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    if targets.is_empty() || targets.len() > 7 {
+        eprintln!("CONNECT: expected 1 to 7 comma-separated host:port, got {}", targets.len());
+        return 128;
+    }
+    let mut code = 0;
+    for (i, t) in targets.iter().enumerate() {
+        match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(t)).await {
+            Ok(Ok(_)) => println!("{t}: connected"),
+            Ok(Err(e)) => {
+                println!("{t}: {e}");
+                code |= 1 << i;
+            }
+            Err(_) => {
+                println!("{t}: timed out after 3 s");
+                code |= 1 << i;
+            }
+        }
+    }
+    code
 }
 
 async fn metrics() -> String {

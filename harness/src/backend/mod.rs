@@ -3,6 +3,7 @@
 //! reported as not runnable there, never silently skipped.
 
 pub mod addresses;
+pub mod existing;
 pub mod images;
 pub mod kind;
 pub mod local;

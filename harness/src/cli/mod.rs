@@ -41,6 +41,12 @@ pub enum Command {
         /// Also print each scenario's documented table, as its snapshot must hold it.
         #[arg(long)]
         tables: bool,
+        /// Directory of suite files (default: the repository's suites/).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Directory of snapshots (default: the repository's snapshots/).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
     },
     /// Print the JSON Schema of suite files.
     Schema,
@@ -90,8 +96,25 @@ pub enum Command {
         keep: bool,
         /// Run on a run already up (`firedrill up`, local or kind) instead of a new
         /// environment (the backend is then the run's).
-        #[arg(long, value_name = "RUN_DIR")]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["contexts", "allow_contexts", "kubeconfig", "registry"])]
         on: Option<PathBuf>,
+        /// With `--backend existing`: the kubeconfig context that stands for each cluster
+        /// of the suite's topology, as ROLE=CONTEXT (repeat for each cluster).
+        #[arg(long = "context", value_name = "ROLE=CONTEXT")]
+        contexts: Vec<String>,
+        /// With `--backend existing`: contexts firedrill did not create that it may deploy
+        /// to and fault (repeat, or separate with commas). Others are refused.
+        #[arg(long = "allow-context", value_name = "CONTEXT", value_delimiter = ',')]
+        allow_contexts: Vec<String>,
+        /// With `--backend existing`: the kubeconfig holding the contexts (default: the
+        /// first file of $KUBECONFIG, else ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// With `--backend existing`: pull the components' images from this registry
+        /// (`firedrill.local/NAME:TAG` becomes `REGISTRY/NAME:TAG`); without it they must be
+        /// present on the nodes already.
+        #[arg(long)]
+        registry: Option<String>,
     },
     /// Revert the faults a killed run left in place, from its journal.
     Recover { run_dir: Option<PathBuf> },
@@ -159,7 +182,12 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let paths = Paths::discover();
     match cli.command {
-        Command::List { filters, tables } => list(&paths, &filters, tables),
+        Command::List { filters, tables, suites, snapshots } => {
+            let mut paths = paths;
+            paths.suites = suites.unwrap_or(paths.suites);
+            paths.snapshots = snapshots.unwrap_or(paths.snapshots);
+            list(&paths, &filters, tables)
+        }
         Command::Schema => {
             print!("{}", crate::suite::schema::json());
             ExitCode::from(EXIT_MATCH)
@@ -175,10 +203,26 @@ pub fn main() -> ExitCode {
         }
         Command::Up { topology, backend, hosts } => block_on(up(&paths, &topology, backend, hosts)),
         Command::Down { run_dir, all } => block_on(down(run_dir, all)),
-        Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on, jobs } => {
-            let target = match on {
-                Some(dir) => crate::runner::Target::Existing(dir),
-                None => crate::runner::Target::New(backend),
+        Command::Run { filters, backend, report, repeat, suites, snapshots, keep, on, jobs, contexts, allow_contexts, kubeconfig, registry } => {
+            use crate::backend::BackendKind;
+            let existing_flags = !contexts.is_empty() || !allow_contexts.is_empty() || kubeconfig.is_some() || registry.is_some();
+            let target = match (on, backend) {
+                (Some(dir), _) => crate::runner::Target::Attached(dir),
+                (None, BackendKind::Existing) if contexts.is_empty() => {
+                    eprintln!("error: --backend existing needs --context ROLE=CONTEXT for each cluster of the suites' topology");
+                    return ExitCode::from(EXIT_HARNESS);
+                }
+                (None, BackendKind::Existing) => crate::runner::Target::Contexts(crate::backend::existing::Spec {
+                    kubeconfig,
+                    contexts,
+                    allowed: allow_contexts,
+                    registry,
+                }),
+                (None, other) if existing_flags => {
+                    eprintln!("error: --context, --allow-context, --kubeconfig and --registry belong to --backend existing, not {}", other.name());
+                    return ExitCode::from(EXIT_HARNESS);
+                }
+                (None, other) => crate::runner::Target::New(other),
             };
             block_on(run::run(
                 paths,
@@ -321,10 +365,44 @@ async fn up_kind(paths: &Paths, topo: &crate::topology::Topology, hosts: &[Strin
     }
 }
 
+/// Remove what an existing run deployed (its clusters stay), then its directory.
+async fn existing_down(dir: &std::path::Path) -> Result<(), crate::backend::BackendError> {
+    let run = crate::backend::existing::ExistingRun::attach(dir)?;
+    let pending = crate::journal::Journal::at(dir).pending();
+    if let Some(e) = pending.first() {
+        return Err(crate::backend::BackendError::Setup(format!(
+            "{}: a fault is still in place ({}, journal #{}); run `firedrill recover {}` first",
+            dir.display(),
+            e.scenario,
+            e.seq,
+            dir.display()
+        )));
+    }
+    for d in run.down().await? {
+        println!("down: deleted {d}");
+    }
+    Ok(())
+}
+
 async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
-    use crate::backend::{kind, local};
+    use crate::backend::{existing, kind, local};
     let result = if all {
-        let local = local::down_all().await;
+        // Existing runs first: what they deployed may sit in a local or kind run's clusters.
+        let mut existing_dirs = Vec::new();
+        let mut existing_err = None;
+        for dir in existing::all_runs() {
+            match existing_down(&dir).await {
+                Ok(()) => existing_dirs.push(dir),
+                Err(e) => existing_err = Some(e),
+            }
+        }
+        let local = match existing_err {
+            Some(e) => Err(e),
+            None => local::down_all().await.map(|mut d| {
+                d.splice(0..0, existing_dirs);
+                d
+            }),
+        };
         let kind = kind::down_all().await;
         local.and_then(|mut dirs| {
             dirs.extend(kind?);
@@ -348,7 +426,13 @@ async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
                 return ExitCode::from(EXIT_HARNESS);
             }
         };
-        let done = if kind::is_run(&dir) || kind::runs_dir() == dir.parent().unwrap_or(&dir) { kind::down(&dir).await } else { local::down(&dir).await };
+        let done = if existing::is_run(&dir) {
+            existing_down(&dir).await
+        } else if kind::is_run(&dir) || kind::runs_dir() == dir.parent().unwrap_or(&dir) {
+            kind::down(&dir).await
+        } else {
+            local::down(&dir).await
+        };
         done.map(|()| println!("down: {}", dir.display()))
     };
     match result {

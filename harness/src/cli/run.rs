@@ -63,7 +63,7 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
         // existing environment they take turns.
         let jobs = match args.target {
             crate::runner::Target::New(_) => args.jobs.max(1),
-            crate::runner::Target::Existing(_) => 1,
+            crate::runner::Target::Attached(_) | crate::runner::Target::Contexts(_) => 1,
         };
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs));
         let per_suite = selected.iter().map(|(i, scs)| {
@@ -182,7 +182,13 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
         println!("recover: {}: nothing to revert", dir.display());
         return ExitCode::from(EXIT_MATCH);
     }
-    let attached = if crate::backend::kind::is_run(&dir) { attach_kind(&paths, &dir).await } else { attach_local(&paths, &dir, &journal).await };
+    let attached = if crate::backend::existing::is_run(&dir) {
+        attach_existing(&paths, &dir).await
+    } else if crate::backend::kind::is_run(&dir) {
+        attach_kind(&paths, &dir).await
+    } else {
+        attach_local(&paths, &dir, &journal).await
+    };
     let env = match attached {
         Ok(env) => env,
         Err(code) => return code,
@@ -202,6 +208,17 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
 }
 
 /// The environment of the kind run in `dir`, whose containers must all still exist.
+async fn attach_existing(paths: &Paths, dir: &std::path::Path) -> Result<crate::env::Env, ExitCode> {
+    let run = crate::backend::existing::ExistingRun::attach(dir).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_HARNESS)
+    })?;
+    crate::env::Env::from_existing(paths, run).await.map_err(|e| {
+        eprintln!("error: attaching to {}: {e}", dir.display());
+        ExitCode::from(EXIT_HARNESS)
+    })
+}
+
 async fn attach_kind(paths: &Paths, dir: &std::path::Path) -> Result<crate::env::Env, ExitCode> {
     let run = crate::backend::kind::KindRun::attach(dir).map_err(|e| {
         eprintln!("error: {e}");

@@ -18,6 +18,7 @@ pub fn only_run(run_dir: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
     }
     let mut runs = crate::backend::local::state::all_runs();
     runs.extend(crate::backend::kind::all_runs());
+    runs.extend(crate::backend::existing::all_runs());
     match runs.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one.clone())),

@@ -95,8 +95,8 @@ fn vars(pairs: &[(&str, String)]) -> Vars {
     super::vars(pairs)
 }
 
-async fn apply_fixture(cluster: &ClusterHandle, component: &str, file: &str, text: &str) -> Result<(), String> {
-    crate::apply::apply(&cluster.client, &format!("fixtures/components/{component}/{file} in cluster {}", cluster.name), text).await.map(|_| ())
+async fn apply_fixture(env: &Env, cluster: &ClusterHandle, component: &str, file: &str, text: &str) -> Result<(), String> {
+    env.apply(cluster, &format!("fixtures/components/{component}/{file} in cluster {}", cluster.name), text).await.map(|_| ())
 }
 
 async fn wait_available(cluster: &ClusterHandle, namespace: &str, name: &str) -> Result<(), String> {
@@ -131,9 +131,9 @@ async fn wait_crds(cluster: &ClusterHandle) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-async fn install_crds(cluster: &ClusterHandle) -> Result<(), String> {
+async fn install_crds(env: &Env, cluster: &ClusterHandle) -> Result<(), String> {
     let docs: Vec<String> = directory::crds().iter().map(|c| serde_json::to_string(c).expect("CRDs serialise")).collect();
-    crate::apply::apply(&cluster.client, &format!("the directory's CRDs in cluster {}", cluster.name), &docs.join("\n---\n")).await?;
+    env.apply(cluster, &format!("the directory's CRDs in cluster {}", cluster.name), &docs.join("\n---\n")).await?;
     wait_crds(cluster).await
 }
 
@@ -143,7 +143,7 @@ pub async fn deploy_workload(env: &Env, c: &Component) -> Result<Workload, Strin
     let text = fixture(env, &c.component, "manifests.yaml")?;
     for name in &clusters {
         let cluster = env.cluster(name).map_err(|e| e.to_string())?;
-        apply_fixture(cluster, &c.component, "manifests.yaml", &text).await?;
+        apply_fixture(env, cluster, &c.component, "manifests.yaml", &text).await?;
     }
     for name in &clusters {
         wait_available(env.cluster(name).map_err(|e| e.to_string())?, "default", "workload").await?;
@@ -179,40 +179,40 @@ pub async fn deploy_directory(env: &Env, c: &Component) -> Result<Directory, Str
     let dir = env.cluster(&dir_name).map_err(|e| e.to_string())?;
     let token = run_secret(env, "directory", "api-token", 16)?;
 
-    install_crds(dir).await?;
+    install_crds(env, dir).await?;
     let text = template::render("directory.yaml", &fixture(env, "directory", "directory.yaml")?, &vars(&[("api_token", token.clone())]))?;
-    apply_fixture(dir, "directory", "directory.yaml", &text).await?;
+    apply_fixture(env, dir, "directory", "directory.yaml", &text).await?;
 
     // Registration, in the guide's order: the directory's own Cluster, then each replica's
     // Cluster and credentials; the kubeconfig goes into the replica as a Secret.
     let v = vars(&[("directory", dir_name.clone()), ("directory_server", dir.server.clone())]);
-    apply_fixture(dir, "directory", "clusters.yaml", &template::render("clusters.yaml", &fixture(env, "directory", "clusters.yaml")?, &v)?).await?;
+    apply_fixture(env, dir, "directory", "clusters.yaml", &template::render("clusters.yaml", &fixture(env, "directory", "clusters.yaml")?, &v)?).await?;
     for r in &replicas {
         let replica = env.cluster(r).map_err(|e| e.to_string())?;
         let v = vars(&[("name", r.clone()), ("server", replica.server.clone())]);
         apply_fixture(
-            dir,
+            env, dir,
             "directory",
             "replica-cluster.yaml",
             &template::render("replica-cluster.yaml", &fixture(env, "directory", "replica-cluster.yaml")?, &v)?,
         )
         .await?;
         apply_fixture(
-            dir,
+            env, dir,
             "directory",
             "credentials.yaml",
             &template::render("credentials.yaml", &fixture(env, "directory", "credentials.yaml")?, &vars(&[("name", r.clone())]))?,
         )
         .await?;
     }
-    apply_fixture(dir, "directory", "policy.yaml", &fixture(env, "directory", "policy.yaml")?).await?;
+    apply_fixture(env, dir, "directory", "policy.yaml", &fixture(env, "directory", "policy.yaml")?).await?;
 
     for r in &replicas {
         let replica = env.cluster(r).map_err(|e| e.to_string())?;
-        install_crds(replica).await?;
+        install_crds(env, replica).await?;
         let kubeconfig = replica_kubeconfig(dir, r).await?;
         let text = template::render("replica.yaml", &fixture(env, "directory", "replica.yaml")?, &vars(&[("name", r.clone()), ("kubeconfig", kubeconfig)]))?;
-        apply_fixture(replica, "directory", "replica.yaml", &text).await?;
+        apply_fixture(env, replica, "directory", "replica.yaml", &text).await?;
     }
     wait_available(dir, directory::NAMESPACE, "directory-api").await?;
     wait_available(dir, directory::NAMESPACE, "directory-hub").await?;
@@ -302,14 +302,14 @@ pub async fn deploy_metrics(env: &Env, c: &Component) -> Result<Metrics, String>
     let receiver_cluster = list_option(c, "receiver")?.into_iter().next().ok_or("option `receiver` is empty")?;
     let collectors = list_option(c, "collectors")?;
     let rc = env.cluster(&receiver_cluster).map_err(|e| e.to_string())?;
-    apply_fixture(rc, "metrics", "receiver.yaml", &fixture(env, "metrics", "receiver.yaml")?).await?;
+    apply_fixture(env, rc, "metrics", "receiver.yaml", &fixture(env, "metrics", "receiver.yaml")?).await?;
     wait_available(rc, "monitoring", "metrics-receiver").await?;
     let receiver = format!("http://{}:9090", pod_ip(rc, "monitoring", "metrics-receiver").await?);
     for name in &collectors {
         let cluster = env.cluster(name).map_err(|e| e.to_string())?;
         let targets = format!("\"{}:8080\"", pod_ip(cluster, "default", "workload").await?);
         let v = vars(&[("cluster", name.clone()), ("targets", targets), ("receiver", receiver.clone())]);
-        apply_fixture(cluster, "metrics", "agent.yaml", &template::render("agent.yaml", &fixture(env, "metrics", "agent.yaml")?, &v)?).await?;
+        apply_fixture(env, cluster, "metrics", "agent.yaml", &template::render("agent.yaml", &fixture(env, "metrics", "agent.yaml")?, &v)?).await?;
     }
     for name in &collectors {
         wait_available(env.cluster(name).map_err(|e| e.to_string())?, "monitoring", "metrics-agent").await?;

@@ -155,7 +155,7 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
     // Kept (0600: it holds dex's key) for whoever debugs the run.
     let rendered = env.run_dir.join("components/identity/manifests.yaml");
     pki::write_private(&rendered, &manifests).map_err(|e| e.to_string())?;
-    crate::apply::apply(&cluster.client, &rendered.display().to_string(), &manifests).await?;
+    env.apply(cluster, &rendered.display().to_string(), &manifests).await?;
 
     // The load balancer at the issuer address.
     let lb_dir = env.run_dir.join("hosts/lb");

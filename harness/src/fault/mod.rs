@@ -18,6 +18,7 @@
 
 mod cluster;
 mod host;
+mod netpol;
 mod node;
 mod partition;
 mod pod;
@@ -71,6 +72,12 @@ pub enum Undo {
     },
     StartCluster {
         cluster: String,
+    },
+    /// Delete the partition's NetworkPolicy `name` from each placement (the existing
+    /// backend's partitions).
+    DeleteNetworkPolicies {
+        name: String,
+        placements: Vec<netpol::Placement>,
     },
     /// Nothing to put back: the Deployment replaces the killed pod itself. Reverting waits
     /// for it to be at full strength again.
@@ -207,13 +214,14 @@ impl FaultSpec {
     /// Read what undoing the fault needs. Changes nothing.
     pub async fn plan(&self, env: &Env, tag: &str) -> Result<Undo, FaultError> {
         if let Some(needs) = self.missing_capability(&env.capabilities) {
-            return Err(FaultError::NotRunnable { kind: self.kind(), needs, backend: format!("{:?}", env.backend).to_lowercase() });
+            return Err(FaultError::NotRunnable { kind: self.kind(), needs, backend: env.backend.name().into() });
         }
         match self {
             FaultSpec::Scale { cluster, namespace, deployment, .. } => scale::plan(env, cluster, namespace, deployment).await,
             FaultSpec::RevokeRbac { cluster, namespace, service_account } => rbac::plan(env, cluster, namespace, service_account).await,
             FaultSpec::StopHost { host, .. } => Ok(Undo::StartHost { host: host.clone() }),
             FaultSpec::UnreachableHost { host } => partition::plan(env, std::slice::from_ref(host), tag),
+            FaultSpec::Partition { between } if env.existing().is_some() => netpol::plan(env, between, tag).await,
             FaultSpec::Partition { between } => partition::plan(env, between, tag),
             FaultSpec::StopStorage { cluster, .. } => Ok(Undo::StartStorage { cluster: cluster.clone() }),
             FaultSpec::LoseNode { cluster, node } => Ok(Undo::RestoreNode { cluster: cluster.clone(), node: node.clone() }),
@@ -230,6 +238,7 @@ impl FaultSpec {
             (FaultSpec::StopHost { host, signal }, _) => host::stop(env, host, *signal).await,
             (FaultSpec::UnreachableHost { host }, Undo::Unpartition { table, .. }) => partition::isolate(env, host, table).await,
             (FaultSpec::Partition { between }, Undo::Unpartition { table, .. }) => partition::inject(env, between, table).await,
+            (FaultSpec::Partition { between }, Undo::DeleteNetworkPolicies { name, placements }) => netpol::inject(env, between, name, placements).await,
             (FaultSpec::StopStorage { cluster, signal }, _) => storage::stop(env, cluster, *signal).await,
             (FaultSpec::LoseNode { cluster, node }, _) => node::lose(env, cluster, node).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::stop(env, cluster).await,
@@ -268,6 +277,7 @@ impl FaultSpec {
             (FaultSpec::StopHost { host, .. }, _) => host::check(env, host, expect).await,
             (FaultSpec::UnreachableHost { host }, Undo::Unpartition { table, .. }) => partition::check(env, std::slice::from_ref(host), table, expect).await,
             (FaultSpec::Partition { between }, Undo::Unpartition { table, .. }) => partition::check(env, between, table, expect).await,
+            (FaultSpec::Partition { between }, Undo::DeleteNetworkPolicies { .. }) => netpol::check(env, between, expect).await,
             (FaultSpec::StopStorage { cluster, .. }, _) => storage::check(env, cluster, expect).await,
             (FaultSpec::LoseNode { cluster, node }, _) => node::check(env, cluster, node, expect).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::check(env, cluster, expect).await,
@@ -328,6 +338,7 @@ impl Undo {
             Undo::RestoreBindings { cluster, bindings } => rbac::restore(env, cluster, bindings).await,
             Undo::StartHost { host } => host::start(env, host).await,
             Undo::Unpartition { table, netns } => partition::revert(table, netns).await,
+            Undo::DeleteNetworkPolicies { name, placements } => netpol::revert(env, name, placements).await,
             Undo::StartStorage { cluster } => storage::start(env, cluster).await,
             Undo::RestoreNode { cluster, node } => node::restore(env, cluster, node).await,
             Undo::StartCluster { cluster } => cluster::start(env, cluster).await,
@@ -342,6 +353,7 @@ impl Undo {
             Undo::RestoreBindings { cluster, bindings } => format!("re-create {} binding(s) in cluster {cluster}", bindings.len()),
             Undo::StartHost { host } => format!("start host {host}"),
             Undo::Unpartition { table, netns } => format!("delete nftables table {table} in {} namespace(s)", netns.len()),
+            Undo::DeleteNetworkPolicies { name, placements } => format!("delete NetworkPolicy {name} in {} namespace(s)", placements.len()),
             Undo::StartStorage { cluster } => format!("start etcd of cluster {cluster}"),
             Undo::RestoreNode { cluster, node } => format!("restore node {cluster}/{node}"),
             Undo::StartCluster { cluster } => format!("start cluster {cluster}"),

@@ -61,7 +61,7 @@ fn side(env: &Env, name: &str) -> Result<Side, FaultError> {
     if let Some(run) = env.kind() {
         return kind_side(run, name);
     }
-    let not_runnable = || FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: format!("{:?}", env.backend) };
+    let not_runnable = || FaultError::NotRunnable { kind: "partition", needs: "node network namespaces", backend: env.backend.name().into() };
     let local = env.local().ok_or_else(not_runnable)?;
     let (cluster, node) = match name.split_once('/') {
         Some((c, n)) => (c, Some(n)),

@@ -66,8 +66,12 @@ pub struct Session {
 pub enum Target {
     /// A new environment on this backend, torn down when the session closes.
     New(BackendKind),
-    /// A local run already up (`firedrill up`); left running when the session closes.
-    Existing(PathBuf),
+    /// A local or kind run already up (`firedrill up`); left running when the session
+    /// closes.
+    Attached(PathBuf),
+    /// Clusters the user already has, named by kubeconfig context (the existing backend);
+    /// when the session closes, what it deployed there is removed, and the clusters stay.
+    Contexts(crate::backend::existing::Spec),
 }
 
 /// What a session needs from the suite before provisioning.
@@ -97,11 +101,12 @@ impl Session {
             suite: suite.id().into(),
             environment: match &target {
                 Target::New(b) => format!("a new {} {} environment (created by this run)", format!("{b:?}").to_lowercase(), topo.topology),
-                Target::Existing(d) => format!("the existing run {}", d.display()),
+                Target::Attached(d) => format!("the existing run {}", d.display()),
+                Target::Contexts(spec) => format!("the clusters of contexts {} (existing backend)", spec.contexts.join(", ")),
             },
             clusters: topo.cluster_names().iter().map(|s| s.to_string()).collect(),
         });
-        if let Target::Existing(dir) = &target {
+        if let Target::Attached(dir) = &target {
             refuse_unrecovered(dir)?;
         }
         for dir in crate::backend::local::state::all_runs() {
@@ -125,7 +130,58 @@ impl Session {
                     .map_err(|e| RunError::Setup(format!("provisioning topology {}: {e}", topo.topology)))?;
                 (env, keep)
             }
-            Target::Existing(dir) if crate::backend::kind::is_run(dir) => {
+            Target::Contexts(spec) => {
+                use crate::backend::existing;
+                Env::can_provision(crate::backend::BackendKind::Existing, &hosts).map_err(|e| RunError::Setup(e.to_string()))?;
+                let (kubeconfig, resolved) = existing::resolve(spec, &topo).map_err(|e| RunError::Setup(e.to_string()))?;
+                let faults = |role: &str| -> Vec<String> {
+                    let mut out: Vec<String> = suite
+                        .spec
+                        .scenarios
+                        .iter()
+                        .flat_map(|s| s.faults.iter())
+                        .filter(|f| f.clusters().contains(&role) || matches!(f, crate::fault::FaultSpec::Partition { between } if between.iter().any(|b| b.split('/').next() == Some(role))))
+                        .map(|f| f.describe())
+                        .collect();
+                    out.sort();
+                    out.dedup();
+                    out
+                };
+                existing::guard(&resolved, &spec.allowed, faults).map_err(|e| RunError::Setup(e.to_string()))?;
+                for r in &resolved {
+                    let f = faults(&r.role);
+                    emit(RunEvent::Warning {
+                        message: format!(
+                            "context `{}` ({}, server {}) is cluster {}: {}{}",
+                            r.context,
+                            match &r.created_by {
+                                Some(run) => format!("created by firedrill run {}", run.display()),
+                                None => "allowed by --allow-context".into(),
+                            },
+                            r.server,
+                            r.role,
+                            if f.is_empty() { "no fault".to_string() } else { f.join("; ") },
+                            " (faults whose kind this backend lacks are reported not runnable)"
+                        ),
+                    });
+                }
+                let run = existing::ExistingRun::create(&topo, kubeconfig, resolved, spec.registry.clone()).map_err(|e| RunError::Setup(e.to_string()))?;
+                let dir = run.info.dir.clone();
+                match Env::from_existing(paths, run).await {
+                    Ok(env) => (env, keep),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        return Err(RunError::Setup(e.to_string()));
+                    }
+                }
+            }
+            Target::Attached(dir) if crate::backend::existing::is_run(dir) => {
+                return Err(RunError::Setup(format!(
+                    "{} is a run of the existing backend: run with --backend existing and its contexts again (it keeps nothing to attach to)",
+                    dir.display()
+                )));
+            }
+            Target::Attached(dir) if crate::backend::kind::is_run(dir) => {
                 let run = crate::backend::kind::KindRun::attach(dir).map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;
                 if run.info.topology != topo.topology {
                     return Err(RunError::Setup(format!(
@@ -139,7 +195,7 @@ impl Session {
                 Env::can_provision(crate::backend::BackendKind::Kind, &hosts).map_err(|e| RunError::Setup(e.to_string()))?;
                 (Env::from_kind(paths, run).await.map_err(|e| RunError::Setup(e.to_string()))?, true)
             }
-            Target::Existing(dir) => {
+            Target::Attached(dir) => {
                 let run = crate::backend::local::LocalRun::attach(dir).map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;
                 if run.info.topology.topology != topo.topology {
                     return Err(RunError::Setup(format!(

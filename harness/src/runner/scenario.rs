@@ -105,7 +105,7 @@ impl Session {
         }
         for f in &sc.faults {
             if let Some(needs) = f.missing_capability(&env.capabilities) {
-                return Err(RunError::NotRunnable(format!("fault `{}` needs {needs}, which the {:?} backend does not have", f.kind(), env.backend)));
+                return Err(RunError::NotRunnable(format!("fault `{}` needs {needs}, which the {} backend does not have", f.kind(), env.backend.name())));
             }
         }
 

@@ -59,3 +59,41 @@ impl Drop for DownOnDrop {
         }
     }
 }
+
+/// A kubeconfig with one context per `(context, kubeconfig)`: each file's first cluster,
+/// user and context, renamed to `context` — as a user's kubeconfig names clusters it
+/// reaches. Written to `out`.
+pub fn kubeconfig_with_contexts(pairs: &[(&str, &Path)], out: &Path) {
+    use kube::config::Kubeconfig;
+    let mut merged = Kubeconfig::default();
+    for (name, file) in pairs {
+        let kc = Kubeconfig::read_from(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut cluster = kc.clusters.into_iter().next().expect("a cluster");
+        let mut user = kc.auth_infos.into_iter().next().expect("a user");
+        let mut context = kc.contexts.into_iter().next().expect("a context");
+        cluster.name = name.to_string();
+        user.name = name.to_string();
+        context.name = name.to_string();
+        let ctx = context.context.as_mut().expect("a context body");
+        ctx.cluster = name.to_string();
+        ctx.user = Some(name.to_string());
+        merged.clusters.push(cluster);
+        merged.auth_infos.push(user);
+        merged.contexts.push(context);
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&merged).unwrap()).unwrap();
+}
+
+/// Results of a `run --report DIR`: `suite::scenario` → (verdict, its message).
+pub fn verdicts(report: &Path) -> std::collections::BTreeMap<String, (String, String)> {
+    let text = std::fs::read_to_string(report.join("results.json")).unwrap_or_else(|e| panic!("{}/results.json: {e}", report.display()));
+    let results: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    results
+        .iter()
+        .map(|r| {
+            let v = &r["verdict"];
+            let message = ["reason", "error", "diff"].iter().find_map(|k| v[k].as_str()).unwrap_or_default().to_string();
+            (format!("{}::{}", r["suite"].as_str().unwrap(), r["scenario"].as_str().unwrap()), (v["verdict"].as_str().unwrap().to_string(), message))
+        })
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! The existing backend, driven as a user drives it: `firedrill run --backend existing
+//! --context ROLE=CONTEXT…` against the three clusters of a local run, through one
+//! kubeconfig holding a context per cluster (made from the run's admin kubeconfigs).
+//! - Contexts whose clusters firedrill does not know (a state directory without the run)
+//!   are refused, naming each context, its server and the faults the suite would put
+//!   there; nothing is deployed.
+//! - With the run known: a scale fault matches its table; a partition is NetworkPolicies,
+//!   which the local backend's network does not enforce, so the canary pods get through
+//!   and the scenario is a harness error "fault not in effect", never a table; stopping a
+//!   cluster is not runnable. Afterwards no policy, canary or deployed component is left,
+//!   and what was there before is.
+//! - A run SIGKILLed with its fault in place is reverted by `firedrill recover` on its
+//!   directory, and `firedrill down` then removes what it deployed.
+//!
+//! tests/kind.rs runs the same backend against a kind cluster's kubeconfig.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
+use kube::api::ListParams;
+
+mod common;
+
+const SUITES: &str = "harness/tests/data/existing";
+const SNAPSHOTS: &str = "harness/tests/data/snapshots";
+
+fn firedrill(state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(common::firedrill());
+    c.args(args).current_dir(common::paths().root).env("FIREDRILL_STATE", state).env("INSTA_UPDATE", "no");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn contexts_args(kubeconfig: &Path) -> Vec<String> {
+    let mut a = vec!["run".to_string(), "--backend".into(), "existing".into(), "--kubeconfig".into(), kubeconfig.display().to_string()];
+    for role in ["directory", "east", "west"] {
+        a.extend(["--context".into(), format!("{role}={}", context(role))]);
+    }
+    a.extend(["--suites".into(), SUITES.into(), "--snapshots".into(), SNAPSHOTS.into()]);
+    a
+}
+
+/// The user's name for the context of `role`.
+fn context(role: &str) -> String {
+    format!("lab-{role}")
+}
+
+async fn client(run: &firedrill::backend::local::LocalRun, cluster: &str) -> kube::Client {
+    firedrill::backend::kube_client(&run.info.cluster(cluster).unwrap().admin_kubeconfig).await.unwrap()
+}
+
+async fn workload(run: &firedrill::backend::local::LocalRun, cluster: &str) -> Option<Deployment> {
+    Api::<Deployment>::namespaced(client(run, cluster).await, "default").get_opt("workload").await.unwrap()
+}
+
+/// Every NetworkPolicy and canary pod in the run's clusters.
+async fn leftovers(run: &firedrill::backend::local::LocalRun) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in ["directory", "east", "west"] {
+        let client = client(run, c).await;
+        for p in Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await.unwrap().items {
+            out.push(format!("{c}: NetworkPolicy {}/{}", p.metadata.namespace.unwrap_or_default(), p.metadata.name.unwrap_or_default()));
+        }
+        for p in Api::<Pod>::all(client).list(&ListParams::default().labels("firedrill.dev/canary")).await.unwrap().items {
+            out.push(format!("{c}: canary pod {}", p.metadata.name.unwrap_or_default()));
+        }
+    }
+    out
+}
+
+fn existing_runs(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("existing-runs")).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contexts_of_a_local_run_are_refused_unless_known_faulted_through_the_api_and_left_as_found() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = tempfile::tempdir().unwrap();
+    let up = firedrill(state.path(), &["up", "--topology", "multi"]).output().unwrap();
+    assert!(up.status.success(), "firedrill up: {}", text(&up));
+    let dir = text(&up).lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).expect("up names its run directory").to_string();
+    let run = firedrill::backend::local::LocalRun::attach(Path::new(&dir)).unwrap();
+    let outcome = async {
+        let kubeconfig = state.path().join("lab.kubeconfig");
+        let files: Vec<(String, PathBuf)> = ["directory", "east", "west"].iter().map(|r| (context(r), run.info.cluster(r).unwrap().admin_kubeconfig.clone())).collect();
+        let pairs: Vec<(&str, &Path)> = files.iter().map(|(c, f)| (c.as_str(), f.as_path())).collect();
+        common::kubeconfig_with_contexts(&pairs, &kubeconfig);
+        let namespaces_before: Vec<String> =
+            Api::<Namespace>::all(client(&run, "east").await).list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+
+        // A state directory that does not hold the run: its clusters are strangers.
+        let stranger = tempfile::tempdir().unwrap();
+        let mut args = contexts_args(&kubeconfig);
+        args.push("existing-multi::east-scaled-down".into());
+        let o = firedrill(stranger.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        let east = &run.info.cluster("east").unwrap().server;
+        assert!(out.contains("refusing to touch clusters firedrill did not create"), "{out}");
+        assert!(out.contains(&format!("context `lab-east` (cluster east, server {east})")) && out.contains("deployment east/default/workload scaled to 0"), "{out}");
+        assert!(out.contains("--allow-context lab-directory,lab-east,lab-west"), "{out}");
+        assert!(workload(&run, "east").await.is_none(), "nothing is deployed to a refused context");
+        assert!(existing_runs(stranger.path()).is_empty());
+
+        // Known: the whole suite, with a report.
+        let report = state.path().join("report");
+        let mut args = contexts_args(&kubeconfig);
+        args.extend(["--report".into(), report.display().to_string(), "existing-multi".into()]);
+        let o = firedrill(state.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "a scenario that cannot be proven or run is the harness's: {out}");
+        assert!(out.contains("context `lab-east` (created by firedrill run"), "{out}");
+        let v = common::verdicts(&report);
+        assert_eq!(v["existing-multi::east-scaled-down"].0, "match", "{v:?}\n{out}");
+        let (verdict, error) = &v["existing-multi::east-west-partitioned"];
+        assert_eq!(verdict, "harness-error", "{v:?}");
+        assert!(error.contains("fault not in effect") && error.contains("does not enforce the NetworkPolicy"), "{error}");
+        let (verdict, reason) = &v["existing-multi::west-stopped"];
+        assert_eq!(verdict, "not-runnable", "{v:?}");
+        assert!(reason.contains("stopping whole clusters") && reason.contains("existing"), "{reason}");
+        assert_eq!(leftovers(&run).await, Vec::<String>::new(), "the partition's policies and canaries are gone");
+        for c in ["east", "west"] {
+            assert!(workload(&run, c).await.is_none_or(|d| d.metadata.deletion_timestamp.is_some()), "the workload the run deployed to {c} is removed");
+        }
+        let namespaces_after: Vec<String> =
+            Api::<Namespace>::all(client(&run, "east").await).list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+        assert_eq!(namespaces_after, namespaces_before, "east's namespaces are as they were");
+        assert!(existing_runs(state.path()).is_empty(), "the run's directory is removed when it ends");
+
+        // Killed with the fault in place: `recover` reverts it from the journal, `down`
+        // removes what was deployed.
+        let mut args = contexts_args(&kubeconfig);
+        args.push("existing-multi::east-scaled-down".into());
+        let mut child = firedrill(state.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut seen = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("injected") {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(seen.contains("injected"), "{seen}");
+        let dirs = existing_runs(state.path());
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let dir = dirs[0].display().to_string();
+        assert_eq!(firedrill::journal::Journal::at(&dirs[0]).pending().len(), 1);
+        assert_eq!(workload(&run, "east").await.and_then(|d| d.spec?.replicas), Some(0), "the fault is in place");
+        let o = firedrill(state.path(), &["down", &dir]).output().unwrap();
+        assert!(!o.status.success() && text(&o).contains("firedrill recover"), "down refuses while a fault is in place: {}", text(&o));
+        let o = firedrill(state.path(), &["recover", &dir]).output().unwrap();
+        assert!(o.status.success() && text(&o).contains("reverted: scale east/default/deployment/workload back to 1"), "{}", text(&o));
+        assert_eq!(workload(&run, "east").await.and_then(|d| d.spec?.replicas), Some(1));
+        let o = firedrill(state.path(), &["down", &dir]).output().unwrap();
+        assert!(o.status.success() && text(&o).contains("down: deleted east: Deployment default/workload"), "{}", text(&o));
+        assert!(workload(&run, "east").await.is_none_or(|d| d.metadata.deletion_timestamp.is_some()));
+        assert!(existing_runs(state.path()).is_empty());
+    };
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    let down = firedrill(state.path(), &["down", "--all"]).output().unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(down.status.success(), "firedrill down --all: {}", text(&down));
+}
