@@ -116,14 +116,21 @@ fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
     );
 }
 
-/// Backends that cannot create clusters here refuse before planning anything: no line
-/// claims clusters will be faulted, nothing is created, the message names what is missing.
+/// A backend that cannot run a suite, or flags that do not belong to it, are refused before
+/// anything is planned: no line claims clusters will be faulted, nothing is created, the
+/// message names what is missing.
 #[test]
 fn a_backend_that_cannot_provision_refuses_before_planning() {
-    for (backend, missing) in [("existing", "existing backend (clusters named by kubeconfig context) is not implemented")] {
+    for (args, missing) in [
+        (&["--backend", "existing"][..], "--backend existing needs --context ROLE=CONTEXT"),
+        (&["--backend", "existing", "--context", "main=any"][..], "not runnable on existing: the components need hosts outside the clusters (ldap, lb)"),
+        (&["--context", "main=any"][..], "--context, --allow-context, --kubeconfig and --registry belong to --backend existing, not local"),
+    ] {
+        let backend = args.join(" ");
         let state = tempfile::tempdir().unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
-            .args(["run", "identity", "--backend", backend])
+            .args(["run", "identity"])
+            .args(args)
             .current_dir(root())
             .env("FIREDRILL_STATE", state.path())
             .output()
@@ -132,7 +139,7 @@ fn a_backend_that_cannot_provision_refuses_before_planning() {
         assert_eq!(o.status.code(), Some(2), "{backend}: {out}");
         assert!(out.contains(missing), "{backend}: {out}");
         assert!(!out.contains("will fault"), "{backend}: no plan for a backend that cannot provision: {out}");
-        assert!(!state.path().join("runs").exists(), "{backend}: nothing may be created");
+        assert!(std::fs::read_dir(state.path()).unwrap().next().is_none(), "{backend}: nothing may be created");
     }
 }
 

@@ -94,8 +94,10 @@ impl Session {
     pub async fn open(paths: &Paths, target: Target, suite: &Suite, firedrill: &std::path::Path, emit: Emit, keep: bool) -> Result<Session, RunError> {
         let (topo, comps) = plan(paths, suite)?;
         let hosts: Vec<String> = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
-        if let Target::New(backend) = &target {
-            Env::can_provision(*backend, &hosts).map_err(|e| RunError::Setup(e.to_string()))?;
+        match &target {
+            Target::New(backend) => Env::can_provision(*backend, &hosts).map_err(|e| RunError::Setup(e.to_string()))?,
+            Target::Contexts(_) => Env::can_provision(crate::backend::BackendKind::Existing, &hosts).map_err(|e| RunError::Setup(e.to_string()))?,
+            Target::Attached(_) => {}
         }
         emit(RunEvent::Plan {
             suite: suite.id().into(),
@@ -132,7 +134,6 @@ impl Session {
             }
             Target::Contexts(spec) => {
                 use crate::backend::existing;
-                Env::can_provision(crate::backend::BackendKind::Existing, &hosts).map_err(|e| RunError::Setup(e.to_string()))?;
                 let (kubeconfig, resolved) = existing::resolve(spec, &topo).map_err(|e| RunError::Setup(e.to_string()))?;
                 let faults = |role: &str| -> Vec<String> {
                     let mut out: Vec<String> = suite
