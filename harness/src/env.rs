@@ -76,7 +76,9 @@ impl Env {
         Env::can_provision(backend, &hosts)?;
         match backend {
             BackendKind::Kind => return Env::provision_kind(paths, topology, &hosts, firedrill).await,
-            BackendKind::Existing => return Err(BackendError::Setup("the existing backend provisions nothing: name the clusters with --context ROLE=CONTEXT".into())),
+            BackendKind::Existing => {
+                return Err(BackendError::Setup("the existing backend provisions nothing: name the clusters with --context ROLE=CONTEXT".into()));
+            }
             BackendKind::Local => {}
         }
         let run = LocalRun::up(paths, UpOptions { topology, hosts, firedrill: firedrill.to_path_buf() }).await?;
@@ -146,7 +148,13 @@ impl Env {
             paths: paths.clone(),
             run_id: run.info.id.clone(),
             run_dir: run.info.dir.clone(),
-            hosts: run.info.hosts.iter().map(|h| h.ip.parse().map(|ip| (h.name.clone(), ip))).collect::<Result<_, _>>().map_err(|e| BackendError::Setup(format!("a host address in the run's plan: {e}")))?,
+            hosts: run
+                .info
+                .hosts
+                .iter()
+                .map(|h| h.ip.parse().map(|ip| (h.name.clone(), ip)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| BackendError::Setup(format!("a host address in the run's plan: {e}")))?,
             clusters,
             hurry: Arc::new(AtomicBool::new(false)),
             provider: Provider::Kind(run),
@@ -256,9 +264,9 @@ impl Env {
     /// The image a manifest's `firedrill.local/NAME:TAG` stands for here: itself, or on the
     /// existing backend with `--registry`, `REGISTRY/NAME:TAG`.
     pub fn image(&self, image: &str) -> String {
-        match (self.existing().and_then(|r| r.info.registry.as_deref()), image.strip_prefix(crate::backend::existing::LOCAL_REGISTRY)) {
-            (Some(registry), Some(rest)) => format!("{}/{rest}", registry.trim_end_matches('/')),
-            _ => image.to_string(),
+        match self.existing().and_then(|r| r.info.registry.as_deref()) {
+            Some(registry) => crate::backend::existing::rename_image(image, registry),
+            None => image.to_string(),
         }
     }
 
@@ -270,14 +278,7 @@ impl Env {
             return crate::apply::apply(&cluster.client, name, yaml).await;
         };
         let yaml = match &run.info.registry {
-            Some(_) => yaml
-                .lines()
-                .map(|l| match l.trim_start().strip_prefix("image: ") {
-                    Some(image) => format!("{}image: {}", &l[..l.len() - l.trim_start().len()], self.image(image.trim())),
-                    None => l.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Some(registry) => crate::backend::existing::rename_images(yaml, registry),
             None => yaml.to_string(),
         };
         let note = |obj: &crate::apply::Created| run.note_created(&cluster.name, obj).map_err(|e| e.to_string());
@@ -304,10 +305,13 @@ impl Env {
                 let v = crate::fixtures::Versions::load(&self.paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
                 let binaries = crate::fixtures::Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
                 let firedrill = std::env::current_exe().map_err(|e| BackendError::Setup(format!("the harness's own path: {e}")))?;
-                let images = crate::backend::images::ImageMap::load(&self.paths.fixtures, &binaries, &firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
+                let images =
+                    crate::backend::images::ImageMap::load(&self.paths.fixtures, &binaries, &firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
                 run.add_host_process(&images, host, name, &argv, &env).await
             }
-            Provider::Local(_) | Provider::Existing(_) => self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ()),
+            Provider::Local(_) | Provider::Existing(_) => {
+                self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ())
+            }
         }
     }
     /// Stop a host's processes: gracefully, or with `kill` by SIGKILL.

@@ -4,12 +4,13 @@
 //! - Contexts whose clusters firedrill does not know (a state directory without the run)
 //!   are refused, naming each context, its server and the faults the suite would put
 //!   there; nothing is deployed.
-//! - With the run known: a scale fault matches its table; a partition is NetworkPolicies,
+//! - Named in `--allow-context`, the same contexts are used: a scale fault matches its table; a partition is NetworkPolicies,
 //!   which the local backend's network does not enforce, so the canary pods get through
 //!   and the scenario is a harness error "fault not in effect", never a table; stopping a
 //!   cluster is not runnable. Afterwards no policy, canary or deployed component is left,
 //!   and what was there before is.
-//! - A run SIGKILLed with its fault in place is reverted by `firedrill recover` on its
+//! - With the state directory that holds the local run, its contexts are firedrill's own:
+//!   a run SIGKILLed with its fault in place is reverted by `firedrill recover` on its
 //!   directory, and `firedrill down` then removes what it deployed.
 //!
 //! tests/kind.rs runs the same backend against a kind cluster's kubeconfig.
@@ -81,7 +82,7 @@ fn existing_runs(state: &Path) -> Vec<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn contexts_of_a_local_run_are_refused_unless_known_faulted_through_the_api_and_left_as_found() {
+async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_through_the_api_and_left_as_found() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let state = tempfile::tempdir().unwrap();
     let up = firedrill(state.path(), &["up", "--topology", "multi"]).output().unwrap();
@@ -90,11 +91,18 @@ async fn contexts_of_a_local_run_are_refused_unless_known_faulted_through_the_ap
     let run = firedrill::backend::local::LocalRun::attach(Path::new(&dir)).unwrap();
     let outcome = async {
         let kubeconfig = state.path().join("lab.kubeconfig");
-        let files: Vec<(String, PathBuf)> = ["directory", "east", "west"].iter().map(|r| (context(r), run.info.cluster(r).unwrap().admin_kubeconfig.clone())).collect();
+        let files: Vec<(String, PathBuf)> =
+            ["directory", "east", "west"].iter().map(|r| (context(r), run.info.cluster(r).unwrap().admin_kubeconfig.clone())).collect();
         let pairs: Vec<(&str, &Path)> = files.iter().map(|(c, f)| (c.as_str(), f.as_path())).collect();
         common::kubeconfig_with_contexts(&pairs, &kubeconfig);
-        let namespaces_before: Vec<String> =
-            Api::<Namespace>::all(client(&run, "east").await).list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+        let namespaces_before: Vec<String> = Api::<Namespace>::all(client(&run, "east").await)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
 
         // A state directory that does not hold the run: its clusters are strangers.
         let stranger = tempfile::tempdir().unwrap();
@@ -105,19 +113,25 @@ async fn contexts_of_a_local_run_are_refused_unless_known_faulted_through_the_ap
         assert_eq!(o.status.code(), Some(2), "{out}");
         let east = &run.info.cluster("east").unwrap().server;
         assert!(out.contains("refusing to touch clusters firedrill did not create"), "{out}");
-        assert!(out.contains(&format!("context `lab-east` (cluster east, server {east})")) && out.contains("deployment east/default/workload scaled to 0"), "{out}");
+        assert!(
+            out.contains(&format!("context `lab-east` (cluster east, server {east})")) && out.contains("deployment east/default/workload scaled to 0"),
+            "{out}"
+        );
         assert!(out.contains("--allow-context lab-directory,lab-east,lab-west"), "{out}");
         assert!(workload(&run, "east").await.is_none(), "nothing is deployed to a refused context");
         assert!(existing_runs(stranger.path()).is_empty());
 
-        // Known: the whole suite, with a report.
+        // Allowed by name, the same strangers: the whole suite, with a report.
         let report = state.path().join("report");
         let mut args = contexts_args(&kubeconfig);
+        args.extend(["--allow-context".into(), "lab-directory,lab-east".into(), "--allow-context".into(), "lab-west".into()]);
         args.extend(["--report".into(), report.display().to_string(), "existing-multi".into()]);
-        let o = firedrill(state.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+        let o = firedrill(stranger.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
         let out = text(&o);
         assert_eq!(o.status.code(), Some(2), "a scenario that cannot be proven or run is the harness's: {out}");
-        assert!(out.contains("context `lab-east` (created by firedrill run"), "{out}");
+        assert!(out.contains(&format!("context `lab-east` (allowed by --allow-context, server {east})")), "{out}");
+        assert!(out.contains("is cluster east; faults there: deployment east/default/workload scaled to 0; partition between east and west; not runnable on this backend: none"), "{out}");
+        assert!(out.contains("is cluster west; faults there: partition between east and west; not runnable on this backend: cluster west stopped"), "{out}");
         let v = common::verdicts(&report);
         assert_eq!(v["existing-multi::east-scaled-down"].0, "match", "{v:?}\n{out}");
         let (verdict, error) = &v["existing-multi::east-west-partitioned"];
@@ -130,16 +144,23 @@ async fn contexts_of_a_local_run_are_refused_unless_known_faulted_through_the_ap
         for c in ["east", "west"] {
             assert!(workload(&run, c).await.is_none_or(|d| d.metadata.deletion_timestamp.is_some()), "the workload the run deployed to {c} is removed");
         }
-        let namespaces_after: Vec<String> =
-            Api::<Namespace>::all(client(&run, "east").await).list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+        let namespaces_after: Vec<String> = Api::<Namespace>::all(client(&run, "east").await)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
         assert_eq!(namespaces_after, namespaces_before, "east's namespaces are as they were");
-        assert!(existing_runs(state.path()).is_empty(), "the run's directory is removed when it ends");
+        assert!(existing_runs(stranger.path()).is_empty(), "the run's directory is removed when it ends");
 
-        // Killed with the fault in place: `recover` reverts it from the journal, `down`
+        // Known to this state directory (it holds the local run), killed with the fault in place: `recover` reverts it from the journal, `down`
         // removes what was deployed.
         let mut args = contexts_args(&kubeconfig);
         args.push("existing-multi::east-scaled-down".into());
-        let mut child = firedrill(state.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child =
+            firedrill(state.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let mut seen = String::new();
         for line in BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
             seen.push_str(&line);
@@ -150,7 +171,7 @@ async fn contexts_of_a_local_run_are_refused_unless_known_faulted_through_the_ap
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(seen.contains("injected"), "{seen}");
+        assert!(seen.contains("injected") && seen.contains("context `lab-east` (created by firedrill run"), "{seen}");
         let dirs = existing_runs(state.path());
         assert_eq!(dirs.len(), 1, "{dirs:?}");
         let dir = dirs[0].display().to_string();

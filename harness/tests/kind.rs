@@ -334,14 +334,32 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         common::kubeconfig_with_contexts(&[("kind-lab", env.cluster("main").unwrap().admin_kubeconfig.as_path())], &kubeconfig);
         let report = env.run_dir.join("existing-report");
         let args: Vec<String> = [
-            "run", "--backend", "existing", "--kubeconfig", &kubeconfig.display().to_string(), "--context", "main=kind-lab",
-            "--suites", "harness/tests/data/existing", "--snapshots", "harness/tests/data/snapshots", "--report", &report.display().to_string(), "existing-single",
+            "run",
+            "--backend",
+            "existing",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--context",
+            "main=kind-lab",
+            "--suites",
+            "harness/tests/data/existing",
+            "--snapshots",
+            "harness/tests/data/snapshots",
+            "--report",
+            &report.display().to_string(),
+            "existing-single",
         ]
         .map(String::from)
         .to_vec();
         let state_dir = state.path().to_path_buf();
         let o = tokio::task::spawn_blocking(move || {
-            Command::new(common::firedrill()).args(&args).current_dir(common::paths().root).env("FIREDRILL_STATE", &state_dir).env("INSTA_UPDATE", "no").output().unwrap()
+            Command::new(common::firedrill())
+                .args(&args)
+                .current_dir(common::paths().root)
+                .env("FIREDRILL_STATE", &state_dir)
+                .env("INSTA_UPDATE", "no")
+                .output()
+                .unwrap()
         })
         .await
         .unwrap();
@@ -350,7 +368,10 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         let v = common::verdicts(&report);
         assert_eq!(v["existing-single::workload-scaled-down"].0, "match", "{v:?}\n{}", text(&o));
         assert_eq!(v["existing-single::storage-stopped"].0, "not-runnable", "{v:?}");
-        let workload = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.cluster("main").unwrap().client.clone(), "default").get("workload").await.unwrap();
+        let workload = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.cluster("main").unwrap().client.clone(), "default")
+            .get("workload")
+            .await
+            .unwrap();
         assert_eq!(workload.spec.and_then(|s| s.replicas), Some(1), "the Deployment the run found stays, scaled back");
     };
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;

@@ -31,6 +31,29 @@ pub const CAPABILITIES: Capabilities =
 /// The prefix the components' manifests name their images with.
 pub const LOCAL_REGISTRY: &str = "firedrill.local/";
 
+/// `firedrill.local/NAME:TAG` as pulled from `registry`; other images as they are.
+pub fn rename_image(image: &str, registry: &str) -> String {
+    match image.strip_prefix(LOCAL_REGISTRY) {
+        Some(rest) => format!("{}/{rest}", registry.trim_end_matches('/')),
+        None => image.to_string(),
+    }
+}
+
+/// Manifests with every `image:` field renamed by [`rename_image`].
+pub fn rename_images(yaml: &str, registry: &str) -> String {
+    yaml.lines()
+        .map(|l| {
+            let body = l.trim_start();
+            let item = if body.starts_with("- ") { "- " } else { "" };
+            match body[item.len()..].strip_prefix("image: ") {
+                Some(image) => format!("{}{item}image: {}", &l[..l.len() - body.len()], rename_image(image.trim(), registry)),
+                None => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What the user asked for on the command line.
 #[derive(Clone, Debug, Default)]
 pub struct Spec {
@@ -113,12 +136,19 @@ pub fn roles(spec: &Spec, topology: &Topology) -> Result<Vec<(String, String)>, 
     let names = topology.cluster_names();
     let mut pairs: Vec<(String, String)> = Vec::new();
     for given in &spec.contexts {
-        let (role, context) = given
-            .split_once('=')
-            .filter(|(r, c)| !r.is_empty() && !c.is_empty())
-            .ok_or_else(|| BackendError::Setup(format!("--context {given}: expected ROLE=CONTEXT, where ROLE is a cluster of topology {} ({})", topology.topology, names.join(", "))))?;
+        let (role, context) = given.split_once('=').filter(|(r, c)| !r.is_empty() && !c.is_empty()).ok_or_else(|| {
+            BackendError::Setup(format!(
+                "--context {given}: expected ROLE=CONTEXT, where ROLE is a cluster of topology {} ({})",
+                topology.topology,
+                names.join(", ")
+            ))
+        })?;
         if !names.contains(&role) {
-            return Err(BackendError::Setup(format!("--context {given}: topology {} has no cluster `{role}` (it has {})", topology.topology, names.join(", "))));
+            return Err(BackendError::Setup(format!(
+                "--context {given}: topology {} has no cluster `{role}` (it has {})",
+                topology.topology,
+                names.join(", ")
+            )));
         }
         if pairs.iter().any(|(r, _)| r == role) {
             return Err(BackendError::Setup(format!("--context {given}: cluster `{role}` is named twice")));
@@ -279,7 +309,11 @@ pub fn guard(resolved: &[Resolved], allowed: &[String], faults: impl Fn(&str) ->
         return Ok(());
     }
     let names: Vec<&str> = resolved.iter().filter(|r| r.created_by.is_none() && !allowed.contains(&r.context)).map(|r| r.context.as_str()).collect();
-    Err(BackendError::Setup(format!("refusing to touch clusters firedrill did not create:\n  {}\nname them with --allow-context {} to go on", refused.join("\n  "), names.join(","))))
+    Err(BackendError::Setup(format!(
+        "refusing to touch clusters firedrill did not create:\n  {}\nname them with --allow-context {} to go on",
+        refused.join("\n  "),
+        names.join(",")
+    )))
 }
 
 /// An existing run: the plan written, nothing changed in any cluster yet.
@@ -298,7 +332,8 @@ impl ExistingRun {
         let mut clusters = Vec::new();
         for r in resolved {
             let path = dir.join("clusters").join(&r.role).join("kubeconfig");
-            let text = serde_json::to_string_pretty(&r.config).map_err(|e| BackendError::Setup(format!("writing the kubeconfig of context {}: {e}", r.context)))?;
+            let text =
+                serde_json::to_string_pretty(&r.config).map_err(|e| BackendError::Setup(format!("writing the kubeconfig of context {}: {e}", r.context)))?;
             super::local::pki::write_private(&path, &text)?;
             clusters.push(ExistingCluster { name: r.role, context: r.context, server: r.server, kubeconfig: path, created_by: r.created_by });
         }
@@ -391,6 +426,15 @@ mod tests {
         assert!(e.contains("no cluster `north`") && e.contains("directory, east, west"), "{e}");
         let e = roles(&spec(&["east"]), &t).unwrap_err().to_string();
         assert!(e.contains("expected ROLE=CONTEXT"), "{e}");
+    }
+
+    #[test]
+    fn a_registry_renames_only_the_components_images() {
+        let yaml = "spec:\n  containers:\n    - name: a\n      image: firedrill.local/workload:dev\n    - image: quay.io/other:1\n    - image: firedrill.local/dex:pinned\n";
+        let out = rename_images(yaml, "registry.example.com/fd/");
+        assert!(out.contains("      image: registry.example.com/fd/workload:dev\n"), "{out}");
+        assert!(out.contains("    - image: quay.io/other:1\n    - image: registry.example.com/fd/dex:pinned"), "{out}");
+        assert_eq!(rename_image("firedrill.local/dex:pinned", "r:5000"), "r:5000/dex:pinned");
     }
 
     #[test]

@@ -212,12 +212,9 @@ pub fn main() -> ExitCode {
                     eprintln!("error: --backend existing needs --context ROLE=CONTEXT for each cluster of the suites' topology");
                     return ExitCode::from(EXIT_HARNESS);
                 }
-                (None, BackendKind::Existing) => crate::runner::Target::Contexts(crate::backend::existing::Spec {
-                    kubeconfig,
-                    contexts,
-                    allowed: allow_contexts,
-                    registry,
-                }),
+                (None, BackendKind::Existing) => {
+                    crate::runner::Target::Contexts(crate::backend::existing::Spec { kubeconfig, contexts, allowed: allow_contexts, registry })
+                }
                 (None, other) if existing_flags => {
                     eprintln!("error: --context, --allow-context, --kubeconfig and --registry belong to --backend existing, not {}", other.name());
                     return ExitCode::from(EXIT_HARNESS);

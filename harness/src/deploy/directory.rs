@@ -191,14 +191,16 @@ pub async fn deploy_directory(env: &Env, c: &Component) -> Result<Directory, Str
         let replica = env.cluster(r).map_err(|e| e.to_string())?;
         let v = vars(&[("name", r.clone()), ("server", replica.server.clone())]);
         apply_fixture(
-            env, dir,
+            env,
+            dir,
             "directory",
             "replica-cluster.yaml",
             &template::render("replica-cluster.yaml", &fixture(env, "directory", "replica-cluster.yaml")?, &v)?,
         )
         .await?;
         apply_fixture(
-            env, dir,
+            env,
+            dir,
             "directory",
             "credentials.yaml",
             &template::render("credentials.yaml", &fixture(env, "directory", "credentials.yaml")?, &vars(&[("name", r.clone())]))?,

@@ -56,7 +56,10 @@ pub async fn plan(env: &Env, between: &[String], tag: &str) -> Result<Undo, Faul
     let (a, b) = sides(env, between)?;
     let mut placements = Vec::new();
     for c in [a, b] {
-        let list = Api::<Namespace>::all(c.client.clone()).list(&ListParams::default()).await.map_err(kube_err(format!("listing namespaces of cluster {}", c.name)))?;
+        let list = Api::<Namespace>::all(c.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err(format!("listing namespaces of cluster {}", c.name)))?;
         for ns in list.items {
             if ns.metadata.deletion_timestamp.is_none()
                 && let Some(name) = ns.metadata.name
@@ -211,7 +214,11 @@ async fn canary(env: &Env, c: &ClusterHandle, targets: &[String]) -> Result<i32,
                 break Ok(t.exit_code);
             }
             if started.elapsed() > CANARY_TIMEOUT {
-                break Err(format!("canary pod {name} in cluster {} did not finish within {CANARY_TIMEOUT:?} (phase {})", c.name, status.phase.unwrap_or_default()));
+                break Err(format!(
+                    "canary pod {name} in cluster {} did not finish within {CANARY_TIMEOUT:?} (phase {})",
+                    c.name,
+                    status.phase.unwrap_or_default()
+                ));
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -230,7 +237,10 @@ pub async fn check(env: &Env, between: &[String], expect: Expect) -> Result<(), 
         let peer = api_address(other).map(|(h, p)| format!("{h}:{p}"))?;
         let code = canary(env, side, &[own.clone(), peer.clone()]).await?;
         if code & 1 != 0 {
-            return Err(format!("a pod in {} cannot reach its own cluster's API server ({own}), so its view of {} proves nothing (canary exit {code})", side.name, other.name));
+            return Err(format!(
+                "a pod in {} cannot reach its own cluster's API server ({own}), so its view of {} proves nothing (canary exit {code})",
+                side.name, other.name
+            ));
         }
         let reached = code & 2 == 0;
         match (expect, reached) {

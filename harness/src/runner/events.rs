@@ -190,7 +190,9 @@ mod tests {
 
     #[test]
     fn a_verdicts_tag_is_the_one_results_json_records() {
-        for v in [Verdict::Match, Verdict::Mismatch { diff: "d".into() }, Verdict::NotRunnable { reason: "r".into() }, Verdict::HarnessError { error: "e".into() }] {
+        for v in
+            [Verdict::Match, Verdict::Mismatch { diff: "d".into() }, Verdict::NotRunnable { reason: "r".into() }, Verdict::HarnessError { error: "e".into() }]
+        {
             assert_eq!(serde_json::to_value(&v).unwrap()["verdict"], v.tag());
         }
     }

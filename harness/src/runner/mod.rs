@@ -135,25 +135,18 @@ impl Session {
             Target::Contexts(spec) => {
                 use crate::backend::existing;
                 let (kubeconfig, resolved) = existing::resolve(spec, &topo).map_err(|e| RunError::Setup(e.to_string()))?;
-                let faults = |role: &str| -> Vec<String> {
-                    let mut out: Vec<String> = suite
-                        .spec
-                        .scenarios
-                        .iter()
-                        .flat_map(|s| s.faults.iter())
-                        .filter(|f| f.clusters().contains(&role) || matches!(f, crate::fault::FaultSpec::Partition { between } if between.iter().any(|b| b.split('/').next() == Some(role))))
-                        .map(|f| f.describe())
-                        .collect();
-                    out.sort();
-                    out.dedup();
-                    out
-                };
-                existing::guard(&resolved, &spec.allowed, faults).map_err(|e| RunError::Setup(e.to_string()))?;
+                let caps = existing::CAPABILITIES;
+                existing::guard(&resolved, &spec.allowed, |role| {
+                    let (runnable, not) = faults_on(suite, role, &caps);
+                    runnable.into_iter().chain(not).collect()
+                })
+                .map_err(|e| RunError::Setup(e.to_string()))?;
                 for r in &resolved {
-                    let f = faults(&r.role);
+                    let (runnable, not) = faults_on(suite, &r.role, &caps);
+                    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join("; ") };
                     emit(RunEvent::Warning {
                         message: format!(
-                            "context `{}` ({}, server {}) is cluster {}: {}{}",
+                            "context `{}` ({}, server {}) is cluster {}; faults there: {}; not runnable on this backend: {}",
                             r.context,
                             match &r.created_by {
                                 Some(run) => format!("created by firedrill run {}", run.display()),
@@ -161,8 +154,8 @@ impl Session {
                             },
                             r.server,
                             r.role,
-                            if f.is_empty() { "no fault".to_string() } else { f.join("; ") },
-                            " (faults whose kind this backend lacks are reported not runnable)"
+                            list(&runnable),
+                            list(&not),
                         ),
                     });
                 }
@@ -267,6 +260,30 @@ impl Session {
     pub async fn revert_pending(&self, journal: &Journal, scenario: &str) -> Result<Vec<String>, RunError> {
         revert_journal(&self.env, journal, Some(scenario), &self.emit).await
     }
+}
+
+/// The faults `suite` puts on cluster `role` (by name, or as a side of a partition), as
+/// described to people: those a backend with `caps` can inject, and those it cannot.
+fn faults_on(suite: &Suite, role: &str, caps: &crate::backend::Capabilities) -> (Vec<String>, Vec<String>) {
+    let mut faults: Vec<&crate::fault::FaultSpec> = suite
+        .spec
+        .scenarios
+        .iter()
+        .flat_map(|s| s.faults.iter())
+        .filter(|f| {
+            f.clusters().contains(&role)
+                || matches!(f, crate::fault::FaultSpec::Partition { between } if between.iter().any(|b| b.split('/').next() == Some(role)))
+        })
+        .collect();
+    faults.dedup();
+    let (runnable, not): (Vec<_>, Vec<_>) = faults.into_iter().partition(|f| f.missing_capability(caps).is_none());
+    let names = |v: Vec<&crate::fault::FaultSpec>| {
+        let mut n: Vec<String> = v.iter().map(|f| f.describe()).collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    (names(runnable), names(not))
 }
 
 /// Set once the run was interrupted (SIGINT or SIGTERM): callers stop starting scenarios.
