@@ -77,6 +77,10 @@ async fn leftovers(run: &firedrill::backend::local::LocalRun) -> Vec<String> {
     out
 }
 
+async fn namespaces(run: &firedrill::backend::local::LocalRun, cluster: &str) -> Vec<String> {
+    Api::<Namespace>::all(client(run, cluster).await).list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect()
+}
+
 fn existing_runs(state: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(state.join("existing-runs")).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect()
 }
@@ -95,14 +99,7 @@ async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_thr
             ["directory", "east", "west"].iter().map(|r| (context(r), run.info.cluster(r).unwrap().admin_kubeconfig.clone())).collect();
         let pairs: Vec<(&str, &Path)> = files.iter().map(|(c, f)| (c.as_str(), f.as_path())).collect();
         common::kubeconfig_with_contexts(&pairs, &kubeconfig);
-        let namespaces_before: Vec<String> = Api::<Namespace>::all(client(&run, "east").await)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .collect();
+        let namespaces_before = namespaces(&run, "east").await;
 
         // A state directory that does not hold the run: its clusters are strangers.
         let stranger = tempfile::tempdir().unwrap();
@@ -144,14 +141,7 @@ async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_thr
         for c in ["east", "west"] {
             assert!(workload(&run, c).await.is_none_or(|d| d.metadata.deletion_timestamp.is_some()), "the workload the run deployed to {c} is removed");
         }
-        let namespaces_after: Vec<String> = Api::<Namespace>::all(client(&run, "east").await)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .collect();
+        let namespaces_after = namespaces(&run, "east").await;
         assert_eq!(namespaces_after, namespaces_before, "east's namespaces are as they were");
         assert!(existing_runs(stranger.path()).is_empty(), "the run's directory is removed when it ends");
 
