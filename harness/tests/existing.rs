@@ -4,11 +4,12 @@
 //! - Contexts whose clusters firedrill does not know (a state directory without the run)
 //!   are refused, naming each context, its server and the faults the suite would put
 //!   there; nothing is deployed.
-//! - Named in `--allow-context`, the same contexts are used: a scale fault matches its table; a partition is NetworkPolicies,
-//!   which the local backend's network does not enforce, so the canary pods get through
-//!   and the scenario is a harness error "fault not in effect", never a table; stopping a
-//!   cluster is not runnable. Afterwards no policy, canary or deployed component is left,
-//!   and what was there before is.
+//! - Named in `--allow-context`, the same contexts are used: a scale fault matches its
+//!   table; a partition is NetworkPolicies, which the local backend's network does not
+//!   enforce, so the canary pods get through and the scenario is a harness error "fault not
+//!   in effect", never a table; a partition with a node for a side, and stopping a cluster,
+//!   are not runnable. Afterwards no policy, canary or deployed component is left, and what
+//!   was there before is.
 //! - With the state directory that holds the local run, its contexts are firedrill's own:
 //!   a run SIGKILLed with its fault in place is reverted by `firedrill recover` on its
 //!   directory, and `firedrill down` then removes what it deployed.
@@ -127,13 +128,16 @@ async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_thr
         let out = text(&o);
         assert_eq!(o.status.code(), Some(2), "a scenario that cannot be proven or run is the harness's: {out}");
         assert!(out.contains(&format!("context `lab-east` (allowed by --allow-context, server {east})")), "{out}");
-        assert!(out.contains("is cluster east; faults there: deployment east/default/workload scaled to 0; partition between east and west; not runnable on this backend: none"), "{out}");
-        assert!(out.contains("is cluster west; faults there: partition between east and west; not runnable on this backend: cluster west stopped"), "{out}");
+        assert!(out.contains("is cluster east; faults there: deployment east/default/workload scaled to 0; partition between east and west; partition between east/worker-1 and west; not runnable on this backend: none"), "{out}");
+        assert!(out.contains("is cluster west; faults there: partition between east and west; partition between east/worker-1 and west; not runnable on this backend: cluster west stopped"), "{out}");
         let v = common::verdicts(&report);
         assert_eq!(v["existing-multi::east-scaled-down"].0, "match", "{v:?}\n{out}");
         let (verdict, error) = &v["existing-multi::east-west-partitioned"];
         assert_eq!(verdict, "harness-error", "{v:?}");
         assert!(error.contains("fault not in effect") && error.contains("does not enforce the NetworkPolicy"), "{error}");
+        let (verdict, reason) = &v["existing-multi::east-worker-partitioned"];
+        assert_eq!(verdict, "not-runnable", "{v:?}");
+        assert!(reason.contains("sides that are nodes or hosts"), "{reason}");
         let (verdict, reason) = &v["existing-multi::west-stopped"];
         assert_eq!(verdict, "not-runnable", "{v:?}");
         assert!(reason.contains("stopping whole clusters") && reason.contains("existing"), "{reason}");

@@ -385,31 +385,28 @@ async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
     use crate::backend::{existing, kind, local};
     let result = if all {
         // Existing runs first: what they deployed may sit in a local or kind run's clusters.
-        let mut existing_dirs = Vec::new();
-        let mut existing_err = None;
+        // One that cannot be removed (its clusters gone, a fault in place) is reported, and
+        // the local and kind runs are removed all the same.
+        let mut dirs = Vec::new();
+        let mut failed = Vec::new();
         for dir in existing::all_runs() {
             match existing_down(&dir).await {
-                Ok(()) => existing_dirs.push(dir),
-                Err(e) => existing_err = Some(e),
+                Ok(()) => dirs.push(dir),
+                Err(e) => failed.push(format!("{}: {e}", dir.display())),
             }
         }
-        let local = match existing_err {
-            Some(e) => Err(e),
-            None => local::down_all().await.map(|mut d| {
-                d.splice(0..0, existing_dirs);
-                d
-            }),
-        };
+        let local = local::down_all().await;
         let kind = kind::down_all().await;
-        local.and_then(|mut dirs| {
+        local.and_then(|mut more| {
+            dirs.append(&mut more);
             dirs.extend(kind?);
             for d in &dirs {
                 println!("down: {}", d.display());
             }
-            if dirs.is_empty() {
+            if dirs.is_empty() && failed.is_empty() {
                 println!("down: no run");
             }
-            Ok(())
+            if failed.is_empty() { Ok(()) } else { Err(crate::backend::BackendError::Setup(format!("existing runs not removed:\n  {}", failed.join("\n  ")))) }
         })
     } else {
         let dir = match only_run(run_dir) {

@@ -40,12 +40,12 @@ fn policy_name(tag: &str) -> String {
 
 fn sides<'a>(env: &'a Env, between: &[String]) -> Result<(&'a ClusterHandle, &'a ClusterHandle), FaultError> {
     let [a, b] = between else { return Err(FaultError::Invalid("partition needs exactly two sides".into())) };
+    // A node or a host is not a side NetworkPolicies can cut off: not runnable here.
     let cluster = |name: &str| {
-        env.cluster(name).map_err(|_| {
-            FaultError::Invalid(format!(
-                "partition: `{name}` is not a cluster; on the {} backend a partition's sides are whole clusters (NetworkPolicies in each), never nodes or hosts",
-                env.backend.name()
-            ))
+        env.cluster(name).map_err(|_| FaultError::NotRunnable {
+            kind: "partition",
+            needs: "sides that are nodes or hosts (NetworkPolicies cut off whole clusters only)",
+            backend: env.backend.name().into(),
         })
     };
     Ok((cluster(a)?, cluster(b)?))

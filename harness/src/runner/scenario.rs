@@ -151,7 +151,11 @@ impl Session {
         let tag = format!("{}_{}", sc.id.value, journal.pending().len() + 1);
         let mut planned = Vec::new();
         for f in &sc.faults {
-            let undo = f.plan(env, &tag).await.map_err(|e| RunError::Setup(format!("planning fault `{}`: {}", f.kind(), crate::error::chain(&e))))?;
+            let undo = f.plan(env, &tag).await.map_err(|e| match e {
+                // What the backend cannot do to this fault's target (checked only once it is known).
+                crate::fault::FaultError::NotRunnable { .. } => RunError::NotRunnable(e.to_string()),
+                e => RunError::Setup(format!("planning fault `{}`: {}", f.kind(), crate::error::chain(&e))),
+            })?;
             // The proof that the fault is in effect means something only if it did not hold
             // before: the system must be in the state the revert restores.
             f.verify(env, &undo, crate::fault::Expect::Reverted, Deadline::after(Duration::from_secs(10))).await.map_err(|e| {
