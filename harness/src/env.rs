@@ -103,18 +103,8 @@ impl Env {
     pub async fn from_kind(paths: &Paths, run: KindRun) -> Result<Env, BackendError> {
         let mut clusters = Vec::new();
         for c in &run.info.clusters {
-            let kc = kube::config::Kubeconfig::read_from(&c.kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", c.kubeconfig.display())))?;
-            let ca_b64 = kc
-                .clusters
-                .first()
-                .and_then(|n| n.cluster.as_ref())
-                .and_then(|c| c.certificate_authority_data.clone())
+            let ca_pem = crate::backend::kubeconfig_ca(&c.kubeconfig)?
                 .ok_or_else(|| BackendError::Setup(format!("{}: no certificate-authority-data", c.kubeconfig.display())))?;
-            let ca_pem = String::from_utf8(
-                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca_b64.trim())
-                    .map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", c.kubeconfig.display())))?,
-            )
-            .map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", c.kubeconfig.display())))?;
             let cp = c
                 .nodes
                 .iter()
@@ -192,16 +182,8 @@ impl Env {
     pub async fn from_existing(paths: &Paths, run: ExistingRun) -> Result<Env, BackendError> {
         let mut clusters = Vec::new();
         for c in &run.info.clusters {
-            let kc = kube::config::Kubeconfig::read_from(&c.kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", c.kubeconfig.display())))?;
-            let ca_pem = kc
-                .clusters
-                .first()
-                .and_then(|n| n.cluster.as_ref()?.certificate_authority_data.as_deref())
-                .map(|d| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, d.trim()))
-                .transpose()
-                .map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", c.kubeconfig.display())))?
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            // A context may trust the system's CAs instead of naming one.
+            let ca_pem = crate::backend::kubeconfig_ca(&c.kubeconfig)?.unwrap_or_default();
             clusters.push(ClusterHandle {
                 name: c.name.clone(),
                 server: c.server.clone(),

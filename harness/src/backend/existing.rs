@@ -204,7 +204,7 @@ pub fn resolve(spec: &Spec, topology: &Topology) -> Result<(PathBuf, Vec<Resolve
         let (cluster, user) = inline_files(cluster, user, base)?;
         let c = cluster.cluster.as_ref().ok_or_else(|| BackendError::Setup(format!("{}: cluster `{}` is empty", path.display(), cluster.name)))?;
         let server = c.server.clone().ok_or_else(|| BackendError::Setup(format!("{}: cluster `{}` has no server", path.display(), cluster.name)))?;
-        let ca_pem = c.certificate_authority_data.as_deref().and_then(|d| decode(d).ok());
+        let ca_pem = c.certificate_authority_data.as_deref().and_then(|d| super::ca_data_pem(d).ok());
         let created_by = ca_pem.as_deref().and_then(|pem| known.iter().find(|(ca, _)| same_pem(ca, pem)).map(|(_, run)| run.clone()));
         let config = Kubeconfig {
             clusters: vec![cluster],
@@ -249,11 +249,6 @@ fn inline_files(mut cluster: NamedCluster, mut users: Vec<NamedAuthInfo>, base: 
     Ok((cluster, users))
 }
 
-fn decode(b64: &str) -> Result<String, String> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
-}
-
 fn same_pem(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.split_whitespace().collect::<String>();
     norm(a) == norm(b)
@@ -274,11 +269,7 @@ fn firedrill_cas() -> Vec<(String, PathBuf)> {
     for dir in super::kind::all_runs() {
         if let Ok(info) = super::kind::KindRunInfo::load(&dir) {
             for c in &info.clusters {
-                let ca = Kubeconfig::read_from(&c.kubeconfig)
-                    .ok()
-                    .and_then(|kc| kc.clusters.into_iter().next())
-                    .and_then(|n| n.cluster?.certificate_authority_data)
-                    .and_then(|d| decode(&d).ok());
+                let ca = super::kubeconfig_ca(&c.kubeconfig).ok().flatten();
                 if let Some(pem) = ca {
                     out.push((pem, dir.clone()));
                 }

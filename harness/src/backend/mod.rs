@@ -108,6 +108,21 @@ pub fn state_root() -> PathBuf {
     home.join(".local/state/firedrill")
 }
 
+/// A kubeconfig's `certificate-authority-data` as PEM text.
+pub fn ca_data_pem(b64: &str) -> Result<String, String> {
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+/// The CA (PEM) of the first cluster of the kubeconfig at `path`; `None` when it names none.
+pub fn kubeconfig_ca(path: &Path) -> Result<Option<String>, BackendError> {
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| BackendError::Setup(format!("reading {}: {e}", path.display())))?;
+    match kc.clusters.into_iter().next().and_then(|n| n.cluster?.certificate_authority_data) {
+        Some(b64) => ca_data_pem(&b64).map(Some).map_err(|e| BackendError::Setup(format!("{}: certificate-authority-data: {e}", path.display()))),
+        None => Ok(None),
+    }
+}
+
 /// An admin client from a kubeconfig file, with the harness's timeouts.
 pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client, BackendError> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", kubeconfig.display())))?;

@@ -90,7 +90,7 @@ async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
     for n in nodes.items {
         let spec = n.spec.unwrap_or_default();
         for cidr in spec.pod_cidrs.unwrap_or_default().into_iter().chain(spec.pod_cidr) {
-            if cidr.parse::<ipnet_v4::Net>().is_ok() {
+            if is_ipv4_cidr(&cidr) {
                 out.push(cidr);
             }
         }
@@ -121,17 +121,9 @@ async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
     Ok(out)
 }
 
-/// Minimal IPv4 CIDR check (a pod range must be one to go in an ipBlock).
-mod ipnet_v4 {
-    pub struct Net;
-    impl std::str::FromStr for Net {
-        type Err = ();
-        fn from_str(s: &str) -> Result<Net, ()> {
-            let (ip, len) = s.split_once('/').ok_or(())?;
-            ip.parse::<std::net::Ipv4Addr>().map_err(|_| ())?;
-            (len.parse::<u8>().map_err(|_| ())? <= 32).then_some(Net).ok_or(())
-        }
-    }
+/// Whether `s` is an IPv4 range `a.b.c.d/n` (only those go in an ipBlock here).
+fn is_ipv4_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, len)| ip.parse::<Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32))
 }
 
 fn policy(name: &str, namespace: &str, except: &[String]) -> serde_json::Value {
@@ -258,6 +250,12 @@ pub async fn check(env: &Env, between: &[String], expect: Expect) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ipv4_ranges_are_cut_off() {
+        assert!(is_ipv4_cidr("198.19.128.0/24"));
+        assert!(!is_ipv4_cidr("fd00::/64") && !is_ipv4_cidr("198.19.128.0/33") && !is_ipv4_cidr("198.19.128.0"));
+    }
 
     #[test]
     fn policy_names_are_dns_labels() {

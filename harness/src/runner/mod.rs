@@ -265,7 +265,7 @@ impl Session {
 /// The faults `suite` puts on cluster `role` (by name, or as a side of a partition), as
 /// described to people: those a backend with `caps` can inject, and those it cannot.
 fn faults_on(suite: &Suite, role: &str, caps: &crate::backend::Capabilities) -> (Vec<String>, Vec<String>) {
-    let mut faults: Vec<&crate::fault::FaultSpec> = suite
+    let faults: Vec<&crate::fault::FaultSpec> = suite
         .spec
         .scenarios
         .iter()
@@ -275,7 +275,6 @@ fn faults_on(suite: &Suite, role: &str, caps: &crate::backend::Capabilities) -> 
                 || matches!(f, crate::fault::FaultSpec::Partition { between } if between.iter().any(|b| b.split('/').next() == Some(role)))
         })
         .collect();
-    faults.dedup();
     let (runnable, not): (Vec<_>, Vec<_>) = faults.into_iter().partition(|f| f.missing_capability(caps).is_none());
     let names = |v: Vec<&crate::fault::FaultSpec>| {
         let mut n: Vec<String> = v.iter().map(|f| f.describe()).collect();
