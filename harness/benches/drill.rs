@@ -2,7 +2,8 @@
 //! `suites/`, local backend), `FIREDRILL_BENCH_ROUNDS` times (default 3), each round
 //! timed on the wall clock. Reported: the median round, whether every cell had the same
 //! verdict in every round, each scenario's time outside its fault window, and the median
-//! of every phase — so the next slow phase is visible.
+//! of every phase — the suites' (bring-up, deploy, teardown, from the run's event log) and
+//! the scenarios' — so the next slow phase is visible.
 
 mod common;
 
@@ -26,10 +27,13 @@ fn main() {
     let mut cells: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut outside = Vec::new();
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut suite_phases: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut scenarios = 0;
     let mut matched = 0;
     for round in 1..=rounds {
         let report = dir.join(format!("round-{round}"));
+        // The run's log is appended to: an earlier bench's must not be counted.
+        let _ = std::fs::remove_dir_all(&report);
         let start = Instant::now();
         let status = Command::new(&firedrill).args(["run", "--report"]).arg(&report).current_dir(&root).status().expect("firedrill run");
         let wall = start.elapsed().as_secs_f64();
@@ -37,6 +41,16 @@ fn main() {
         let results: Vec<serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).expect("results.json")).expect("results");
         println!("round {round}: {wall:.0} s, exit {:?}, {} scenarios", status.code(), results.len());
+        for ev in events(&report.join("firedrill.log")) {
+            match ev["event"].as_str() {
+                Some("environment-ready") => {
+                    suite_phases.entry("bring-up").or_default().push(secs(&ev["bring_up"]));
+                    suite_phases.entry("deploy").or_default().push(secs(&ev["deploy"]));
+                }
+                Some("environment-down") => suite_phases.entry("teardown").or_default().push(secs(&ev["took"])),
+                _ => {}
+            }
+        }
         for r in &results {
             let name = format!("{}::{}", r["suite"].as_str().unwrap_or(""), r["scenario"].as_str().unwrap_or(""));
             scenarios += 1;
@@ -84,6 +98,17 @@ fn main() {
             format!("max {:.1} s", outside.iter().cloned().fold(0.0, f64::max)),
         ),
     ];
+    for phase in ["bring-up", "deploy", "teardown"] {
+        let v = suite_phases.get(phase).cloned().unwrap_or_default();
+        assert!(!v.is_empty(), "the run's event log has no {phase} of any suite");
+        rows.push(Row::new(
+            &format!("phase `{phase}`, per suite (median)"),
+            median(&v),
+            "s",
+            None,
+            format!("max {:.1} s over {} suite runs", v.iter().cloned().fold(0.0, f64::max), v.len()),
+        ));
+    }
     for (phase, v) in &phases {
         rows.push(Row::new(
             &format!("phase `{phase}`, per scenario (median)"),
@@ -94,4 +119,14 @@ fn main() {
         ));
     }
     common::write("drill", &rows);
+}
+
+/// The run events of a `firedrill run --report` log (JSON lines, target `firedrill::event`).
+fn events(log: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["target"] == "firedrill::event")
+        .filter_map(|r| serde_json::from_str(r["fields"]["event"].as_str()?).ok())
+        .collect()
 }

@@ -208,6 +208,11 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
             assert!(events.iter().any(|e| e["event"] == kind), "no {kind} event in firedrill.log: {log}");
         }
         assert!(events.iter().any(|e| e["event"] == "scenario-finished" && e["verdict"] == "mismatch"), "{log}");
+        // The environment's own phases, which `make bench` reports per suite.
+        assert!(
+            events.iter().any(|e| e["event"] == "environment-ready" && e["bring_up"]["secs"].is_u64() && e["deploy"]["secs"].is_u64()),
+            "environment-ready without bring_up and deploy: {log}"
+        );
 
         // The recording alone, judged again without a cluster: the live run's verdict.
         let again = firedrill(&["check", report_dir, "--suites", "harness/tests/data/suites", "--snapshots", "harness/tests/data/snapshots"]);

@@ -42,7 +42,7 @@ fn status(ev: &RunEvent) -> Option<(String, bool)> {
         RunEvent::Phase { name, phase } => Some((format!("{name}: {phase}"), false)),
         RunEvent::FaultInjected { name, fault, .. } => Some((format!("{name}: {fault} in place"), false)),
         RunEvent::ScenarioFinished(r) => Some((format!("{}: {}", r.name(), super::markdown::verdict_word(&r.verdict)), false)),
-        RunEvent::EnvironmentDown { suite } => Some((format!("{suite}: environment torn down"), true)),
+        RunEvent::EnvironmentDown { suite, .. } => Some((format!("{suite}: environment torn down"), true)),
         RunEvent::FaultReverted { .. } | RunEvent::Warning { .. } => None,
     }
 }
@@ -142,15 +142,15 @@ pub fn emitter() -> Emit {
         }
         let line = match &ev {
             RunEvent::Plan { suite, environment, clusters } => format!("firedrill: suite {suite} will fault clusters {} of {environment}", clusters.join(", ")),
-            RunEvent::EnvironmentReady { suite, run_id, run_dir, took } => {
-                format!("firedrill: {suite}: environment {run_id} ready in {} ({run_dir})", secs(*took))
+            RunEvent::EnvironmentReady { suite, run_id, run_dir, took, bring_up, deploy } => {
+                format!("firedrill: {suite}: environment {run_id} ready in {} (bring-up {}, deploy {}; {run_dir})", secs(*took), secs(*bring_up), secs(*deploy))
             }
             RunEvent::ScenarioStarted { name, title } => format!("firedrill: {name}: {title}"),
             RunEvent::Phase { name, phase } => format!("firedrill: {name}: {phase}"),
             RunEvent::FaultInjected { name, fault, journal_seq } => format!("firedrill: {name}: injected {fault} (journal #{journal_seq})"),
             RunEvent::FaultReverted { name, undo } => format!("firedrill: {name}: reverted: {undo}"),
             RunEvent::ScenarioFinished(r) => format!("firedrill: {}: {} in {}", r.name(), super::markdown::verdict_word(&r.verdict), secs(r.took)),
-            RunEvent::EnvironmentDown { suite } => format!("firedrill: {suite}: environment torn down"),
+            RunEvent::EnvironmentDown { suite, took } => format!("firedrill: {suite}: environment torn down in {}", secs(*took)),
             RunEvent::Warning { message } => format!("firedrill: warning: {message}"),
         };
         if live() {

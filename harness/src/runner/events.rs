@@ -16,11 +16,15 @@ pub enum RunEvent {
         environment: String,
         clusters: Vec<String>,
     },
+    /// `took` is the whole of it: `bring_up` (provisioning the clusters, or attaching to
+    /// them), then `deploy` (the suite's components), then building the probes.
     EnvironmentReady {
         suite: String,
         run_id: String,
         run_dir: String,
         took: Duration,
+        bring_up: Duration,
+        deploy: Duration,
     },
     ScenarioStarted {
         name: String,
@@ -40,8 +44,10 @@ pub enum RunEvent {
         undo: String,
     },
     ScenarioFinished(Box<ScenarioResult>),
+    /// `took`: the teardown. A kept environment is not torn down, and has no such event.
     EnvironmentDown {
         suite: String,
+        took: Duration,
     },
     /// Something the user should know that is not a verdict (e.g. teardown failed).
     Warning {

@@ -212,6 +212,7 @@ impl Session {
             }
         };
         let env = Arc::new(env);
+        let bring_up = started.elapsed();
         let deployed = match deploy::deploy(&env, &comps).await {
             Ok(d) => d,
             Err(e) => {
@@ -223,6 +224,7 @@ impl Session {
                 return Err(RunError::Setup(e.to_string()));
             }
         };
+        let deploy = started.elapsed() - bring_up;
         let mut probes = BTreeMap::new();
         for op in &suite.spec.operations {
             match probe::build(&op.probe, &env, &deployed) {
@@ -240,6 +242,8 @@ impl Session {
             run_id: env.run_id.clone(),
             run_dir: env.run_dir.display().to_string(),
             took: started.elapsed(),
+            bring_up,
+            deploy,
         });
         Ok(Session { suite_id: suite.id().into(), env, deployed, probes, emit, keep })
     }
@@ -251,8 +255,9 @@ impl Session {
             });
             return Ok(());
         }
+        let started = Instant::now();
         let r = self.env.teardown().await.map_err(|e| RunError::Setup(format!("tearing down: {e}")));
-        (self.emit)(RunEvent::EnvironmentDown { suite: self.suite_id.clone() });
+        (self.emit)(RunEvent::EnvironmentDown { suite: self.suite_id.clone(), took: started.elapsed() });
         r
     }
 
