@@ -75,20 +75,21 @@ fn main() {
     for c in &changed {
         println!("changed across rounds: {c}: {:?}", cells[*c]);
     }
+    let plural = if rounds == 1 { "" } else { "s" };
     let mut rows = vec![
         Row::new(
             "Whole default drill (every suite), wall per round",
             median(&walls) / 60.0,
             "min",
             Some(("<=", 6.0)),
-            format!("median of {rounds} rounds; {matched} of {scenarios} scenario runs matched their documents"),
+            format!("median of {rounds} round{plural}; {matched} of {scenarios} scenario runs matched their documents"),
         ),
         Row::new(
             "Cells whose verdict changed between rounds",
             changed.len() as f64,
             "cells",
             Some(("<=", 0.0)),
-            format!("{} cells compared over {rounds} rounds", cells.len()),
+            format!("{} cells compared over {rounds} round{plural}", cells.len()),
         ),
         Row::new(
             "Per scenario, wall minus its fault window (median)",
