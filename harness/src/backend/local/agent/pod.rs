@@ -259,7 +259,15 @@ impl Worker {
             }
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(Msg::Update(p)) => self.pod = *p,
+                    Some(Msg::Update(p)) => {
+                        // Another writer changed a condition this node reports (the
+                        // node-lifecycle controller marks the pods of a silent node not
+                        // Ready): report ours again, as the kubelet's status manager does.
+                        if self.conditions_differ(&p) {
+                            self.last_status = None;
+                        }
+                        self.pod = *p;
+                    }
                     Some(Msg::Gone) | None => {
                         self.terminate(Some(Duration::ZERO)).await;
                         self.cleanup();
@@ -585,6 +593,15 @@ impl Worker {
                 },
             );
         }
+    }
+
+    /// Whether `api` holds, for a condition this node reports, another status than ours.
+    fn conditions_differ(&self, api: &Pod) -> bool {
+        let theirs = api.status.as_ref().and_then(|s| s.conditions.as_ref());
+        self.conditions.values().any(|ours| {
+            let found = theirs.and_then(|cs| cs.iter().find(|c| c.type_ == ours.type_));
+            found.is_none_or(|c| c.status != ours.status)
+        })
     }
 
     fn status(&mut self) -> PodStatus {
