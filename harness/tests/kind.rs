@@ -295,13 +295,9 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         // does while it sets a container up): frozen processes never die, and without the
         // backend thawing them the node cannot be stopped ("did not receive an exit event").
         let worker = env.kind().unwrap().node("main", "worker-1").unwrap().container.clone();
-        let node = worker.clone();
-        let frozen = tokio::task::spawn_blocking(move || freeze_a_pod_container(&node)).await.unwrap();
-        if frozen.is_some() {
-            // What a plain `docker stop` makes of it here: the node is stuck.
-            let o = tokio::task::spawn_blocking(move || Command::new("docker").args(["stop", "--time", "1", &worker]).output().unwrap()).await.unwrap();
-            assert!(!o.status.success() && text(&o).contains("did not receive an exit event"), "docker stop of a node with a frozen cgroup: {}", text(&o));
-        }
+        // (A plain `docker stop` of such a node usually fails with "did not receive an exit
+        // event", though not always: the test does not depend on it.)
+        let frozen = tokio::task::spawn_blocking(move || freeze_a_pod_container(&worker)).await.unwrap();
         drill_fault(&env, &FaultSpec::StopCluster { cluster: "main".into() }).await;
         if let Some(scope) = frozen {
             let state = std::fs::read_to_string(scope.join("freezer.state")).unwrap_or_default();
