@@ -41,7 +41,9 @@ fn main() {
         let results: Vec<serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).expect("results.json")).expect("results");
         println!("round {round}: {wall:.0} s, exit {:?}, {} scenarios", status.code(), results.len());
-        for ev in events(&report.join("firedrill.log")) {
+        let log = report.join("firedrill.log");
+        let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        for ev in firedrill::report::terminal::logged_events(&log) {
             match ev["event"].as_str() {
                 Some("environment-ready") => {
                     suite_phases.entry("bring-up").or_default().push(secs(&ev["bring_up"]));
@@ -100,11 +102,10 @@ fn main() {
         ),
     ];
     for phase in ["bring-up", "deploy", "teardown"] {
-        let v = suite_phases.get(phase).cloned().unwrap_or_default();
-        assert!(!v.is_empty(), "the run's event log has no {phase} of any suite");
+        let Some(v) = suite_phases.get(phase) else { panic!("the run's event log has no {phase} of any suite") };
         rows.push(Row::new(
             &format!("phase `{phase}`, per suite (median)"),
-            median(&v),
+            median(v),
             "s",
             None,
             format!("max {:.1} s over {} suite runs", v.iter().cloned().fold(0.0, f64::max), v.len()),
@@ -120,14 +121,4 @@ fn main() {
         ));
     }
     common::write("drill", &rows);
-}
-
-/// The run events of a `firedrill run --report` log (JSON lines, target `firedrill::event`).
-fn events(log: &std::path::Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["target"] == "firedrill::event")
-        .filter_map(|r| serde_json::from_str(r["fields"]["event"].as_str()?).ok())
-        .collect()
 }

@@ -293,10 +293,9 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         }
         // A cluster stopped while runc in a node holds a pod container's cgroup frozen (it
         // does while it sets a container up): frozen processes never die, and without the
-        // backend thawing them the node cannot be stopped ("did not receive an exit event").
+        // backend thawing them a plain `docker stop` of the node usually fails ("did not
+        // receive an exit event"; not always, so the test does not depend on it).
         let worker = env.kind().unwrap().node("main", "worker-1").unwrap().container.clone();
-        // (A plain `docker stop` of such a node usually fails with "did not receive an exit
-        // event", though not always: the test does not depend on it.)
         let frozen = tokio::task::spawn_blocking(move || freeze_a_pod_container(&worker)).await.unwrap();
         drill_fault(&env, &FaultSpec::StopCluster { cluster: "main".into() }).await;
         if let Some(scope) = frozen {

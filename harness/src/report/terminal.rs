@@ -132,6 +132,17 @@ fn event_json(ev: &RunEvent) -> String {
     v.to_string()
 }
 
+/// The run events in a JSON-lines log (`run --report DIR` writes `DIR/firedrill.log`): the
+/// records of target [`EVENT_TARGET`], each event as logged. Lines that are not JSON are
+/// skipped.
+pub fn logged_events(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["target"] == EVENT_TARGET)
+        .filter_map(|r| serde_json::from_str(r["fields"]["event"].as_str()?).ok())
+        .collect()
+}
+
 /// An emitter logging each run event (target [`EVENT_TARGET`]) and printing it as a
 /// progress line to stderr, unless the log on stderr is JSON.
 pub fn emitter() -> Emit {
