@@ -34,7 +34,7 @@ async fn floor(run: &LocalRun) -> (f64, f64) {
     run.call(Request::StartStorage { cluster: c.name.clone() }).await.expect("start etcd");
     let etcd = t.elapsed().as_secs_f64();
     let name = format!("{}/kube-apiserver-{}", c.name, c.apiserver_nodes[0]);
-    run.call(Request::StopProcess { name: name.clone() }).await.expect("stop kube-apiserver");
+    run.call(Request::StopProcess { name: name.clone(), how: Default::default() }).await.expect("stop kube-apiserver");
     let http = local::controlplane::admin_http(&c).expect("admin client");
     let url = format!("https://{}:6443/readyz", c.node(&c.apiserver_nodes[0]).expect("node").ip);
     let t = Instant::now();

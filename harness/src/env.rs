@@ -71,6 +71,14 @@ impl Env {
         }
     }
 
+    /// Whether `backend` can build `topology` (kind has no highly available control plane).
+    pub fn can_build(backend: BackendKind, topology: &Topology) -> Result<(), BackendError> {
+        match backend {
+            BackendKind::Kind => crate::backend::kind::topology_supported(topology),
+            BackendKind::Local | BackendKind::Existing => Ok(()),
+        }
+    }
+
     /// Bring up `topology` with `hosts` on `backend`.
     pub async fn provision(paths: &Paths, backend: BackendKind, topology: &Topology, hosts: Vec<String>, firedrill: &Path) -> Result<Env, BackendError> {
         Env::can_provision(backend, &hosts)?;
@@ -393,7 +401,13 @@ impl Env {
         if let Provider::Kind(run) = &self.provider {
             return run.processes();
         }
-        Ok(self.daemon(Request::Processes).await?.into_iter().filter_map(|l| l.split_once('\t').map(|(n, s)| (n.to_string(), s == "running"))).collect())
+        Ok(self.process_states().await?.into_iter().map(|(n, s)| (n, s == "running")).collect())
+    }
+
+    /// The local daemon's processes and node agents, by name, with their state: `running`,
+    /// `paused` or `stopped`.
+    pub async fn process_states(&self) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(self.daemon(Request::Processes).await?.into_iter().filter_map(|l| l.split_once('\t').map(|(n, s)| (n.to_string(), s.to_string()))).collect())
     }
 
     /// The pids left in a node's cgroup (its agent's pods' processes).
@@ -404,8 +418,14 @@ impl Env {
         }
     }
 
-    pub async fn stop_process(&self, name: &str) -> Result<(), BackendError> {
-        self.daemon(Request::StopProcess { name: name.into() }).await.map(|_| ())
+    /// Stop (or pause) one process of the local daemon by name.
+    pub async fn stop_process(&self, name: &str, how: local::rpc::StopHow) -> Result<(), BackendError> {
+        self.daemon(Request::StopProcess { name: name.into(), how }).await.map(|_| ())
+    }
+
+    /// Start one stopped process of the local daemon, or resume a paused one.
+    pub async fn start_process(&self, name: &str) -> Result<(), BackendError> {
+        self.daemon(Request::StartProcess { name: name.into() }).await.map(|_| ())
     }
 
     /// Replace a cluster's structured authentication configuration (the API server

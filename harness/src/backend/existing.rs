@@ -25,8 +25,16 @@ use crate::topology::Topology;
 
 /// API-level faults only; partitions are NetworkPolicies, in effect only where the CNI
 /// enforces them (the canary proof says which).
-pub const CAPABILITIES: Capabilities =
-    Capabilities { api_faults: true, stop_host: false, partition: true, stop_storage: false, lose_node: false, stop_cluster: false, extra_apiserver: false };
+pub const CAPABILITIES: Capabilities = Capabilities {
+    api_faults: true,
+    stop_host: false,
+    partition: true,
+    stop_storage: false,
+    lose_node: false,
+    stop_cluster: false,
+    control_plane_processes: false,
+    extra_apiserver: false,
+};
 
 /// The prefix the components' manifests name their images with.
 pub const LOCAL_REGISTRY: &str = "firedrill.local/";

@@ -54,6 +54,9 @@ pub struct Capabilities {
     pub stop_storage: bool,
     pub lose_node: bool,
     pub stop_cluster: bool,
+    /// Each control-plane instance (etcd member, API server, controller-manager,
+    /// scheduler) is a process the backend can stop, kill, pause and start on its own.
+    pub control_plane_processes: bool,
     /// Starting a fresh API server during a fault (the cold-start probe).
     pub extra_apiserver: bool,
 }

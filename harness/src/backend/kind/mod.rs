@@ -36,8 +36,16 @@ use crate::wait::{self, Deadline};
 /// through the API, hosts' processes stopped, partitions (nftables in the node and host
 /// containers' namespaces), etcd stopped in the control-plane node, a node's container
 /// killed, every node container of a cluster stopped, and extra API servers started.
-pub const CAPABILITIES: Capabilities =
-    Capabilities { api_faults: true, stop_host: true, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: true };
+pub const CAPABILITIES: Capabilities = Capabilities {
+    api_faults: true,
+    stop_host: true,
+    partition: true,
+    stop_storage: true,
+    lose_node: true,
+    stop_cluster: true,
+    control_plane_processes: false,
+    extra_apiserver: true,
+};
 
 /// Where a control-plane node sees its cluster's `authn` directory.
 const AUTHN_IN_NODE: &str = "/etc/kubernetes/firedrill";
@@ -187,11 +195,9 @@ pub fn is_run(dir: &Path) -> bool {
     dir.join("kind-run.json").is_file()
 }
 
-/// The kind names and container names of a topology, in run `number`.
-pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, hosts: &[String], image: &str) -> Result<KindRunInfo, BackendError> {
-    if hosts.len() > usize::from(addresses::KIND_HOSTS_PER_RUN) {
-        return Err(BackendError::Unsupported(format!("{} hosts; a kind run holds at most {}", hosts.len(), addresses::KIND_HOSTS_PER_RUN)));
-    }
+/// Whether the kind backend can build `topology`: not too many clusters, and no highly
+/// available control plane.
+pub fn topology_supported(topology: &Topology) -> Result<(), BackendError> {
     if topology.clusters.len() > usize::from(addresses::KIND_CLUSTERS_PER_RUN) {
         return Err(BackendError::Unsupported(format!(
             "topology {} has {} clusters; a kind run holds at most {}",
@@ -200,14 +206,23 @@ pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, hosts: &[Stri
             addresses::KIND_CLUSTERS_PER_RUN
         )));
     }
+    match topology.clusters.iter().find(|c| c.etcd > 1 || c.apiservers > 1) {
+        Some(c) => Err(BackendError::Unsupported(format!(
+            "not runnable on kind: cluster {} of topology {} has {} etcd members and {} API servers; kind's highly available control plane needs its load-balancer image (Envoy), which cannot be pulled here and has no Debian package",
+            c.name, topology.topology, c.etcd, c.apiservers
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The kind names and container names of a topology, in run `number`.
+pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, hosts: &[String], image: &str) -> Result<KindRunInfo, BackendError> {
+    if hosts.len() > usize::from(addresses::KIND_HOSTS_PER_RUN) {
+        return Err(BackendError::Unsupported(format!("{} hosts; a kind run holds at most {}", hosts.len(), addresses::KIND_HOSTS_PER_RUN)));
+    }
+    topology_supported(topology)?;
     let mut clusters = Vec::new();
     for (k, c) in topology.clusters.iter().enumerate() {
-        if c.etcd > 1 || c.apiservers > 1 {
-            return Err(BackendError::Unsupported(format!(
-                "not runnable on kind: cluster {} of topology {} has {} etcd members and {} API servers; kind's highly available control plane needs its load-balancer image (Envoy), which cannot be pulled here and has no Debian package",
-                c.name, topology.topology, c.etcd, c.apiservers
-            )));
-        }
         let kind_name = format!("{PREFIX}{number}-{}", c.name);
         let (pods, services) = addresses::kind_cluster(number, k as u8);
         // kind names containers <cluster>-control-plane, -control-plane2, …, -worker, -worker2, …

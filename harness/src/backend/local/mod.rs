@@ -27,8 +27,16 @@ use crate::fixtures::{Binaries, Paths};
 use crate::topology::Topology;
 use crate::wait::{self, Deadline};
 
-pub const CAPABILITIES: Capabilities =
-    Capabilities { api_faults: true, stop_host: true, partition: true, stop_storage: true, lose_node: true, stop_cluster: true, extra_apiserver: true };
+pub const CAPABILITIES: Capabilities = Capabilities {
+    api_faults: true,
+    stop_host: true,
+    partition: true,
+    stop_storage: true,
+    lose_node: true,
+    stop_cluster: true,
+    control_plane_processes: true,
+    extra_apiserver: true,
+};
 
 /// How long `up` waits for the daemon to report ready.
 const UP_TIMEOUT: Duration = Duration::from_secs(300);

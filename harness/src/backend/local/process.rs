@@ -118,6 +118,24 @@ pub async fn kill_cgroup(cg: &Path) {
     tracing::warn!(cgroup = %cg.display(), "processes still present 2 s after SIGKILL");
 }
 
+/// Send `signal` to every process of a cgroup subtree (SIGSTOP to pause it, SIGCONT to
+/// resume it).
+pub fn signal_cgroup(cg: &Path, signal: Signal) {
+    for pid in cgroup_pids(cg) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
+/// Whether a cgroup has processes and every one is stopped by a signal (state `T` in
+/// `/proc/<pid>/stat`).
+pub fn paused(cg: &Path) -> bool {
+    let pids = cgroup_pids(cg);
+    !pids.is_empty()
+        && pids.iter().all(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T'))).unwrap_or(false)
+        })
+}
+
 /// Every pid in a cgroup subtree.
 pub fn cgroup_pids(cg: &Path) -> Vec<i32> {
     let mut pids = Vec::new();

@@ -68,17 +68,30 @@ pub enum Request {
     },
     /// Stop every extra API server of the run; replies with the names stopped.
     StopExtraApiservers,
-    /// Every process and node agent the daemon manages: `name<TAB>running|stopped`.
+    /// Every process and node agent the daemon manages: `name<TAB>running|paused|stopped`.
     Processes,
-    /// Stop one managed process by name (SIGTERM, 2 s grace).
+    /// Stop one managed process by name: SIGTERM and 2 s grace, SIGKILL at once (`kill`),
+    /// or SIGSTOP to every process of its cgroup (`pause`: it stays, frozen).
     StopProcess {
         name: String,
+        #[serde(default)]
+        how: StopHow,
     },
-    /// Start one stopped managed process by name (the benchmark of start-up times).
+    /// Start one stopped managed process by name, or SIGCONT a paused one.
     StartProcess {
         name: String,
     },
     Shutdown,
+}
+
+/// How [`Request::StopProcess`] stops a process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopHow {
+    #[default]
+    Term,
+    Kill,
+    Pause,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -335,7 +335,7 @@ impl Daemon {
             Request::StopExtraApiserver { name } => Ok(self.stop_extra_apiservers(Some(&name)).await),
             Request::StopExtraApiservers => Ok(self.stop_extra_apiservers(None).await),
             Request::Processes => Ok(self.processes().await),
-            Request::StopProcess { name } => Ok(self.stop_process(&name).await),
+            Request::StopProcess { name, how } => self.stop_process(&name, how).await,
             Request::StartProcess { name } => self.start_process(&name).await,
             Request::Shutdown => Ok(vec![]),
         }

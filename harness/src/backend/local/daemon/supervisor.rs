@@ -8,6 +8,7 @@ use super::Daemon;
 use crate::backend::BackendError;
 use crate::backend::local::controlplane;
 use crate::backend::local::process::{self, Proc};
+use crate::backend::local::rpc::StopHow;
 use crate::backend::local::shim::ExecSpec;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,8 +171,15 @@ impl Daemon {
     pub(super) async fn processes(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (name, m) in self.procs.lock().await.iter_mut() {
-            let running = m.proc.as_mut().is_some_and(|p| p.child.try_wait().ok().flatten().is_none());
-            out.push(format!("{name}\t{}", if running { "running" } else { "stopped" }));
+            let state = match m.proc.as_mut() {
+                Some(p) => match p.child.try_wait() {
+                    Ok(None) if process::paused(&p.cgroup) => "paused",
+                    Ok(None) => "running",
+                    _ => "stopped",
+                },
+                None => "stopped",
+            };
+            out.push(format!("{name}\t{state}"));
         }
         for (key, h) in self.agents.lock().await.iter() {
             out.push(format!("agent/{key}\t{}", if h.is_finished() { "stopped" } else { "running" }));
@@ -179,21 +187,42 @@ impl Daemon {
         out
     }
 
-    /// Stop one process (SIGTERM, 2 s grace); it stays known, to be started again.
-    pub(super) async fn stop_process(&self, name: &str) -> Vec<String> {
+    /// Stop one process (SIGTERM and 2 s grace, or SIGKILL), or pause it (SIGSTOP to its
+    /// cgroup); it stays known, to be started or resumed again.
+    pub(super) async fn stop_process(&self, name: &str, how: StopHow) -> Result<Vec<String>, BackendError> {
         let mut procs = self.procs.lock().await;
+        let Some((_, m)) = procs.iter_mut().find(|(n, _)| n == name) else {
+            return Err(BackendError::Setup(format!("no process named {name} in this run")));
+        };
+        m.restart_at = None;
+        if how == StopHow::Pause {
+            return Ok(match &m.proc {
+                Some(p) => {
+                    process::signal_cgroup(&p.cgroup, nix::sys::signal::Signal::SIGSTOP);
+                    vec![name.to_string()]
+                }
+                None => vec![],
+            });
+        }
         let mut out = vec![];
-        if let Some((_, m)) = procs.iter_mut().find(|(n, _)| n == name)
-            && let Some(mut p) = m.proc.take()
-        {
-            p.stop(Duration::from_secs(2)).await;
+        if let Some(mut p) = m.proc.take() {
+            // A paused process cannot act on SIGTERM: let it run again first.
+            process::signal_cgroup(&p.cgroup, nix::sys::signal::Signal::SIGCONT);
+            p.stop(if how == StopHow::Kill { Duration::ZERO } else { Duration::from_secs(2) }).await;
             out.push(name.to_string());
         }
-        out
+        Ok(out)
     }
 
-    /// Start one known process that is stopped.
+    /// Start one known process that is stopped, or resume it when it is paused.
     pub(super) async fn start_process(&self, name: &str) -> Result<Vec<String>, BackendError> {
+        if let Some((_, m)) = self.procs.lock().await.iter().find(|(n, _)| n == name)
+            && let Some(p) = &m.proc
+            && process::paused(&p.cgroup)
+        {
+            process::signal_cgroup(&p.cgroup, nix::sys::signal::Signal::SIGCONT);
+            return Ok(vec![name.to_string()]);
+        }
         let group = self.procs.lock().await.iter().find(|(n, _)| n == name).map(|(_, m)| m.group.clone());
         match group {
             Some(g) => self.start_group(&g, |n| n == name).await,
