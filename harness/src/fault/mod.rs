@@ -17,6 +17,7 @@
 //!   process is gone. A fault that cannot be proven is a harness error, never a table.
 
 mod cluster;
+pub mod controlplane;
 mod host;
 mod netpol;
 mod node;
@@ -79,6 +80,11 @@ pub enum Undo {
         name: String,
         placements: Vec<netpol::Placement>,
     },
+    /// Start (or resume) these control-plane processes.
+    StartProcesses {
+        cluster: String,
+        names: Vec<String>,
+    },
     /// Nothing to put back: the Deployment replaces the killed pod itself. Reverting waits
     /// for it to be at full strength again.
     AwaitReplicas {
@@ -101,6 +107,13 @@ pub enum Signal {
     Term,
     /// SIGKILL: no graceful shutdown, as a crash or a power cut.
     Kill,
+    /// SIGSTOP: the process is frozen, its sockets stay open and it answers nothing, as a
+    /// hung process or a stalled disk (`stop-control-plane` only; SIGCONT undoes it).
+    Stop,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Signal {
@@ -174,6 +187,18 @@ pub enum FaultSpec {
         #[serde(default, skip_serializing_if = "Signal::is_default")]
         signal: Signal,
     },
+    /// Stop instances of a control-plane component: the first `count` in node order, or
+    /// the leader (`pick: leader`).
+    StopControlPlane {
+        cluster: String,
+        component: controlplane::Component,
+        #[serde(default)]
+        pick: controlplane::Pick,
+        #[serde(default = "one")]
+        count: u32,
+        #[serde(default, skip_serializing_if = "Signal::is_default")]
+        signal: Signal,
+    },
     /// A node is lost: its agent stops heartbeating and its pods' processes die.
     LoseNode { cluster: String, node: String },
     /// Every process of a cluster stops: control plane, node agents and pods.
@@ -192,6 +217,7 @@ impl FaultSpec {
             FaultSpec::UnreachableHost { .. } => "unreachable-host",
             FaultSpec::Partition { .. } => "partition",
             FaultSpec::StopStorage { .. } => "stop-storage",
+            FaultSpec::StopControlPlane { .. } => "stop-control-plane",
             FaultSpec::LoseNode { .. } => "lose-node",
             FaultSpec::StopCluster { .. } => "stop-cluster",
             FaultSpec::KillPod { .. } => "kill-pod",
@@ -205,6 +231,7 @@ impl FaultSpec {
             FaultSpec::StopHost { .. } => (caps.stop_host, "stopping hosts"),
             FaultSpec::UnreachableHost { .. } | FaultSpec::Partition { .. } => (caps.partition, "network partitions"),
             FaultSpec::StopStorage { .. } => (caps.stop_storage, "stopping etcd"),
+            FaultSpec::StopControlPlane { .. } => (caps.control_plane_processes, "control-plane instances as processes of their own"),
             FaultSpec::LoseNode { .. } => (caps.lose_node, "losing nodes"),
             FaultSpec::StopCluster { .. } => (caps.stop_cluster, "stopping whole clusters"),
         };
@@ -224,6 +251,7 @@ impl FaultSpec {
             FaultSpec::Partition { between } if env.existing().is_some() => netpol::plan(env, between, tag).await,
             FaultSpec::Partition { between } => partition::plan(env, between, tag),
             FaultSpec::StopStorage { cluster, .. } => Ok(Undo::StartStorage { cluster: cluster.clone() }),
+            FaultSpec::StopControlPlane { cluster, component, pick, count, .. } => controlplane::plan(env, cluster, *component, *pick, *count).await,
             FaultSpec::LoseNode { cluster, node } => Ok(Undo::RestoreNode { cluster: cluster.clone(), node: node.clone() }),
             FaultSpec::StopCluster { cluster } => Ok(Undo::StartCluster { cluster: cluster.clone() }),
             FaultSpec::KillPod { cluster, namespace, deployment } => pod::plan(env, cluster, namespace, deployment).await,
@@ -240,6 +268,7 @@ impl FaultSpec {
             (FaultSpec::Partition { between }, Undo::Unpartition { table, .. }) => partition::inject(env, between, table).await,
             (FaultSpec::Partition { between }, Undo::DeleteNetworkPolicies { name, placements }) => netpol::inject(env, between, name, placements).await,
             (FaultSpec::StopStorage { cluster, signal }, _) => storage::stop(env, cluster, *signal).await,
+            (FaultSpec::StopControlPlane { signal, .. }, Undo::StartProcesses { names, .. }) => controlplane::stop(env, names, *signal).await,
             (FaultSpec::LoseNode { cluster, node }, _) => node::lose(env, cluster, node).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::stop(env, cluster).await,
             (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, pod, uid, .. }) => pod::kill(env, cluster, namespace, pod, uid).await,
@@ -279,6 +308,9 @@ impl FaultSpec {
             (FaultSpec::Partition { between }, Undo::Unpartition { table, .. }) => partition::check(env, between, table, expect).await,
             (FaultSpec::Partition { between }, Undo::DeleteNetworkPolicies { .. }) => netpol::check(env, between, expect).await,
             (FaultSpec::StopStorage { cluster, .. }, _) => storage::check(env, cluster, expect).await,
+            (FaultSpec::StopControlPlane { signal, .. }, Undo::StartProcesses { cluster, names }) => {
+                controlplane::check(env, cluster, names, *signal, expect).await
+            }
             (FaultSpec::LoseNode { cluster, node }, _) => node::check(env, cluster, node, expect).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::check(env, cluster, expect).await,
             (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, deployment, replicas, pod, uid }) => match expect {
@@ -302,6 +334,20 @@ impl FaultSpec {
             FaultSpec::Partition { between } => format!("partition between {}", between.join(" and ")),
             FaultSpec::StopStorage { cluster, signal: Signal::Term } => format!("etcd of cluster {cluster} stopped"),
             FaultSpec::StopStorage { cluster, signal: Signal::Kill } => format!("etcd of cluster {cluster} killed"),
+            FaultSpec::StopHost { host, signal: Signal::Stop } => format!("host {host} paused (not supported)"),
+            FaultSpec::StopStorage { cluster, signal: Signal::Stop } => format!("etcd of cluster {cluster} paused (not supported)"),
+            FaultSpec::StopControlPlane { cluster, component, pick, count, signal } => {
+                let which = match pick {
+                    controlplane::Pick::Leader => format!("the leading {}", component.name()),
+                    controlplane::Pick::First => format!("{count} {}", component.name()),
+                };
+                let how = match signal {
+                    Signal::Term => "stopped",
+                    Signal::Kill => "killed",
+                    Signal::Stop => "paused",
+                };
+                format!("{which} of cluster {cluster} {how}")
+            }
             FaultSpec::LoseNode { cluster, node } => format!("node {cluster}/{node} lost"),
             FaultSpec::StopCluster { cluster } => format!("cluster {cluster} stopped"),
             FaultSpec::KillPod { cluster, namespace, deployment } => format!("a pod of deployment {cluster}/{namespace}/{deployment} killed"),
@@ -314,6 +360,7 @@ impl FaultSpec {
             FaultSpec::Scale { cluster, .. }
             | FaultSpec::RevokeRbac { cluster, .. }
             | FaultSpec::StopStorage { cluster, .. }
+            | FaultSpec::StopControlPlane { cluster, .. }
             | FaultSpec::LoseNode { cluster, .. }
             | FaultSpec::StopCluster { cluster }
             | FaultSpec::KillPod { cluster, .. } => vec![cluster],
@@ -341,6 +388,7 @@ impl Undo {
             Undo::DeleteNetworkPolicies { name, placements } => netpol::revert(env, name, placements).await,
             Undo::StartStorage { cluster } => storage::start(env, cluster).await,
             Undo::RestoreNode { cluster, node } => node::restore(env, cluster, node).await,
+            Undo::StartProcesses { names, .. } => controlplane::start(env, names).await,
             Undo::StartCluster { cluster } => cluster::start(env, cluster).await,
             Undo::AwaitReplicas { .. } => Ok(()),
         }
@@ -356,6 +404,7 @@ impl Undo {
             Undo::DeleteNetworkPolicies { name, placements } => format!("delete NetworkPolicy {name} in {} namespace(s)", placements.len()),
             Undo::StartStorage { cluster } => format!("start etcd of cluster {cluster}"),
             Undo::RestoreNode { cluster, node } => format!("restore node {cluster}/{node}"),
+            Undo::StartProcesses { cluster, names } => format!("start or resume {} in cluster {cluster}", names.join(", ")),
             Undo::StartCluster { cluster } => format!("start cluster {cluster}"),
             Undo::AwaitReplicas { cluster, namespace, deployment, replicas, .. } => {
                 format!("nothing to undo: deployment {cluster}/{namespace}/{deployment} replaces its pod (back to {replicas})")

@@ -1,5 +1,6 @@
 //! Probes: one per operation family, each really performing the operation.
 
+pub mod controlplane;
 pub mod identity;
 pub mod management;
 pub mod oidc;
@@ -72,6 +73,18 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
         ProbeSpec::IssuerEndpoints => {
             let client = oidc()?;
             Arc::new(identity::IssuerEndpoints { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone() })
+        }
+        ProbeSpec::ApiRead { cluster: c } => Arc::new(controlplane::ApiRead { client: cluster(c)?.client.clone() }),
+        ProbeSpec::ApiWrite { cluster: c } => Arc::new(controlplane::ApiWrite { client: cluster(c)?.client.clone(), next: Default::default() }),
+        ProbeSpec::SchedulePod { cluster: c, timeout } => {
+            Arc::new(controlplane::SchedulePod { client: cluster(c)?.client.clone(), timeout: timeout.0, next: Default::default() })
+        }
+        ProbeSpec::ControllersActing { cluster: c, timeout } => {
+            Arc::new(controlplane::ControllersAct { client: cluster(c)?.client.clone(), timeout: timeout.0 })
+        }
+        ProbeSpec::EtcdHealth { cluster: c } => {
+            cluster(c)?;
+            Arc::new(controlplane::EtcdHealth { env: env.clone(), cluster: c.clone(), http: short_http()? })
         }
         ProbeSpec::SelftestPanicDuringFault => Arc::new(SelftestPanic { journal: crate::journal::Journal::at(&env.run_dir) }),
         ProbeSpec::WorkloadHttp { clusters, namespace, service } => Arc::new(management::WorkloadHttp {
@@ -157,6 +170,17 @@ pub enum ProbeSpec {
     /// A configuration change for `cluster` (a new key in a policy the central control
     /// plane must render) is accepted by the management API.
     ManagementWrite { cluster: String },
+    /// A GET of namespace kube-system through the cluster's API address: a quorum read.
+    ApiRead { cluster: String },
+    /// A new ConfigMap created through the cluster's API address.
+    ApiWrite { cluster: String },
+    /// A new pod bound to a node by the scheduler within `timeout`.
+    SchedulePod { cluster: String, timeout: Dur },
+    /// A Deployment scaled between 1 and 2 replicas gets (or loses) its pods within
+    /// `timeout`: the leader-held deployment and ReplicaSet controllers at work.
+    ControllersActing { cluster: String, timeout: Dur },
+    /// Every etcd member answers its health check (some: partial).
+    EtcdHealth { cluster: String },
     /// For testing the harness itself, never a system: succeeds until a fault is in place
     /// (the run's journal has a pending entry), then panics — the revert-on-panic path.
     SelftestPanicDuringFault,
@@ -177,6 +201,11 @@ impl ProbeSpec {
             | ProbeSpec::LocalClusterOps { .. }
             | ProbeSpec::MetricsDelivery { .. }
             | ProbeSpec::ManagementWrite { .. }
+            | ProbeSpec::ApiRead { .. }
+            | ProbeSpec::ApiWrite { .. }
+            | ProbeSpec::SchedulePod { .. }
+            | ProbeSpec::ControllersActing { .. }
+            | ProbeSpec::EtcdHealth { .. }
             | ProbeSpec::SelftestPanicDuringFault => vec![],
         }
     }
@@ -188,7 +217,12 @@ impl ProbeSpec {
             ProbeSpec::WorkloadHttp { clusters, .. } | ProbeSpec::LocalClusterOps { clusters, .. } | ProbeSpec::MetricsDelivery { clusters, .. } => {
                 clusters.iter().map(String::as_str).collect()
             }
-            ProbeSpec::ManagementWrite { cluster } => vec![cluster],
+            ProbeSpec::ManagementWrite { cluster }
+            | ProbeSpec::ApiRead { cluster }
+            | ProbeSpec::ApiWrite { cluster }
+            | ProbeSpec::SchedulePod { cluster, .. }
+            | ProbeSpec::ControllersActing { cluster, .. }
+            | ProbeSpec::EtcdHealth { cluster } => vec![cluster],
             ProbeSpec::OidcLogin { .. }
             | ProbeSpec::TokenRefresh { .. }
             | ProbeSpec::KeyRotation { .. }

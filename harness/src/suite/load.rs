@@ -249,6 +249,9 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                     }
                 }
             }
+            if let Some(message) = check_fault_options(f, &topology) {
+                return Err(at(&sc.id, format!("scenario `{id}`: fault `{}`: {message}", f.kind())));
+            }
             for host in f.hosts() {
                 if !hosts.contains(host) {
                     let known: Vec<_> = hosts.iter().map(String::as_str).collect();
@@ -307,6 +310,20 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
             }
             if reason.trim().is_empty() {
                 return Err(at(op, format!("scenario `{id}`: `mttr-excludes` needs a reason for `{}`", op.value)));
+            }
+        }
+        for (op, bound) in recovery.failover.iter() {
+            if !ops.contains(&op.value.as_str()) {
+                return Err(at(op, format!("scenario `{id}`: `failover` names operation `{}`, which the suite does not define", op.value)));
+            }
+            if sc.expected_impact(&op.value) == Some(crate::model::Impact::Lost) {
+                return Err(at(
+                    op,
+                    format!("scenario `{id}`: `failover` of `{}`, whose cell is ❌: an operation that fails over works again during the fault", op.value),
+                ));
+            }
+            if bound.0 >= spec.timing.fault.0 {
+                return Err(at(op, format!("scenario `{id}`: `failover` of `{}` ({bound}) is not shorter than the fault ({})", op.value, spec.timing.fault)));
             }
         }
         if recovery.mttr.is_some() && ops.iter().all(|o| !recovery.judges(o)) {
@@ -449,5 +466,30 @@ mod tests {
         let m = error_message(&e);
         assert!(!m.starts_with("error:"), "{m}");
         assert!(!m.contains("line 1 column"), "{m}");
+    }
+}
+
+/// What is wrong with a fault's own settings, if anything: a signal its kind cannot send,
+/// a leader of a component that elects none, more instances than the topology runs.
+fn check_fault_options(f: &crate::fault::FaultSpec, topology: &crate::topology::Topology) -> Option<String> {
+    use crate::fault::controlplane::{Component, Pick};
+    use crate::fault::{FaultSpec, Signal};
+    match f {
+        FaultSpec::StopHost { signal: Signal::Stop, .. } | FaultSpec::StopStorage { signal: Signal::Stop, .. } => {
+            Some("`signal: stop` (pause) is only for `stop-control-plane`; expected `term` or `kill`".into())
+        }
+        FaultSpec::StopControlPlane { cluster, component, pick, count, .. } => {
+            let c = topology.cluster(cluster)?;
+            let instances = if *component == Component::Etcd { c.etcd } else { c.apiservers };
+            match pick {
+                Pick::Leader if !component.has_leader() => Some(format!("`pick: leader`: {} elects no leader; expected `pick: first`", component.name())),
+                Pick::Leader if *count != 1 => Some(format!("`pick: leader` stops one instance; `count` is {count}, expected 1")),
+                Pick::First if *count == 0 || *count > instances => {
+                    Some(format!("`count` is {count}, expected 1 to {instances} (cluster {cluster} runs {instances} {})", component.name()))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
