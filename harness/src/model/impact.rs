@@ -239,6 +239,22 @@ pub fn recovery(samples: &[Sample], injected: Duration, reverted: Duration, stab
     })
 }
 
+/// Failover during a fault: when an operation that failed after the fault took effect
+/// works again, for good, before the revert starts (a standby took over). From
+/// `in_effect` to the end of the first attempt of the final run of Ok attempts that
+/// started and ended inside (`in_effect`, `revert_start`); that run must hold `stable`.
+/// `None` when the operation never failed there, or did not work again for good.
+pub fn failover(samples: &[Sample], in_effect: Duration, revert_start: Duration, stable: Stable) -> Option<Duration> {
+    let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= in_effect && s.end() < revert_start).collect();
+    let last_bad = inside.iter().rposition(|s| s.outcome != Outcome::Ok)?;
+    let run = &inside[last_bad + 1..];
+    let (first, last) = (run.first()?, run.last()?);
+    if run.len() < stable.attempts.max(1) || last.end().saturating_sub(first.end()) < stable.span {
+        return None;
+    }
+    Some(first.end().saturating_sub(in_effect))
+}
+
 /// From `injected` to the end of the first attempt that did not fully work and ended
 /// after it: when the fault first showed, as this operation saw it.
 pub fn first_failure(samples: &[Sample], injected: Duration) -> Option<Duration> {
@@ -344,6 +360,24 @@ mod tests {
     }
 
     const STREAK_ONLY: Stable = Stable { span: Duration::ZERO, attempts: RECOVERY_STREAK };
+
+    /// Failover: samples 100 ms apart (each ends when it starts); fault in effect at
+    /// 200 ms, revert at 1 900 ms.
+    #[test]
+    fn failover_is_when_the_operation_works_for_good_before_the_revert() {
+        let stable = Stable { span: at(300), attempts: 3 };
+        let f = |p: &str| failover(&samples(p), at(200), at(1_900), stable);
+        // Failed from 300 to 700 ms, then Ok to the revert: back at 800 ms, 600 ms in.
+        assert_eq!(f("ooofffffoooooooooooo"), Some(at(600)));
+        // Never failed in the fault: nothing to fail over.
+        assert_eq!(f("oooooooooooooooooooo"), None);
+        // Ok again, then failed again: the final run counts.
+        assert_eq!(f("oofffoooffoooooooooo"), Some(at(800)));
+        // Back too late to hold `stable` before the revert.
+        assert_eq!(f("ooffffffffffffffoofff"), None);
+        // Failures before the fault took effect and after the revert are not in it.
+        assert_eq!(f("ffoooooooooooooooooff"), None);
+    }
 
     #[test]
     fn recovery_is_zero_when_never_broken() {

@@ -39,6 +39,9 @@ pub struct RecoveryLine {
     /// Operations not judged against the bound, by name, with the reason.
     pub excluded: Vec<(String, String)>,
     pub claims: Vec<(Claim, bool)>,
+    /// Operations that fail over during the fault, by name, with the bound and whether
+    /// they worked again within it.
+    pub failover: Vec<(String, String, bool)>,
 }
 
 impl ImpactTable {
@@ -60,6 +63,9 @@ impl ImpactTable {
         }
         for (claim, held) in &r.claims {
             let _ = writeln!(out, "Claim: {} — {}", claim.words(), holds(*held));
+        }
+        for (op, bound, held) in &r.failover {
+            let _ = writeln!(out, "Failover: {} works again within {bound} of the fault — {}", escape(op), holds(*held));
         }
         out
     }
@@ -126,6 +132,17 @@ pub fn excluded(suite: &Suite, scenario: &ScenarioSpec) -> Vec<(String, String)>
         .collect()
 }
 
+/// The operations a scenario says fail over during the fault, by name, with the bound.
+pub fn failover_bounds(suite: &Suite, scenario: &ScenarioSpec) -> Vec<(String, crate::model::Dur)> {
+    scenario
+        .documented
+        .recovery
+        .failover
+        .iter()
+        .map(|(k, bound)| (suite.operation(&k.value).map(|o| o.name.clone()).unwrap_or_else(|| k.value.clone()), *bound))
+        .collect()
+}
+
 /// The recovery line's note: a pointer to a recorded recovery deviation.
 pub fn recovery_note(scenario: &ScenarioSpec) -> String {
     if scenario.deviations.iter().any(|d| d.operation.value == RECOVERY) { "deviation recorded".into() } else { String::new() }
@@ -160,6 +177,7 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
             note: recovery_note(scenario),
             excluded: excluded(suite, scenario),
             claims: scenario.documented.recovery.claims.iter().map(|c| (*c, true)).collect(),
+            failover: failover_bounds(suite, scenario).into_iter().map(|(op, bound)| (op, bound.to_string(), true)).collect(),
         },
     }
 }

@@ -128,7 +128,7 @@ pub(crate) mod tests {
             title: "t".into(),
             derived: None,
             rows: vec![],
-            recovery: RecoveryLine { bound: String::new(), within: None, note: String::new(), excluded: vec![], claims: vec![] },
+            recovery: RecoveryLine { bound: String::new(), within: None, note: String::new(), excluded: vec![], claims: vec![], failover: vec![] },
         };
         ScenarioResult {
             suite: "s".into(),

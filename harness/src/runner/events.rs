@@ -162,6 +162,9 @@ pub struct OperationResult {
     pub last_failure: Option<Duration>,
     /// From the fault being in effect to the end of the first failed attempt.
     pub first_failure: Option<Duration>,
+    /// From the fault being in effect to working again for good before the revert (a
+    /// standby took over); see `model::impact::failover`.
+    pub failover: Option<Duration>,
     /// Why the operation's recovery is not judged against the documented MTTR, if it is not.
     pub mttr_excluded: Option<String>,
     /// Why the cell is derived from the document's facts, if it is.

@@ -95,7 +95,10 @@ impl Session {
         let (topo, comps) = plan(paths, suite)?;
         let hosts: Vec<String> = comps.iter().flat_map(|c| c.hosts.iter().map(|h| h.name.clone())).collect();
         match &target {
-            Target::New(backend) => Env::can_provision(*backend, &hosts).map_err(|e| RunError::Setup(e.to_string()))?,
+            Target::New(backend) => {
+                Env::can_build(*backend, &topo).map_err(|e| RunError::NotRunnable(e.to_string()))?;
+                Env::can_provision(*backend, &hosts).map_err(|e| RunError::Setup(e.to_string()))?
+            }
             Target::Contexts(_) => Env::can_provision(crate::backend::BackendKind::Existing, &hosts).map_err(|e| RunError::Setup(e.to_string()))?,
             Target::Attached(_) => {}
         }

@@ -44,6 +44,7 @@ pub fn operation(op: &OperationSpec, sc: &ScenarioSpec, samples: &[Sample], t: &
         never_affected: rec.is_some_and(|r| r.never_affected),
         last_failure: rec.and_then(|r| r.last_failure),
         first_failure: impact::first_failure(samples, t.injected).map(|f| (t.injected + f).saturating_sub(t.in_effect)),
+        failover: impact::failover(samples, t.in_effect, t.revert_start, stable),
         mttr_excluded: sc.documented.recovery.mttr_excludes.iter().find(|(k, _)| k.value == id).map(|(_, why)| why.clone()),
         derived: sc.derived_reason(id).map(String::from).or_else(|| sc.derived.clone()),
         causes,
@@ -105,6 +106,14 @@ pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResul
             note: table::recovery_note(sc),
             excluded: table::excluded(suite, sc),
             claims: claims.iter().map(|c| (c.claim, c.holds)).collect(),
+            failover: table::failover_bounds(suite, sc)
+                .into_iter()
+                .map(|(name, bound)| {
+                    let took = operations.iter().find(|o| o.name == name).and_then(|o| o.failover);
+                    let held = took.is_some_and(|t| t <= bound.0 + RECOVERY_GRACE);
+                    (name, bound.to_string(), held)
+                })
+                .collect(),
         },
     };
     let mut result = ScenarioResult::without_table(suite, sc, Verdict::Match);

@@ -259,6 +259,13 @@ pub struct RecoverySpec {
     /// Post-checks run after recovery.
     #[serde(default)]
     pub claims: Vec<Claim>,
+    /// Operations a standby takes over while the fault is still in place (a new leader
+    /// elected): operation → how long after the fault took effect it works again for good
+    /// (every attempt ✅ from then to the revert, at least `timing.stable` long). Judged
+    /// as the MTTR is, with the same 2 s allowance; every table shows whether it held.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, Dur>")]
+    pub failover: OrderedMap<Spanned<String>, Dur>,
 }
 
 impl RecoverySpec {
