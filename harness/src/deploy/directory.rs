@@ -99,12 +99,17 @@ async fn apply_fixture(env: &Env, cluster: &ClusterHandle, component: &str, file
     env.apply(cluster, &format!("fixtures/components/{component}/{file} in cluster {}", cluster.name), text).await.map(|_| ())
 }
 
-async fn wait_available(cluster: &ClusterHandle, namespace: &str, name: &str) -> Result<(), String> {
+/// Until the Deployment has `replicas` available pods (at most 120 s).
+async fn wait_available(cluster: &ClusterHandle, namespace: &str, name: &str, replicas: i32) -> Result<(), String> {
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
-    wait::until(Deadline::after(Duration::from_secs(120)), &format!("deployment {namespace}/{name} of cluster {} to be available", cluster.name), || {
-        let api = api.clone();
-        async move { (api.get(name).await.ok()?.status?.available_replicas? >= 1).then_some(()) }
-    })
+    wait::until(
+        Deadline::after(Duration::from_secs(120)),
+        &format!("deployment {namespace}/{name} of cluster {} to have {replicas} available pod(s)", cluster.name),
+        || {
+            let api = api.clone();
+            async move { (api.get(name).await.ok()?.status?.available_replicas? >= replicas).then_some(()) }
+        },
+    )
     .await
     .map_err(|e| e.to_string())
 }
@@ -137,16 +142,29 @@ async fn install_crds(env: &Env, cluster: &ClusterHandle) -> Result<(), String> 
     wait_crds(cluster).await
 }
 
+/// The workload's manifests (of the `workload` component, whichever component deploys
+/// them) in each of the `clusters` option's clusters, at `replicas` (option, default 1).
 pub async fn deploy_workload(env: &Env, c: &Component) -> Result<Workload, String> {
-    check_options(c, &["clusters"])?;
+    check_options(c, &["clusters", "replicas"])?;
     let clusters = list_option(c, "clusters")?;
-    let text = fixture(env, &c.component, "manifests.yaml")?;
+    let replicas: i32 = match c.options.get("replicas") {
+        Some(r) => r.parse().ok().filter(|n| (1..=10).contains(n)).ok_or_else(|| format!("option `replicas` is `{r}`, expected a number from 1 to 10"))?,
+        None => 1,
+    };
+    let text = fixture(env, c.deployer(), "manifests.yaml")?;
     for name in &clusters {
         let cluster = env.cluster(name).map_err(|e| e.to_string())?;
-        apply_fixture(env, cluster, &c.component, "manifests.yaml", &text).await?;
+        apply_fixture(env, cluster, c.deployer(), "manifests.yaml", &text).await?;
+        if replicas != 1 {
+            let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), "default");
+            let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+            api.patch("workload", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await
+                .map_err(|e| format!("scaling deployment default/workload of cluster {name} to {replicas}: {}", crate::error::kube_message(&e)))?;
+        }
     }
     for name in &clusters {
-        wait_available(env.cluster(name).map_err(|e| e.to_string())?, "default", "workload").await?;
+        wait_available(env.cluster(name).map_err(|e| e.to_string())?, "default", "workload", replicas).await?;
     }
     Ok(Workload { clusters })
 }
@@ -216,10 +234,10 @@ pub async fn deploy_directory(env: &Env, c: &Component) -> Result<Directory, Str
         let text = template::render("replica.yaml", &fixture(env, "directory", "replica.yaml")?, &vars(&[("name", r.clone()), ("kubeconfig", kubeconfig)]))?;
         apply_fixture(env, replica, "directory", "replica.yaml", &text).await?;
     }
-    wait_available(dir, directory::NAMESPACE, "directory-api").await?;
-    wait_available(dir, directory::NAMESPACE, "directory-hub").await?;
+    wait_available(dir, directory::NAMESPACE, "directory-api", 1).await?;
+    wait_available(dir, directory::NAMESPACE, "directory-hub", 1).await?;
     for r in &replicas {
-        wait_available(env.cluster(r).map_err(|e| e.to_string())?, directory::NAMESPACE, "directory-sync").await?;
+        wait_available(env.cluster(r).map_err(|e| e.to_string())?, directory::NAMESPACE, "directory-sync", 1).await?;
     }
     let api = format!("http://{}:8081", pod_ip(dir, directory::NAMESPACE, "directory-api").await?);
     let handle = Directory { directory: dir_name, replicas, api, token, changes: Default::default() };
@@ -305,7 +323,7 @@ pub async fn deploy_metrics(env: &Env, c: &Component) -> Result<Metrics, String>
     let collectors = list_option(c, "collectors")?;
     let rc = env.cluster(&receiver_cluster).map_err(|e| e.to_string())?;
     apply_fixture(env, rc, "metrics", "receiver.yaml", &fixture(env, "metrics", "receiver.yaml")?).await?;
-    wait_available(rc, "monitoring", "metrics-receiver").await?;
+    wait_available(rc, "monitoring", "metrics-receiver", 1).await?;
     let receiver = format!("http://{}:9090", pod_ip(rc, "monitoring", "metrics-receiver").await?);
     for name in &collectors {
         let cluster = env.cluster(name).map_err(|e| e.to_string())?;
@@ -314,7 +332,7 @@ pub async fn deploy_metrics(env: &Env, c: &Component) -> Result<Metrics, String>
         apply_fixture(env, cluster, "metrics", "agent.yaml", &template::render("agent.yaml", &fixture(env, "metrics", "agent.yaml")?, &v)?).await?;
     }
     for name in &collectors {
-        wait_available(env.cluster(name).map_err(|e| e.to_string())?, "monitoring", "metrics-agent").await?;
+        wait_available(env.cluster(name).map_err(|e| e.to_string())?, "monitoring", "metrics-agent", 1).await?;
     }
     Ok(Metrics { receiver, collectors })
 }
