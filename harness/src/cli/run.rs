@@ -45,6 +45,19 @@ pub async fn run(paths: Paths, args: RunArgs) -> ExitCode {
             )
         })
         .filter(|(_, scs)| !scs.is_empty())
+        // Every suite (no filter) means every suite the backend can build: the others are
+        // named and left out. Named by a filter, such a suite is not runnable (exit 2).
+        .filter(|(i, _)| {
+            let (crate::runner::Target::New(backend), true) = (&args.target, args.filters.is_empty()) else { return true };
+            let Ok(topology) = crate::topology::Topology::load(&paths.fixtures, &suites[*i].spec.topology.value) else { return true };
+            match crate::env::Env::can_build(*backend, &topology) {
+                Ok(()) => true,
+                Err(e) => {
+                    report::terminal::note(&format!("firedrill: suite {} left out: {e} (name it to run it anyway)", suites[*i].id()));
+                    false
+                }
+            }
+        })
         .collect();
     if selected.is_empty() {
         report::terminal::error(&format!("no scenario matches {:?} in {}", args.filters, suites_dir.display()));
@@ -122,6 +135,17 @@ async fn run_suite(
     }
     let session = match Session::open(paths, args.target.clone(), suite, firedrill, emit, args.keep).await {
         Ok(s) => s,
+        Err(crate::runner::RunError::NotRunnable(reason)) => {
+            report::terminal::error(&format!("suite {}: {reason}", suite.id()));
+            return scs
+                .iter()
+                .map(|j| {
+                    let mut r = ScenarioResult::without_table(suite, &suite.spec.scenarios[*j], Verdict::NotRunnable { reason: reason.clone() });
+                    r.deviations.clear();
+                    r
+                })
+                .collect();
+        }
         Err(e) => {
             report::terminal::error(&format!("suite {}: {e}", suite.id()));
             return scs.iter().map(|j| setup_failed(suite, &suite.spec.scenarios[*j], &e.to_string())).collect();
