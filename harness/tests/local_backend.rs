@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use firedrill::backend::local::{self, LocalRun, UpOptions};
+use firedrill::fault::controlplane::{self, Component};
 use firedrill::fixtures::Paths;
 use firedrill::topology::Topology;
 use firedrill::wait::{self, Deadline};
@@ -216,7 +217,8 @@ async fn ha_has_three_etcd_members_and_two_apiservers_behind_a_load_balancer() {
     let members: serde_json::Value = http.post(url).body("{}").send().await.unwrap().json().await.unwrap();
     assert_eq!(members["members"].as_array().map(|m| m.len()), Some(3), "{members}");
     // Through the load balancer, with one API server stopped, the cluster still answers.
-    let stopped = run.call(local::rpc::Request::StopProcess { name: format!("main/kube-apiserver-{}", c.apiserver_nodes[0]) }).await.unwrap();
+    let stopped =
+        run.call(local::rpc::Request::StopProcess { name: format!("main/kube-apiserver-{}", c.apiserver_nodes[0]), how: Default::default() }).await.unwrap();
     assert_eq!(stopped.len(), 1);
     let client = admin(&run, "main").await;
     let nodes: Api<Node> = Api::all(client);
@@ -226,6 +228,41 @@ async fn ha_has_three_etcd_members_and_two_apiservers_behind_a_load_balancer() {
     })
     .await
     .unwrap();
+
+    // A paused etcd member (SIGSTOP) is listed as paused, still holds its port and answers
+    // nothing; resumed (SIGCONT), it answers its health check again.
+    let member = format!("main/etcd-{}", c.etcd_nodes[2]);
+    let state = |want: &'static str| {
+        let (run, member) = (&run, member.clone());
+        async move {
+            let list = run.call(local::rpc::Request::Processes).await.unwrap();
+            assert!(list.iter().any(|l| *l == format!("{member}\t{want}")), "{member} not {want}: {list:?}");
+        }
+    };
+    let health = format!("http://{}:2379/health", c.node(&c.etcd_nodes[2]).unwrap().ip);
+    let quick = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    run.call(local::rpc::Request::StopProcess { name: member.clone(), how: local::rpc::StopHow::Pause }).await.unwrap();
+    state("paused").await;
+    let err = quick.get(&health).send().await.expect_err("a paused member answers nothing");
+    assert!(err.is_timeout(), "a paused member's port stays open: the request times out ({err})");
+    run.call(local::rpc::Request::StartProcess { name: member.clone() }).await.unwrap();
+    state("running").await;
+    wait::until(Deadline::after(Duration::from_secs(30)), "the resumed member to answer its health check", || {
+        let (quick, health) = (quick.clone(), health.clone());
+        async move { (quick.get(&health).send().await.ok()?.text().await.ok()?.contains("\"health\":\"true\"")).then_some(()) }
+    })
+    .await
+    .unwrap();
+    // The leader of each elected component is found, and is one of the instances.
+    let info = &c;
+    for component in [Component::Etcd, Component::KubeControllerManager, Component::KubeScheduler] {
+        let leader = wait::until(Deadline::after(Duration::from_secs(30)), &format!("a {} leader", component.name()), || async move {
+            controlplane::leader(info, component).await.ok()
+        })
+        .await
+        .unwrap();
+        assert!(c.nodes.iter().any(|n| n.name == leader), "{leader}");
+    }
     down_and_check(run).await;
 }
 

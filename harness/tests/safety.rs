@@ -34,7 +34,7 @@ use common::DownOnDrop;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "scale",
     "revoke-rbac",
     "stop-host",
@@ -43,6 +43,7 @@ const KINDS: [&str; 11] = [
     "partition",
     "stop-storage",
     "stop-storage-kill",
+    "stop-control-plane",
     "lose-node",
     "stop-cluster",
     "kill-pod",

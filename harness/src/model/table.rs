@@ -202,6 +202,7 @@ mod tests {
                 note: String::new(),
                 excluded: vec![("Key rotation".into(), "a background task".into())],
                 claims: vec![(Claim::NothingLost, true), (Claim::QueuedAndApplied, false)],
+                failover: vec![("Leader-held controllers acting".into(), "20s".into(), false)],
             },
         };
         insta::assert_snapshot!(t.render(), @r"
@@ -217,6 +218,7 @@ mod tests {
         Not judged against the MTTR: Key rotation — a background task
         Claim: nothing lost — holds
         Claim: changes queued and applied on recovery — does not hold
+        Failover: Leader-held controllers acting works again within 20s of the fault — does not hold
         ");
     }
 }

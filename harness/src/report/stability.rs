@@ -147,6 +147,7 @@ pub(crate) mod tests {
                 never_affected: false,
                 last_failure: None,
                 first_failure: None,
+                failover: None,
                 mttr_excluded: None,
                 derived: None,
                 causes: vec![],
