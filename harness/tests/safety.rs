@@ -131,15 +131,15 @@ struct Fingerprint {
     etcd_healthy: BTreeMap<String, bool>,
 }
 
+/// One look at the environment. Every request has a deadline: with a fault in place (a
+/// paused etcd member answers nothing at all) a look must still end, and says so.
 async fn fingerprint(run: &LocalRun) -> Fingerprint {
     let east = local::daemon::kube_client(&run.info.cluster("east").unwrap().admin_kubeconfig).await.unwrap();
-    let workload = Api::<Deployment>::namespaced(east.clone(), "default").get("workload").await.ok();
+    let workload = bounded(Api::<Deployment>::namespaced(east.clone(), "default").get("workload")).await;
     let replicas = workload.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
     let available = workload.as_ref().and_then(|d| d.status.as_ref()?.available_replicas);
-    let binding_subjects = Api::<ClusterRoleBinding>::all(east)
-        .get_opt("watcher-view")
+    let binding_subjects = bounded(Api::<ClusterRoleBinding>::all(east).get_opt("watcher-view"))
         .await
-        .ok()
         .flatten()
         .and_then(|b| b.subjects)
         .unwrap_or_default()
@@ -170,8 +170,7 @@ async fn fingerprint(run: &LocalRun) -> Fingerprint {
     let mut etcd_healthy = BTreeMap::new();
     for c in &run.info.clusters {
         let client = local::daemon::kube_client(&c.admin_kubeconfig).await.unwrap();
-        let ready = Api::<Node>::all(client)
-            .list(&ListParams::default())
+        let ready = bounded(Api::<Node>::all(client).list(&ListParams::default()))
             .await
             .map(|l| {
                 l.items
@@ -184,10 +183,19 @@ async fn fingerprint(run: &LocalRun) -> Fingerprint {
             .unwrap_or(0);
         nodes_ready.insert(c.name.clone(), ready);
         let ip = c.node(&c.etcd_nodes[0]).unwrap().ip;
-        let healthy = reqwest::get(format!("http://{ip}:2379/health")).await.ok().map(|r| r.status().is_success()).unwrap_or(false);
+        let http = reqwest::Client::builder().timeout(LOOK).build().unwrap();
+        let healthy = http.get(format!("http://{ip}:2379/health")).send().await.ok().map(|r| r.status().is_success()).unwrap_or(false);
         etcd_healthy.insert(c.name.clone(), healthy);
     }
     Fingerprint { replicas, available, binding_subjects, nft, processes, nodes_ready, etcd_healthy }
+}
+
+/// How long one request of [`fingerprint`] may take.
+const LOOK: Duration = Duration::from_secs(5);
+
+/// The answer to an API request, or `None` if it failed or took longer than [`LOOK`].
+async fn bounded<T>(request: impl std::future::Future<Output = Result<T, kube::Error>>) -> Option<T> {
+    tokio::time::timeout(LOOK, request).await.ok()?.ok()
 }
 
 /// Wait until the environment is exactly as `before` (a restarted cluster takes seconds; a
