@@ -135,20 +135,13 @@ async fn run_suite(
     }
     let session = match Session::open(paths, args.target.clone(), suite, firedrill, emit, args.keep).await {
         Ok(s) => s,
-        Err(crate::runner::RunError::NotRunnable(reason)) => {
-            report::terminal::error(&format!("suite {}: {reason}", suite.id()));
-            return scs
-                .iter()
-                .map(|j| {
-                    let mut r = ScenarioResult::without_table(suite, &suite.spec.scenarios[*j], Verdict::NotRunnable { reason: reason.clone() });
-                    r.deviations.clear();
-                    r
-                })
-                .collect();
-        }
         Err(e) => {
             report::terminal::error(&format!("suite {}: {e}", suite.id()));
-            return scs.iter().map(|j| setup_failed(suite, &suite.spec.scenarios[*j], &e.to_string())).collect();
+            let verdict = match e {
+                crate::runner::RunError::NotRunnable(reason) => Verdict::NotRunnable { reason },
+                e => Verdict::HarnessError { error: format!("environment: {e}") },
+            };
+            return scs.iter().map(|j| without_environment(suite, &suite.spec.scenarios[*j], verdict.clone())).collect();
         }
     };
     for j in scs {
@@ -165,8 +158,9 @@ async fn run_suite(
     results
 }
 
-fn setup_failed(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, error: &str) -> ScenarioResult {
-    let mut r = ScenarioResult::without_table(suite, sc, Verdict::HarnessError { error: format!("environment: {error}") });
+/// A scenario whose suite got no environment: not runnable on the backend, or set-up failed.
+fn without_environment(suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec, verdict: Verdict) -> ScenarioResult {
+    let mut r = ScenarioResult::without_table(suite, sc, verdict);
     r.deviations.clear();
     r
 }

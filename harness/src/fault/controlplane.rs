@@ -184,12 +184,7 @@ pub async fn check(env: &Env, cluster: &str, names: &[String], signal: Signal, e
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
         for node in c.etcd_nodes.iter().filter(|n| names.contains(&process(cluster, Component::Etcd, n))) {
             let ip = c.node(node).map_err(|e| e.to_string())?.ip;
-            let body =
-                http.get(format!("http://{ip}:2379/health")).send().await.map_err(|e| format!("etcd member {node}: {}", crate::probe::http_error(&e)))?;
-            let v: serde_json::Value = body.json().await.map_err(|e| format!("etcd member {node}: {e}"))?;
-            if v["health"] != "true" {
-                return Err(format!("etcd member {node} not healthy: {v}"));
-            }
+            crate::probe::controlplane::etcd_member_healthy(&http, ip).await.map_err(|why| format!("etcd member {node}: {why}"))?;
         }
     }
     Ok(())

@@ -232,6 +232,17 @@ impl Probe for ControllersAct {
     }
 }
 
+/// One etcd member's `/health` says `true` (it has a leader and can serve), or why not:
+/// the request's failure in a few words, or the member's own reason.
+pub async fn etcd_member_healthy(http: &reqwest::Client, ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let r = http.get(format!("http://{ip}:2379/health")).send().await.map_err(|e| super::http_error(&e).to_string())?;
+    match r.json::<serde_json::Value>().await {
+        Ok(v) if v["health"] == "true" => Ok(()),
+        Ok(v) => Err(format!("unhealthy ({})", v["reason"].as_str().unwrap_or("no reason given"))),
+        Err(e) => Err(format!("unreadable answer: {e}")),
+    }
+}
+
 /// Every etcd member of the cluster answers its `/health` with `true` (a member has a
 /// leader and can serve): all do → Ok; some do → Partial; none → Failed.
 pub struct EtcdHealth {
@@ -251,15 +262,7 @@ impl Probe for EtcdHealth {
             let mut bad = Vec::new();
             for name in &c.etcd_nodes {
                 let Ok(node) = c.node(name) else { continue };
-                let why = match self.http.get(format!("http://{}:2379/health", node.ip)).send().await {
-                    Err(e) => Some(super::http_error(&e).to_string()),
-                    Ok(r) => match r.json::<serde_json::Value>().await {
-                        Ok(v) if v["health"] == "true" => None,
-                        Ok(v) => Some(format!("unhealthy ({})", v["reason"].as_str().unwrap_or("no reason given"))),
-                        Err(e) => Some(format!("unreadable answer: {e}")),
-                    },
-                };
-                if let Some(why) = why {
+                if let Err(why) = etcd_member_healthy(&self.http, node.ip).await {
                     bad.push(format!("etcd member {name}: {why}"));
                 }
             }
