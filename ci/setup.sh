@@ -69,6 +69,8 @@ check_pin() { # module-dir module version
 }
 check_pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION"
 check_pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+check_pin etcd-tools go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION"
+check_pin etcd-tools go.etcd.io/etcd/etcdutl/v3 "$ETCD_VERSION"
 check_pin dex github.com/dexidp/dex "$DEX_VERSION"
 
 # build NAME VERSION MODULE-DIR BINARY... -- COMMAND...
@@ -121,6 +123,11 @@ build kubernetes "$KUBERNETES_VERSION" kubernetes \
 
 build etcd "$ETCD_VERSION" etcd etcd -- \
   sh -c 'go build -trimpath -ldflags "-s -w" -o "$out/etcd" .'
+
+# etcd's own backup tooling, for the DR exercise: etcdctl takes the snapshot, etcdutl
+# checks and restores it.
+build etcd-tools "$ETCD_VERSION" etcd-tools etcdctl etcdutl -- \
+  sh -c 'for t in etcdctl etcdutl; do go build -trimpath -ldflags "-s -w" -o "$out/$t" "go.etcd.io/etcd/$t/v3"; done'
 
 # dex v2.41 compiles its SQLite storage only with cgo (cmd/dex refers to it either way),
 # and is built with the Go toolchain of its release (see versions.env).

@@ -39,6 +39,16 @@ staging_version="v0.${k8s_minor}"       # v0.36.3
   go mod tidy
 )
 
+# etcd's tools (etcdctl, etcdutl) of the same release, as `tool` requirements.
+(
+  cd "$up/etcd-tools"
+  rm -f go.mod go.sum
+  go mod init firedrill.local/upstream/etcd-tools >/dev/null 2>&1
+  go mod edit -go=1.26.0
+  go get -tool "go.etcd.io/etcd/etcdctl/v3@${ETCD_VERSION}" "go.etcd.io/etcd/etcdutl/v3@${ETCD_VERSION}"
+  go mod tidy
+)
+
 (
   cd "$up/dex"
   rm -f go.mod go.sum

@@ -95,6 +95,9 @@ pub struct Binaries {
     pub kube_scheduler: PathBuf,
     pub kubectl: PathBuf,
     pub etcd: PathBuf,
+    /// etcd's tools of the same release (the DR exercise's snapshot and restore).
+    pub etcdctl: PathBuf,
+    pub etcdutl: PathBuf,
     pub dex: PathBuf,
     pub kind: PathBuf,
     /// The pod sandbox program (kind hosts' network holder, the node image's pause).
@@ -112,6 +115,8 @@ impl Binaries {
             kube_scheduler: k8s.join("kube-scheduler"),
             kubectl: k8s.join("kubectl"),
             etcd: bin.join(format!("etcd-{}", v.etcd)).join("etcd"),
+            etcdctl: bin.join(format!("etcd-tools-{}", v.etcd)).join("etcdctl"),
+            etcdutl: bin.join(format!("etcd-tools-{}", v.etcd)).join("etcdutl"),
             dex: bin.join(format!("dex-{}", v.dex)).join("dex"),
             kind: bin.join(format!("kind-{}", v.kind)).join("kind"),
             pause: bin.join(format!("pause-{}", v.kubernetes)).join("pause"),
@@ -122,7 +127,7 @@ impl Binaries {
     pub fn locate(paths: &Paths) -> Result<Binaries, FixtureError> {
         let v = Versions::load(&paths.fixtures)?;
         let b = Self::in_cache(&cache_dir(), &v);
-        for p in [&b.kube_apiserver, &b.kube_controller_manager, &b.kube_scheduler, &b.kubectl, &b.etcd, &b.dex] {
+        for p in [&b.kube_apiserver, &b.kube_controller_manager, &b.kube_scheduler, &b.kubectl, &b.etcd, &b.etcdctl, &b.etcdutl, &b.dex] {
             if !p.is_file() {
                 return Err(FixtureError::Invalid {
                     path: p.clone(),
@@ -159,6 +164,7 @@ mod tests {
         let read = |p: &str| std::fs::read_to_string(paths.fixtures.join("upstream").join(p)).unwrap();
         assert!(read("kubernetes/go.mod").contains(&format!("k8s.io/kubernetes {}", v.kubernetes)));
         assert!(read("etcd/go.mod").contains(&format!("go.etcd.io/etcd/server/v3 {}", v.etcd)));
+        assert!(read("etcd-tools/go.mod").contains(&format!("go.etcd.io/etcd/etcdutl/v3 {}", v.etcd)));
         assert!(read("dex/go.mod").contains(&format!("github.com/dexidp/dex {}", v.dex)));
         let minor = v.kubernetes.trim_start_matches("v1.").split('.').next().unwrap().to_string();
         assert_eq!(v.k8s_openapi_feature, format!("v1_{minor}"));

@@ -18,6 +18,7 @@
 
 mod cluster;
 pub mod controlplane;
+pub mod etcddata;
 mod host;
 mod netpol;
 mod node;
@@ -96,6 +97,13 @@ pub enum Undo {
         pod: String,
         uid: String,
     },
+    /// Restore every etcd member of the cluster from the DR exercise's backup in `dir`, or
+    /// put back the data the fault moved aside (see [`etcddata`]).
+    RestoreEtcdData {
+        cluster: String,
+        dir: std::path::PathBuf,
+        backup: etcddata::Backup,
+    },
 }
 
 /// How a stop is delivered.
@@ -114,6 +122,10 @@ pub enum Signal {
 
 fn one() -> u32 {
     1
+}
+
+fn twenty() -> u32 {
+    20
 }
 
 impl Signal {
@@ -206,6 +218,16 @@ pub enum FaultSpec {
     /// One Ready pod of a Deployment is deleted at once (no grace period): an instance
     /// fails, and the Deployment replaces it.
     KillPod { cluster: String, namespace: String, deployment: String },
+    /// Every etcd member of a cluster loses its data, after a snapshot was taken with
+    /// etcdctl and `writes` objects were written after it; reverting restores every member
+    /// from the `backup` with etcdutl (the DR exercise). A corrupt backup must be refused.
+    LoseEtcdData {
+        cluster: String,
+        #[serde(default)]
+        backup: etcddata::Backup,
+        #[serde(default = "twenty")]
+        writes: u32,
+    },
 }
 
 impl FaultSpec {
@@ -221,6 +243,7 @@ impl FaultSpec {
             FaultSpec::LoseNode { .. } => "lose-node",
             FaultSpec::StopCluster { .. } => "stop-cluster",
             FaultSpec::KillPod { .. } => "kill-pod",
+            FaultSpec::LoseEtcdData { .. } => "lose-etcd-data",
         }
     }
 
@@ -232,6 +255,7 @@ impl FaultSpec {
             FaultSpec::UnreachableHost { .. } | FaultSpec::Partition { .. } => (caps.partition, "network partitions"),
             FaultSpec::StopStorage { .. } => (caps.stop_storage, "stopping etcd"),
             FaultSpec::StopControlPlane { .. } => (caps.control_plane_processes, "control-plane instances as processes of their own"),
+            FaultSpec::LoseEtcdData { .. } => (caps.control_plane_processes, "etcd members as processes with data directories of their own"),
             FaultSpec::LoseNode { .. } => (caps.lose_node, "losing nodes"),
             FaultSpec::StopCluster { .. } => (caps.stop_cluster, "stopping whole clusters"),
         };
@@ -255,6 +279,7 @@ impl FaultSpec {
             FaultSpec::LoseNode { cluster, node } => Ok(Undo::RestoreNode { cluster: cluster.clone(), node: node.clone() }),
             FaultSpec::StopCluster { cluster } => Ok(Undo::StartCluster { cluster: cluster.clone() }),
             FaultSpec::KillPod { cluster, namespace, deployment } => pod::plan(env, cluster, namespace, deployment).await,
+            FaultSpec::LoseEtcdData { cluster, backup, .. } => etcddata::plan(env, cluster, *backup, tag),
         }
     }
 
@@ -272,6 +297,9 @@ impl FaultSpec {
             (FaultSpec::LoseNode { cluster, node }, _) => node::lose(env, cluster, node).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::stop(env, cluster).await,
             (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, pod, uid, .. }) => pod::kill(env, cluster, namespace, pod, uid).await,
+            (FaultSpec::LoseEtcdData { cluster, writes, .. }, Undo::RestoreEtcdData { dir, backup, .. }) => {
+                etcddata::inject(env, cluster, *writes, dir, *backup).await
+            }
             (f, u) => Err(FaultError::Invalid(format!("fault {} cannot use undo record {u:?}", f.kind()))),
         }
     }
@@ -317,6 +345,7 @@ impl FaultSpec {
                 Expect::InEffect => pod::gone(env, cluster, namespace, pod, uid).await,
                 Expect::Reverted => scale::at_least_ready(env, cluster, namespace, deployment, *replicas).await,
             },
+            (FaultSpec::LoseEtcdData { cluster, .. }, _) => etcddata::check(env, cluster, expect).await,
             (f, u) => Err(format!("fault {} cannot use undo record {u:?}", f.kind())),
         }
     }
@@ -351,6 +380,9 @@ impl FaultSpec {
             FaultSpec::LoseNode { cluster, node } => format!("node {cluster}/{node} lost"),
             FaultSpec::StopCluster { cluster } => format!("cluster {cluster} stopped"),
             FaultSpec::KillPod { cluster, namespace, deployment } => format!("a pod of deployment {cluster}/{namespace}/{deployment} killed"),
+            FaultSpec::LoseEtcdData { cluster, backup, writes } => {
+                format!("every etcd member of cluster {cluster} lost its data ({writes} writes after the snapshot; restored from {})", backup.words())
+            }
         }
     }
 
@@ -363,7 +395,8 @@ impl FaultSpec {
             | FaultSpec::StopControlPlane { cluster, .. }
             | FaultSpec::LoseNode { cluster, .. }
             | FaultSpec::StopCluster { cluster }
-            | FaultSpec::KillPod { cluster, .. } => vec![cluster],
+            | FaultSpec::KillPod { cluster, .. }
+            | FaultSpec::LoseEtcdData { cluster, .. } => vec![cluster],
             FaultSpec::Partition { .. } | FaultSpec::StopHost { .. } | FaultSpec::UnreachableHost { .. } => vec![],
         }
     }
@@ -391,6 +424,7 @@ impl Undo {
             Undo::StartProcesses { names, .. } => controlplane::start(env, names).await,
             Undo::StartCluster { cluster } => cluster::start(env, cluster).await,
             Undo::AwaitReplicas { .. } => Ok(()),
+            Undo::RestoreEtcdData { cluster, dir, .. } => etcddata::revert(env, cluster, dir).await,
         }
     }
 
@@ -409,6 +443,7 @@ impl Undo {
             Undo::AwaitReplicas { cluster, namespace, deployment, replicas, .. } => {
                 format!("nothing to undo: deployment {cluster}/{namespace}/{deployment} replaces its pod (back to {replicas})")
             }
+            Undo::RestoreEtcdData { cluster, backup, .. } => format!("restore every etcd member of cluster {cluster} from {}", backup.words()),
         }
     }
 }

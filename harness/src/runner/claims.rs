@@ -10,6 +10,9 @@
 //!   window reached the receiver (queued samples arrive late, not never).
 //! - `instance-replaced`: a killed instance's replacement was Ready within the documented
 //!   MTTR.
+//! - `restored-from-backup` and `backup-refused`: the DR exercise's (see [`dr`]).
+
+mod dr;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -99,6 +102,8 @@ pub struct Context<'a> {
     pub before: &'a Before,
     pub during: &'a During,
     pub window: &'a Window,
+    /// The scenario's faults as journaled.
+    pub undos: &'a [crate::fault::Undo],
 }
 
 pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String> {
@@ -107,6 +112,8 @@ pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String
         Claim::QueuedAndApplied => queued_and_applied(cx, directory(cx, claim)?).await,
         Claim::NothingLost => nothing_lost(cx, directory(cx, claim)?).await?,
         Claim::InstanceReplaced => replaced(cx).await?,
+        Claim::RestoredFromBackup => dr::restored_from_backup(cx).await?,
+        Claim::BackupRefused => dr::backup_refused(cx).await?,
     };
     Ok(ClaimResult { claim, holds, detail })
 }

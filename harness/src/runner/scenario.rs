@@ -211,7 +211,8 @@ impl Session {
 
         phases.enter("claims");
         let mut claim_results = Vec::new();
-        let cx = claims::Context { env, deployed: &self.deployed, scenario: sc, before: &before, during: &during, window: &window };
+        let undos: Vec<crate::fault::Undo> = planned.iter().map(|(_, u)| u.clone()).collect();
+        let cx = claims::Context { env, deployed: &self.deployed, scenario: sc, before: &before, during: &during, window: &window, undos: &undos };
         for c in &sc.documented.recovery.claims {
             claim_results.push(claims::check(*c, &cx).await.map_err(RunError::Setup)?);
         }

@@ -326,6 +326,9 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                 return Err(at(op, format!("scenario `{id}`: `failover` of `{}` ({bound}) is not shorter than the fault ({})", op.value, spec.timing.fault)));
             }
         }
+        if let Some(message) = check_restore_claims(sc) {
+            return Err(at(&sc.id, format!("scenario `{id}`: {message}")));
+        }
         if recovery.mttr.is_some() && ops.iter().all(|o| !recovery.judges(o)) {
             return Err(at(&sc.id, format!("scenario `{id}`: `mttr-excludes` excludes every operation; leave `mttr` out instead")));
         }
@@ -489,6 +492,40 @@ fn check_fault_options(f: &crate::fault::FaultSpec, topology: &crate::topology::
                 }
                 _ => None,
             }
+        }
+        FaultSpec::LoseEtcdData { cluster, writes, .. } => {
+            let c = topology.cluster(cluster)?;
+            if c.etcd == 0 {
+                Some(format!("cluster {cluster} runs no etcd member of its own"))
+            } else if *writes == 0 || *writes > 1000 {
+                Some(format!("`writes` is {writes}, expected 1 to 1000: the writes after the snapshot are what the RPO counts, and what proves a refused backup restored nothing"))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A DR scenario states what its restore must show, and only a DR scenario states it: an
+/// intact backup `restored-from-backup`, a corrupt one `backup-refused`.
+fn check_restore_claims(sc: &super::ScenarioSpec) -> Option<String> {
+    use crate::fault::FaultSpec;
+    use crate::fault::etcddata::Backup;
+    use super::Claim;
+    let backup = sc.faults.iter().find_map(|f| match f {
+        FaultSpec::LoseEtcdData { backup, .. } => Some(*backup),
+        _ => None,
+    });
+    let claims = &sc.documented.recovery.claims;
+    let (restored, refused) = (claims.contains(&Claim::RestoredFromBackup), claims.contains(&Claim::BackupRefused));
+    match backup {
+        None if restored || refused => Some("claims `restored-from-backup` and `backup-refused` need a `lose-etcd-data` fault in the scenario".into()),
+        Some(Backup::Intact) if !restored || refused => {
+            Some("fault `lose-etcd-data` restores an intact backup: expected the claim `restored-from-backup` (and not `backup-refused`)".into())
+        }
+        Some(b) if b != Backup::Intact && (!refused || restored) => {
+            Some(format!("fault `lose-etcd-data` restores {}: expected the claim `backup-refused` (and not `restored-from-backup`)", b.words()))
         }
         _ => None,
     }

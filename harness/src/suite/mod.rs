@@ -291,6 +291,11 @@ pub enum Claim {
     NothingLost,
     /// A failed instance is replaced, Ready again within the documented MTTR.
     InstanceReplaced,
+    /// Every object of the etcd snapshot is back with the same content and the workloads
+    /// Ready; the writes after it are lost (RTO and RPO stated).
+    RestoredFromBackup,
+    /// A corrupt backup is refused by the restore, and no member is restored from it.
+    BackupRefused,
 }
 
 impl Claim {
@@ -300,6 +305,8 @@ impl Claim {
             Claim::Converged => "replicas converge to the directory",
             Claim::NothingLost => "nothing lost",
             Claim::InstanceReplaced => "failed instance replaced within the documented MTTR",
+            Claim::RestoredFromBackup => "every object of the backup restored, workloads Ready",
+            Claim::BackupRefused => "a corrupt backup refused, nothing restored from it",
         }
     }
 }
