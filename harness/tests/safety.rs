@@ -34,7 +34,7 @@ use common::DownOnDrop;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 13] = [
     "scale",
     "revoke-rbac",
     "stop-host",
@@ -47,6 +47,7 @@ const KINDS: [&str; 12] = [
     "lose-node",
     "stop-cluster",
     "kill-pod",
+    "lose-etcd-data",
 ];
 
 /// A killed pod is an event, not a state: its Deployment has replaced it within seconds,
