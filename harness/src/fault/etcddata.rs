@@ -193,9 +193,12 @@ async fn tool(bin: &Path, args: &[String]) -> Result<String, String> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    // The tool's own error line (`Error: …`), else its last line: its log lines before it
+    // are progress, not the reason.
     let err = String::from_utf8_lossy(&out.stderr);
-    let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).rev().take(3).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(format!("{name} {} failed ({}): {}", args.iter().take(2).cloned().collect::<Vec<_>>().join(" "), out.status, last.join(" | ")))
+    let lines: Vec<&str> = err.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let why = lines.iter().rev().find(|l| l.starts_with("Error:")).or(lines.last()).copied().unwrap_or("no output");
+    Err(format!("{name} {} failed ({}): {why}", args.iter().take(2).cloned().collect::<Vec<_>>().join(" "), out.status))
 }
 
 /// The content compared after the restore: the object without what the cluster rewrites
@@ -347,18 +350,21 @@ pub async fn inject(env: &Env, cluster: &str, writes: u32, dir: &Path, backup: B
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
         let mut done = Vec::new();
+        // Names of this fault's own (`after-<scenario>-<n>-<i>`): a write is a new object,
+        // never one an earlier scenario left, so "present" and "lost" mean something.
+        let run = dir.file_name().map(|n| n.to_string_lossy().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-")).unwrap_or_default();
         for i in 0..writes {
-            let name = format!("after-{i}");
+            let name = format!("after-{run}-{i}");
             let (kind, r) = if i % 2 == 0 {
                 let mut cm = ConfigMap::default();
                 cm.metadata.name = Some(name.clone());
                 cm.data = Some(BTreeMap::from([("value".into(), format!("write {i} after the snapshot"))]));
-                ("ConfigMap", create(&cms, &cm).await)
+                ("ConfigMap", cms.create(&PostParams::default(), &cm).await.map(|_| ()))
             } else {
                 let mut s = Secret::default();
                 s.metadata.name = Some(name.clone());
                 s.string_data = Some(BTreeMap::from([("token".into(), format!("write-{i}-after-the-snapshot"))]));
-                ("Secret", create(&secrets, &s).await)
+                ("Secret", secrets.create(&PostParams::default(), &s).await.map(|_| ()))
             };
             done.push(Write { key: format!("{kind} {NAMESPACE}/{name}"), kind: kind.into(), accepted: r.is_ok() });
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -104,6 +104,8 @@ pub struct Context<'a> {
     pub window: &'a Window,
     /// The scenario's faults as journaled.
     pub undos: &'a [crate::fault::Undo],
+    /// When every operation worked again for good (the end of the revert plus the MTTR).
+    pub recovered_at: Option<SystemTime>,
 }
 
 pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String> {

@@ -186,6 +186,7 @@ impl Session {
         let window = claims::Window { from: inject_wall, to: std::time::SystemTime::now(), from_i: inject_i, to_i: Instant::now() };
         self.revert_pending(journal, name).await?;
         let reverted = sampler.now();
+        let reverted_wall = std::time::SystemTime::now();
         phases.enter("recovery");
         let stable = Stable::for_span(spec.timing.stable.0);
         let deadline = Deadline::after(spec.timing.recovery.0);
@@ -212,7 +213,17 @@ impl Session {
         phases.enter("claims");
         let mut claim_results = Vec::new();
         let undos: Vec<crate::fault::Undo> = planned.iter().map(|(_, u)| u.clone()).collect();
-        let cx = claims::Context { env, deployed: &self.deployed, scenario: sc, before: &before, during: &during, window: &window, undos: &undos };
+        let recovered_at = verdict::mttr(&operations).map(|m| reverted_wall + m);
+        let cx = claims::Context {
+            env,
+            deployed: &self.deployed,
+            scenario: sc,
+            before: &before,
+            during: &during,
+            window: &window,
+            undos: &undos,
+            recovered_at,
+        };
         for c in &sc.documented.recovery.claims {
             claim_results.push(claims::check(*c, &cx).await.map_err(RunError::Setup)?);
         }

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -48,19 +48,13 @@ fn recorded(cx: &Context<'_>, claim: &str) -> Result<Recorded, String> {
     Ok(Recorded { cluster, backup, record, restore, inventory, writes })
 }
 
-fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
-}
-
 /// The cluster's objects once every Deployment Ready at the snapshot is Ready again (or
 /// the settle deadline passed: then what was still not Ready), with the time it was seen.
-async fn after(cx: &Context<'_>, r: &Recorded) -> Result<(BTreeMap<Key, (u64, Value)>, Vec<String>, f64), String> {
+async fn after(cx: &Context<'_>, r: &Recorded) -> Result<(BTreeMap<Key, (u64, Value)>, Vec<String>), String> {
     let client = cx.env.cluster(&r.cluster).map_err(|e| e.to_string())?.client.clone();
     let deadline = Deadline::after(SETTLE);
     loop {
-        let seen = etcddata::list_all(&client).await;
-        let at = now();
-        match seen {
+        match etcddata::list_all(&client).await {
             Ok(all) => {
                 let not_ready: Vec<String> = r
                     .inventory
@@ -74,7 +68,7 @@ async fn after(cx: &Context<'_>, r: &Recorded) -> Result<(BTreeMap<Key, (u64, Va
                     .cloned()
                     .collect();
                 if not_ready.is_empty() || deadline.passed() {
-                    return Ok((all, not_ready, at));
+                    return Ok((all, not_ready));
                 }
             }
             Err(e) if deadline.passed() => return Err(format!("the API after the restore: {e}")),
@@ -137,16 +131,22 @@ fn diff(r: &Recorded, after: &BTreeMap<Key, (u64, Value)>) -> Diff {
     d
 }
 
-/// RTO: from the loss to the API healthy and every workload Ready, with its parts.
-fn rto(r: &Recorded, ready_at: f64, ready: &str) -> String {
+/// RTO: from the loss to every operation of the scenario working again for good (the API
+/// read and written, etcd healthy, the workloads served), with its parts.
+fn rto(cx: &Context<'_>, r: &Recorded, ready: &str) -> String {
     let lost = r.record.destroyed_at.unwrap_or(r.restore.started_at);
+    let Some(recovered) = cx.recovered_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()) else {
+        return "RTO not measured: an operation never worked again".into();
+    };
     format!(
-        "RTO {:.1} s from the loss to the API healthy and {ready} (outage held {:.1} s, etcdutl {:.1} s, etcd healthy {:.1} s after the restore began, {:.1} s more to Ready)",
-        ready_at - lost,
+        "RTO {:.1} s from the loss to every operation working again (outage held {:.1} s; restore {:.1} s: etcdutl {:.1} s, etcd healthy {:.1} s after it began, API servers started {:.1} s after; then {:.1} s); {ready}",
+        recovered - lost,
         r.restore.started_at - lost,
+        r.restore.apiservers_started_at - r.restore.started_at,
         r.restore.restore_secs,
         r.restore.etcd_healthy_at - r.restore.started_at,
-        ready_at - r.restore.etcd_healthy_at,
+        r.restore.apiservers_started_at - r.restore.etcd_healthy_at,
+        recovered - r.restore.apiservers_started_at,
     )
 }
 
@@ -155,9 +155,12 @@ pub async fn restored_from_backup(cx: &Context<'_>) -> Result<(bool, String), St
     if r.restore.outcome != "restored" {
         return Ok((false, format!("no restore from {}: {} {}", r.backup.words(), r.restore.outcome, r.restore.message)));
     }
-    let (after, not_ready, ready_at) = after(cx, &r).await?;
+    let (after, not_ready) = after(cx, &r).await?;
     let d = diff(&r, &after);
     let mut wrong = Vec::new();
+    if d.lost.is_empty() && d.survived.is_empty() {
+        wrong.push("no write after the snapshot was accepted, so nothing shows where the data came from".to_string());
+    }
     if !d.missing.is_empty() {
         wrong.push(format!("{} object(s) of the snapshot missing: {}", d.missing.len(), listed(&d.missing)));
     }
@@ -170,7 +173,7 @@ pub async fn restored_from_backup(cx: &Context<'_>) -> Result<(bool, String), St
     if !not_ready.is_empty() {
         wrong.push(format!("not Ready {} s after the restore: {}", SETTLE.as_secs(), listed(&not_ready)));
     }
-    let ready = format!("{} Deployment(s) Ready", r.inventory.ready_deployments.len());
+    let ready = ready_words(&r, &not_ready);
     let back = r.inventory.objects.len() - d.missing.len() - d.different.len() - d.rewritten.len();
     let detail = format!(
         "restored from the snapshot at revision {}; objects at the snapshot {} ({}), after the restore {} ({}): {back} back unchanged, {} missing, {} different, {} rewritten since the restore by the cluster's clients (not compared{}), {} not in the snapshot ({}); RPO: {} accepted write(s) after the snapshot, {} lost ({}): {}{}; {}",
@@ -198,9 +201,14 @@ pub async fn restored_from_backup(cx: &Context<'_>) -> Result<(bool, String), St
                 per_kind(&r.inventory.after_snapshot)
             )
         },
-        rto(&r, ready_at, &ready),
+        rto(cx, &r, &ready),
     );
     Ok(if wrong.is_empty() { (true, detail) } else { (false, format!("{}; {detail}", wrong.join("; "))) })
+}
+
+fn ready_words(r: &Recorded, not_ready: &[String]) -> String {
+    let n = r.inventory.ready_deployments.len();
+    format!("{} of the {n} Deployment(s) Ready at the snapshot Ready again when checked", n - not_ready.len())
 }
 
 pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> {
@@ -208,10 +216,13 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
     if r.restore.outcome != "refused" || r.restore.message.trim().is_empty() {
         return Ok((false, format!("{} was not refused: the restore's outcome is `{}` {}", r.backup.words(), r.restore.outcome, r.restore.message)));
     }
-    let (after, not_ready, ready_at) = after(cx, &r).await?;
+    let (after, not_ready) = after(cx, &r).await?;
     let d = diff(&r, &after);
     let staging = staging_left(cx, &r);
     let mut wrong = Vec::new();
+    if d.lost.is_empty() && d.survived.is_empty() {
+        wrong.push("no write after the snapshot was accepted, so nothing shows where the data came from".to_string());
+    }
     if !d.lost.is_empty() {
         wrong.push(format!("{} write(s) after the snapshot gone, so a member holds restored data: {}", d.lost.len(), listed(&d.lost)));
     }
@@ -224,7 +235,7 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
     if !not_ready.is_empty() {
         wrong.push(format!("not Ready {} s after the data was put back: {}", SETTLE.as_secs(), listed(&not_ready)));
     }
-    let ready = format!("{} Deployment(s) Ready", r.inventory.ready_deployments.len());
+    let ready = ready_words(&r, &not_ready);
     let detail = format!(
         "etcdutl refused {}: {}; no member was restored from it: the data moved aside is back ({} of {} write(s) after the snapshot present, {} of {} objects of the snapshot); {}",
         r.backup.words(),
@@ -233,7 +244,7 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
         d.survived.len() + d.lost.len(),
         r.inventory.objects.len() - d.missing.len(),
         r.inventory.objects.len(),
-        rto(&r, ready_at, &ready),
+        rto(cx, &r, &ready),
     );
     Ok(if wrong.is_empty() { (true, detail) } else { (false, format!("{}; {detail}", wrong.join("; "))) })
 }
