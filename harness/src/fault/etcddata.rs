@@ -230,7 +230,10 @@ async fn kinds(client: &kube::Client) -> Result<Vec<ApiResource>, String> {
         ApiResource::erase::<ServiceAccount>(&()),
         ApiResource::erase::<Deployment>(&()),
     ];
-    let crds = Api::<CustomResourceDefinition>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| format!("listing custom resource definitions: {}", crate::error::kube_message(&e)))?;
+    let crds = Api::<CustomResourceDefinition>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing custom resource definitions: {}", crate::error::kube_message(&e)))?;
     for crd in crds.items {
         let s = &crd.spec;
         if let Some(v) = s.versions.iter().find(|v| v.storage) {
@@ -321,7 +324,8 @@ pub async fn inject(env: &Env, cluster: &str, writes: u32, dir: &Path, backup: B
             .map_err(|m| FaultError::Kube { what: "taking the snapshot".into(), message: m })?;
         std::fs::rename(&part, &snapshot).map_err(io(format!("keeping {}", snapshot.display())))?;
         record.snapshot_at = now();
-        record.revision = snapshot_revision(&t.etcdutl, &snapshot).await.map_err(|m| FaultError::Kube { what: "reading the snapshot's status".into(), message: m })?;
+        record.revision =
+            snapshot_revision(&t.etcdutl, &snapshot).await.map_err(|m| FaultError::Kube { what: "reading the snapshot's status".into(), message: m })?;
         write_json(&record_path, &record)?;
     }
 
@@ -489,8 +493,12 @@ pub async fn revert(env: &Env, cluster: &str, dir: &Path) -> Result<(), FaultErr
 async fn restore_members(etcdutl: &Path, c: &ClusterInfo, dir: &Path) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(dir.join("staging"));
     std::fs::create_dir_all(dir.join("staging")).map_err(|e| format!("creating the staging directory: {e}"))?;
-    let peers: Vec<(String, String)> =
-        c.etcd_nodes.iter().map(|n| c.node(n).map(|node| (n.clone(), format!("http://{}:2380", node.ip)))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let peers: Vec<(String, String)> = c
+        .etcd_nodes
+        .iter()
+        .map(|n| c.node(n).map(|node| (n.clone(), format!("http://{}:2380", node.ip))))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     let initial = peers.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>().join(",");
     for (name, peer) in &peers {
         tool(

@@ -498,7 +498,9 @@ fn check_fault_options(f: &crate::fault::FaultSpec, topology: &crate::topology::
             if c.etcd == 0 {
                 Some(format!("cluster {cluster} runs no etcd member of its own"))
             } else if *writes == 0 || *writes > 1000 {
-                Some(format!("`writes` is {writes}, expected 1 to 1000: the writes after the snapshot are what the RPO counts, and what proves a refused backup restored nothing"))
+                Some(format!(
+                    "`writes` is {writes}, expected 1 to 1000: the writes after the snapshot are what the RPO counts, and what proves a refused backup restored nothing"
+                ))
             } else {
                 None
             }
@@ -510,9 +512,9 @@ fn check_fault_options(f: &crate::fault::FaultSpec, topology: &crate::topology::
 /// A DR scenario states what its restore must show, and only a DR scenario states it: an
 /// intact backup `restored-from-backup`, a corrupt one `backup-refused`.
 fn check_restore_claims(sc: &super::ScenarioSpec) -> Option<String> {
+    use super::Claim;
     use crate::fault::FaultSpec;
     use crate::fault::etcddata::Backup;
-    use super::Claim;
     let backup = sc.faults.iter().find_map(|f| match f {
         FaultSpec::LoseEtcdData { backup, .. } => Some(*backup),
         _ => None,
