@@ -60,7 +60,7 @@ fn process(cluster: &str, component: Component, node: &str) -> String {
     format!("{cluster}/{}-{node}", component.name())
 }
 
-fn info<'a>(env: &'a Env, cluster: &str) -> Result<&'a ClusterInfo, FaultError> {
+pub(super) fn info<'a>(env: &'a Env, cluster: &str) -> Result<&'a ClusterInfo, FaultError> {
     env.cluster(cluster)
         .map_err(backend_err(format!("cluster {cluster}")))?
         .local

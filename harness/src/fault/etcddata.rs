@@ -35,6 +35,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::controlplane::info;
 use super::{Expect, FaultError, Undo, backend_err};
 use crate::backend::local::ClusterInfo;
 use crate::backend::local::rpc::StopHow;
@@ -152,14 +153,6 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), FaultError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(v).expect("serialises")).map_err(io(format!("writing {}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))
-}
-
-fn info<'a>(env: &'a Env, cluster: &str) -> Result<&'a ClusterInfo, FaultError> {
-    env.cluster(cluster)
-        .map_err(backend_err(format!("cluster {cluster}")))?
-        .local
-        .as_ref()
-        .ok_or_else(|| FaultError::Invalid(format!("cluster {cluster} has no etcd members of the local backend")))
 }
 
 pub fn data_dir(c: &ClusterInfo, member: &str) -> PathBuf {
