@@ -69,10 +69,17 @@ pub struct Refresh {
     pub interrupted: std::sync::atomic::AtomicBool,
 }
 
-/// Whether a failed grant may have reached dex (anything but a connection that never
-/// opened, or an HTTP answer).
+/// Whether a failed grant may have rotated the token: its request may have reached dex
+/// and its answer was lost (anything but a connection that never opened), or dex answered
+/// 500: a grant writes the rotated token and then the user's offline session, so it can
+/// fail after rotating (its storage refusing the second write, as while its permissions
+/// are being restored one binding at a time) and leave the old token claimed.
 fn may_have_reached(error: &str) -> bool {
-    error.ends_with(": request failed") || error.ends_with(": timed out") || error.ends_with(": connection reset") || error.ends_with(": connection closed")
+    error.ends_with(": request failed")
+        || error.ends_with(": timed out")
+        || error.ends_with(": connection reset")
+        || error.ends_with(": connection closed")
+        || error.contains(": HTTP 500")
 }
 
 impl Probe for Refresh {
@@ -107,7 +114,7 @@ impl Probe for Refresh {
                         Ok(t) if t.refresh_token.is_some() => {
                             *guard = t.refresh_token;
                             self.interrupted.store(false, SeqCst);
-                            fail(format!("{e}: the token was rotated by a grant whose response was cut; logged in again"))
+                            fail(format!("{e}: the token was rotated by a grant that failed after reaching dex; logged in again"))
                         }
                         Ok(_) => fail(format!("{e}; logging in again returned no refresh token")),
                         Err(login) => fail(format!("{e}; logging in again: {login}")),
@@ -391,6 +398,7 @@ mod tests {
         assert!(super::may_have_reached("refresh: connection reset"));
         assert!(!super::may_have_reached("refresh: connection failed"));
         assert!(!super::may_have_reached("refresh: connection refused"));
+        assert!(super::may_have_reached("refresh: HTTP 500 invalid_request"));
         assert!(!super::may_have_reached("refresh: HTTP 503"));
         assert!(!super::may_have_reached("refresh: HTTP 400 invalid_request Refresh token is invalid or has already been claimed by another client."));
     }
