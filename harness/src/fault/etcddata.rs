@@ -35,10 +35,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::controlplane::info;
-use super::{Expect, FaultError, Undo, backend_err};
+use super::controlplane::{self, info};
+use super::{Expect, FaultError, Signal, Undo, backend_err};
 use crate::backend::local::ClusterInfo;
-use crate::backend::local::rpc::StopHow;
 use crate::env::Env;
 
 /// The namespace of the exercise's own objects.
@@ -77,8 +76,7 @@ impl Backup {
 pub struct Record {
     /// etcd's revision in the snapshot.
     pub revision: i64,
-    /// Seconds since the epoch of each step.
-    pub snapshot_at: f64,
+    /// When every member's data was lost (seconds since the epoch).
     #[serde(default)]
     pub destroyed_at: Option<f64>,
     #[serde(default)]
@@ -124,7 +122,6 @@ pub struct Inventory {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Write {
     pub key: Key,
-    pub kind: String,
     /// Whether the API accepted it (only accepted writes count).
     pub accepted: bool,
 }
@@ -316,7 +313,6 @@ pub async fn inject(env: &Env, cluster: &str, writes: u32, dir: &Path, backup: B
             .await
             .map_err(|m| FaultError::Kube { what: "taking the snapshot".into(), message: m })?;
         std::fs::rename(&part, &snapshot).map_err(io(format!("keeping {}", snapshot.display())))?;
-        record.snapshot_at = now();
         record.revision =
             snapshot_revision(&t.etcdutl, &snapshot).await.map_err(|m| FaultError::Kube { what: "reading the snapshot's status".into(), message: m })?;
         write_json(&record_path, &record)?;
@@ -363,7 +359,7 @@ pub async fn inject(env: &Env, cluster: &str, writes: u32, dir: &Path, backup: B
                 s.string_data = Some(BTreeMap::from([("token".into(), format!("write-{i}-after-the-snapshot"))]));
                 ("Secret", secrets.create(&PostParams::default(), &s).await.map(|_| ()))
             };
-            done.push(Write { key: format!("{kind} {NAMESPACE}/{name}"), kind: kind.into(), accepted: r.is_ok() });
+            done.push(Write { key: format!("{kind} {NAMESPACE}/{name}"), accepted: r.is_ok() });
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         write_json(&writes_path, &done)?;
@@ -431,16 +427,10 @@ pub async fn revert(env: &Env, cluster: &str, dir: &Path) -> Result<(), FaultErr
     let record_path = dir.join("record.json");
     let destroyed: Vec<&String> = c.etcd_nodes.iter().filter(|m| !data_dir(c, m).exists() && aside(dir, m).exists()).collect();
     if destroyed.is_empty() {
-        return start_all(env, c).await;
+        return start_all(env, c).await.map(|_| ());
     }
     let started_at = now();
-    let stop = |names: Vec<String>| async move {
-        for n in names {
-            env.stop_process(&n, StopHow::Term).await.map_err(backend_err(format!("stopping {n}")))?;
-        }
-        Ok::<(), FaultError>(())
-    };
-    stop(processes(c, "kube-apiserver")).await?;
+    controlplane::stop(env, &processes(c, "kube-apiserver"), Signal::Term).await?;
     env.stop_storage(cluster, true).await.map_err(backend_err(format!("stopping etcd of cluster {cluster}")))?;
 
     let (outcome, message, took) = if destroyed.len() < c.etcd_nodes.len() {
@@ -463,18 +453,15 @@ pub async fn revert(env: &Env, cluster: &str, dir: &Path) -> Result<(), FaultErr
             }
         }
     };
-    env.start_storage(cluster).await.map_err(backend_err(format!("starting etcd of cluster {cluster}")))?;
-    let etcd_healthy_at = now();
-    start_all(env, c).await?;
+    let etcd_healthy_at = start_all(env, c).await?;
     let apiservers_started_at = now();
     // The runbook: controller-managers and schedulers restarted, so none acts on a cache of
     // the state before the restore.
     if outcome == "restored" {
         for component in ["kube-controller-manager", "kube-scheduler"] {
-            for n in processes(c, component) {
-                env.stop_process(&n, StopHow::Term).await.map_err(backend_err(format!("stopping {n}")))?;
-                env.start_process(&n).await.map_err(backend_err(format!("starting {n}")))?;
-            }
+            let names = processes(c, component);
+            controlplane::stop(env, &names, Signal::Term).await?;
+            controlplane::start(env, &names).await?;
         }
     }
     let mut record: Record = read_json(&record_path).map_err(FaultError::Invalid)?.unwrap_or_default();
@@ -526,12 +513,12 @@ fn put_back(c: &ClusterInfo, dir: &Path) -> Result<(), FaultError> {
 }
 
 /// etcd (waited healthy) and the API servers running.
-async fn start_all(env: &Env, c: &ClusterInfo) -> Result<(), FaultError> {
+/// Returns when etcd was healthy (seconds since the epoch).
+async fn start_all(env: &Env, c: &ClusterInfo) -> Result<f64, FaultError> {
     env.start_storage(&c.name).await.map_err(backend_err(format!("starting etcd of cluster {}", c.name)))?;
-    for n in processes(c, "kube-apiserver") {
-        env.start_process(&n).await.map_err(backend_err(format!("starting {n}")))?;
-    }
-    Ok(())
+    let healthy = now();
+    controlplane::start(env, &processes(c, "kube-apiserver")).await?;
+    Ok(healthy)
 }
 
 /// In effect: no member runs and none has a data directory; undone: every member and API
@@ -546,7 +533,7 @@ pub async fn check(env: &Env, cluster: &str, expect: Expect) -> Result<(), Strin
         }
         Expect::Reverted => {
             let names: Vec<String> = c.etcd_nodes.iter().map(|n| format!("{cluster}/etcd-{n}")).chain(processes(c, "kube-apiserver")).collect();
-            super::controlplane::check(env, cluster, &names, super::Signal::Term, expect).await
+            controlplane::check(env, cluster, &names, Signal::Term, expect).await
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   every object of the snapshot present.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -24,6 +24,7 @@ use crate::wait::Deadline;
 /// What the fault left in its directory.
 struct Recorded {
     cluster: String,
+    dir: PathBuf,
     backup: etcddata::Backup,
     record: Record,
     restore: Restore,
@@ -45,7 +46,7 @@ fn recorded(cx: &Context<'_>, claim: &str) -> Result<Recorded, String> {
     let restore = record.restore.clone().ok_or_else(|| need("restore"))?;
     let inventory: Inventory = read_json(&dir.join("inventory.json"))?.ok_or_else(|| need("inventory"))?;
     let writes: Vec<Write> = read_json(&dir.join("writes.json"))?.ok_or_else(|| need("writes"))?;
-    Ok(Recorded { cluster, backup, record, restore, inventory, writes })
+    Ok(Recorded { cluster, dir, backup, record, restore, inventory, writes })
 }
 
 /// The cluster's objects once every Deployment Ready at the snapshot is Ready again (or
@@ -218,7 +219,7 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
     }
     let (after, not_ready) = after(cx, &r).await?;
     let d = diff(&r, &after);
-    let staging = staging_left(cx, &r);
+    let staging = r.dir.join("staging");
     let mut wrong = Vec::new();
     if d.lost.is_empty() && d.survived.is_empty() {
         wrong.push("no write after the snapshot was accepted, so nothing shows where the data came from".to_string());
@@ -229,8 +230,8 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
     if !d.missing.is_empty() {
         wrong.push(format!("{} object(s) of the snapshot missing: {}", d.missing.len(), listed(&d.missing)));
     }
-    if let Some(s) = staging {
-        wrong.push(format!("a half-restored member's data is left at {s}"));
+    if staging.exists() {
+        wrong.push(format!("a half-restored member's data is left at {}", staging.display()));
     }
     if !not_ready.is_empty() {
         wrong.push(format!("not Ready {} s after the data was put back: {}", SETTLE.as_secs(), listed(&not_ready)));
@@ -249,17 +250,6 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
     Ok(if wrong.is_empty() { (true, detail) } else { (false, format!("{}; {detail}", wrong.join("; "))) })
 }
 
-/// A staging directory the restore left behind.
-fn staging_left(cx: &Context<'_>, _r: &Recorded) -> Option<String> {
-    cx.undos.iter().find_map(|u| match u {
-        Undo::RestoreEtcdData { dir, .. } => {
-            let s = dir.join("staging");
-            Path::new(&s).exists().then(|| s.display().to_string())
-        }
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +257,7 @@ mod tests {
     fn recorded(objects: &[(&str, Value)], writes: &[&str]) -> Recorded {
         Recorded {
             cluster: "main".into(),
+            dir: "/nonexistent".into(),
             backup: etcddata::Backup::Intact,
             record: Record { revision: 100, ..Default::default() },
             restore: Restore {
@@ -278,7 +269,7 @@ mod tests {
                 apiservers_started_at: 0.0,
             },
             inventory: Inventory { objects: objects.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), ..Default::default() },
-            writes: writes.iter().map(|k| Write { key: k.to_string(), kind: kind_of(k).into(), accepted: true }).collect(),
+            writes: writes.iter().map(|k| Write { key: k.to_string(), accepted: true }).collect(),
         }
     }
 
