@@ -30,15 +30,18 @@ build: setup
 
 # Every test binary runs even after one fails, and the leftover check runs whatever they
 # returned; the exit status is the tests', or the leftover check's when they passed.
-# The cold `make test` has no minute left of its 60-minute budget, so two suites run in part
-# here and whole in `make drill` (and `cargo test resilience`, `cargo test dr-restore`):
+# The cold `make test` has no minute left of its 60-minute budget, so three suites run in
+# part or not at all here, and whole in `make drill` (and `cargo test resilience`,
+# `cargo test dr-restore`, `cargo test separation`):
 # - dr-restore runs its restore from a snapshot (about 70 s with its environment); its two
 #   refused backups (about 45 s each) run in `make drill`;
 # - resilience runs in `make drill` only (about 9 minutes): what its scenarios rest on is
 #   tested here apart — stopping, pausing and resuming control-plane processes and finding
 #   the leaders (tests/local_backend.rs), every path of its fault's revert (tests/safety.rs),
-#   the failover rule (unit tests).
-NOT_IN_TEST := resilience:: dr-restore::truncated-backup-refused dr-restore::garbled-backup-refused
+#   the failover rule (unit tests);
+# - separation runs in `make drill` only (about 5 minutes): its drain fault's revert is
+#   tested here (tests/safety.rs), its row checker and loader rules in unit tests.
+NOT_IN_TEST := resilience:: dr-restore::truncated-backup-refused dr-restore::garbled-backup-refused separation::
 test: build
 	@mkdir -p target && ci/leftovers.sh --record target/leftovers.before
 	status=0; $(CARGO) test --workspace --no-fail-fast -- $(addprefix --skip ,$(NOT_IN_TEST)) || status=$$?; \

@@ -34,7 +34,7 @@ use common::DownOnDrop;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const KINDS: [&str; 13] = [
+const KINDS: [&str; 14] = [
     "scale",
     "revoke-rbac",
     "stop-host",
@@ -48,6 +48,7 @@ const KINDS: [&str; 13] = [
     "stop-cluster",
     "kill-pod",
     "lose-etcd-data",
+    "drain-node",
 ];
 
 /// A killed pod is an event, not a state: its Deployment has replaced it within seconds,
@@ -129,6 +130,8 @@ struct Fingerprint {
     nft: BTreeMap<String, String>,
     processes: BTreeMap<String, Vec<String>>,
     nodes_ready: BTreeMap<String, usize>,
+    /// Nodes marked unschedulable, per cluster.
+    cordoned: BTreeMap<String, Vec<String>>,
     etcd_healthy: BTreeMap<String, bool>,
 }
 
@@ -169,10 +172,15 @@ async fn fingerprint(run: &LocalRun) -> Fingerprint {
     }
     let mut nodes_ready = BTreeMap::new();
     let mut etcd_healthy = BTreeMap::new();
+    let mut cordoned = BTreeMap::new();
     for c in &run.info.clusters {
         let client = local::daemon::kube_client(&c.admin_kubeconfig).await.unwrap();
-        let ready = bounded(Api::<Node>::all(client).list(&ListParams::default()))
-            .await
+        let nodes = bounded(Api::<Node>::all(client).list(&ListParams::default())).await;
+        let unschedulable = nodes.as_ref().map(|l| {
+            l.items.iter().filter(|n| n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)).filter_map(|n| n.metadata.name.clone()).collect()
+        });
+        cordoned.insert(c.name.clone(), unschedulable.unwrap_or_else(|| vec!["(nodes unreadable)".into()]));
+        let ready = nodes
             .map(|l| {
                 l.items
                     .iter()
@@ -188,7 +196,7 @@ async fn fingerprint(run: &LocalRun) -> Fingerprint {
         let healthy = http.get(format!("http://{ip}:2379/health")).send().await.ok().map(|r| r.status().is_success()).unwrap_or(false);
         etcd_healthy.insert(c.name.clone(), healthy);
     }
-    Fingerprint { replicas, available, binding_subjects, nft, processes, nodes_ready, etcd_healthy }
+    Fingerprint { replicas, available, binding_subjects, nft, processes, nodes_ready, cordoned, etcd_healthy }
 }
 
 /// How long one request of [`fingerprint`] may take.

@@ -18,6 +18,7 @@
 
 mod cluster;
 pub mod controlplane;
+pub mod drain;
 pub mod etcddata;
 mod host;
 mod netpol;
@@ -103,6 +104,13 @@ pub enum Undo {
         cluster: String,
         dir: std::path::PathBuf,
         backup: etcddata::Backup,
+    },
+    /// Uncordon these nodes (the drained ones that were schedulable before); the drain's
+    /// evictions and refusals are in `record`.
+    Uncordon {
+        cluster: String,
+        nodes: Vec<String>,
+        record: std::path::PathBuf,
     },
 }
 
@@ -228,6 +236,10 @@ pub enum FaultSpec {
         #[serde(default = "twenty")]
         writes: u32,
     },
+    /// Drain nodes, as `kubectl drain` does: cordon them, then evict their pods through the
+    /// eviction API, which refuses an eviction that would break a PodDisruptionBudget
+    /// (refusals are retried for 10 s, then left). Reverting uncordons them.
+    DrainNode { cluster: String, nodes: Vec<String> },
 }
 
 impl FaultSpec {
@@ -244,13 +256,16 @@ impl FaultSpec {
             FaultSpec::StopCluster { .. } => "stop-cluster",
             FaultSpec::KillPod { .. } => "kill-pod",
             FaultSpec::LoseEtcdData { .. } => "lose-etcd-data",
+            FaultSpec::DrainNode { .. } => "drain-node",
         }
     }
 
     /// The capability the fault needs, by name, if the backend lacks it.
     pub fn missing_capability(&self, caps: &Capabilities) -> Option<&'static str> {
         let (has, name) = match self {
-            FaultSpec::Scale { .. } | FaultSpec::RevokeRbac { .. } | FaultSpec::KillPod { .. } => (caps.api_faults, "API-level faults"),
+            FaultSpec::Scale { .. } | FaultSpec::RevokeRbac { .. } | FaultSpec::KillPod { .. } | FaultSpec::DrainNode { .. } => {
+                (caps.api_faults, "API-level faults")
+            }
             FaultSpec::StopHost { .. } => (caps.stop_host, "stopping hosts"),
             FaultSpec::UnreachableHost { .. } | FaultSpec::Partition { .. } => (caps.partition, "network partitions"),
             FaultSpec::StopStorage { .. } => (caps.stop_storage, "stopping etcd"),
@@ -280,6 +295,7 @@ impl FaultSpec {
             FaultSpec::StopCluster { cluster } => Ok(Undo::StartCluster { cluster: cluster.clone() }),
             FaultSpec::KillPod { cluster, namespace, deployment } => pod::plan(env, cluster, namespace, deployment).await,
             FaultSpec::LoseEtcdData { cluster, backup, .. } => etcddata::plan(env, cluster, *backup, tag),
+            FaultSpec::DrainNode { cluster, nodes } => drain::plan(env, cluster, nodes, tag).await,
         }
     }
 
@@ -300,6 +316,7 @@ impl FaultSpec {
             (FaultSpec::LoseEtcdData { cluster, writes, .. }, Undo::RestoreEtcdData { dir, backup, .. }) => {
                 etcddata::inject(env, cluster, *writes, dir, *backup).await
             }
+            (FaultSpec::DrainNode { cluster, nodes }, Undo::Uncordon { record, .. }) => drain::inject(env, cluster, nodes, record).await,
             (f, u) => Err(FaultError::Invalid(format!("fault {} cannot use undo record {u:?}", f.kind()))),
         }
     }
@@ -346,6 +363,9 @@ impl FaultSpec {
                 Expect::Reverted => scale::at_least_ready(env, cluster, namespace, deployment, *replicas).await,
             },
             (FaultSpec::LoseEtcdData { cluster, .. }, _) => etcddata::check(env, cluster, expect).await,
+            (FaultSpec::DrainNode { cluster, nodes }, Undo::Uncordon { nodes: planned, record, .. }) => {
+                drain::check(env, cluster, nodes, planned, record, expect).await
+            }
             (f, u) => Err(format!("fault {} cannot use undo record {u:?}", f.kind())),
         }
     }
@@ -383,6 +403,7 @@ impl FaultSpec {
             FaultSpec::LoseEtcdData { cluster, backup, writes } => {
                 format!("every etcd member of cluster {cluster} lost its data ({writes} writes after the snapshot; restored from {})", backup.words())
             }
+            FaultSpec::DrainNode { cluster, nodes } => format!("node(s) {} of cluster {cluster} drained", nodes.join(", ")),
         }
     }
 
@@ -396,7 +417,8 @@ impl FaultSpec {
             | FaultSpec::LoseNode { cluster, .. }
             | FaultSpec::StopCluster { cluster }
             | FaultSpec::KillPod { cluster, .. }
-            | FaultSpec::LoseEtcdData { cluster, .. } => vec![cluster],
+            | FaultSpec::LoseEtcdData { cluster, .. }
+            | FaultSpec::DrainNode { cluster, .. } => vec![cluster],
             FaultSpec::Partition { .. } | FaultSpec::StopHost { .. } | FaultSpec::UnreachableHost { .. } => vec![],
         }
     }
@@ -425,6 +447,7 @@ impl Undo {
             Undo::StartCluster { cluster } => cluster::start(env, cluster).await,
             Undo::AwaitReplicas { .. } => Ok(()),
             Undo::RestoreEtcdData { cluster, dir, .. } => etcddata::revert(env, cluster, dir).await,
+            Undo::Uncordon { cluster, nodes, .. } => drain::revert(env, cluster, nodes).await,
         }
     }
 
@@ -444,6 +467,7 @@ impl Undo {
                 format!("nothing to undo: deployment {cluster}/{namespace}/{deployment} replaces its pod (back to {replicas})")
             }
             Undo::RestoreEtcdData { cluster, backup, .. } => format!("restore every etcd member of cluster {cluster} from {}", backup.words()),
+            Undo::Uncordon { cluster, nodes, .. } => format!("uncordon node(s) {} of cluster {cluster}", nodes.join(", ")),
         }
     }
 }

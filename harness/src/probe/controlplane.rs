@@ -275,3 +275,32 @@ impl Probe for EtcdHealth {
         })
     }
 }
+
+/// Instances of a component available: at least `min` of its pods Ready and not
+/// terminating (a pod being evicted no longer counts).
+pub struct InstancesAvailable {
+    pub client: kube::Client,
+    pub namespace: String,
+    /// `k=v,k=v`.
+    pub selector: String,
+    pub min: u32,
+}
+
+impl Probe for InstancesAvailable {
+    fn attempt(&self) -> BoxFuture<'_, Attempt> {
+        Box::pin(async move {
+            let what = format!("listing pods {} in {}", self.selector, self.namespace);
+            let pods = match call(&what, Api::<Pod>::namespaced(self.client.clone(), &self.namespace).list(&ListParams::default().labels(&self.selector))).await
+            {
+                Ok(l) => l.items,
+                Err(why) => return fail(why),
+            };
+            let ready = pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
+                .count();
+            if ready as u32 >= self.min { ok() } else { fail(format!("{ready} of {} pod(s) Ready, fewer than {}", pods.len(), self.min)) }
+        })
+    }
+}

@@ -82,6 +82,12 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
         ProbeSpec::ControllersActing { cluster: c, timeout } => {
             Arc::new(controlplane::ControllersAct { client: cluster(c)?.client.clone(), timeout: timeout.0 })
         }
+        ProbeSpec::InstancesAvailable { cluster: c, namespace, labels, min } => Arc::new(controlplane::InstancesAvailable {
+            client: cluster(c)?.client.clone(),
+            namespace: namespace.clone(),
+            selector: labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            min: *min,
+        }),
         ProbeSpec::EtcdHealth { cluster: c } => {
             cluster(c)?;
             Arc::new(controlplane::EtcdHealth { env: env.clone(), cluster: c.clone(), http: short_http()? })
@@ -116,6 +122,10 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
             })
         }
     })
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn short_http() -> Result<reqwest::Client, String> {
@@ -181,6 +191,15 @@ pub enum ProbeSpec {
     ControllersActing { cluster: String, timeout: Dur },
     /// Every etcd member answers its health check (some: partial).
     EtcdHealth { cluster: String },
+    /// At least `min` pods of `namespace` carrying every one of `labels` are Ready and not
+    /// terminating: instances of a component available.
+    InstancesAvailable {
+        cluster: String,
+        namespace: String,
+        labels: std::collections::BTreeMap<String, String>,
+        #[serde(default = "one")]
+        min: u32,
+    },
     /// For testing the harness itself, never a system: succeeds until a fault is in place
     /// (the run's journal has a pending entry), then panics — the revert-on-panic path.
     SelftestPanicDuringFault,
@@ -206,6 +225,7 @@ impl ProbeSpec {
             | ProbeSpec::SchedulePod { .. }
             | ProbeSpec::ControllersActing { .. }
             | ProbeSpec::EtcdHealth { .. }
+            | ProbeSpec::InstancesAvailable { .. }
             | ProbeSpec::SelftestPanicDuringFault => vec![],
         }
     }
@@ -222,7 +242,8 @@ impl ProbeSpec {
             | ProbeSpec::ApiWrite { cluster }
             | ProbeSpec::SchedulePod { cluster, .. }
             | ProbeSpec::ControllersActing { cluster, .. }
-            | ProbeSpec::EtcdHealth { cluster } => vec![cluster],
+            | ProbeSpec::EtcdHealth { cluster }
+            | ProbeSpec::InstancesAvailable { cluster, .. } => vec![cluster],
             ProbeSpec::OidcLogin { .. }
             | ProbeSpec::TokenRefresh { .. }
             | ProbeSpec::KeyRotation { .. }

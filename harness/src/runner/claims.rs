@@ -11,8 +11,11 @@
 //! - `instance-replaced`: a killed instance's replacement was Ready within the documented
 //!   MTTR.
 //! - `restored-from-backup` and `backup-refused`: the DR exercise's (see [`dr`]).
+//! - `placement-conforms`, `drain-completed`, `drain-refused-by-pdb`: workload
+//!   separation's (see [`placement`]).
 
 mod dr;
+mod placement;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +29,7 @@ use crate::deploy::Deployed;
 use crate::deploy::directory::{Directory, applied_changes, change_key, converged_diff, registry};
 use crate::env::Env;
 use crate::fault::FaultSpec;
-use crate::suite::{Claim, ScenarioSpec};
+use crate::suite::{Claim, ScenarioSpec, Suite};
 use crate::wait::Deadline;
 
 /// How long a claim may take to come true after recovery.
@@ -97,6 +100,7 @@ pub struct Window {
 /// What a claim check needs.
 pub struct Context<'a> {
     pub env: &'a Env,
+    pub suite: &'a Suite,
     pub deployed: &'a Deployed,
     pub scenario: &'a ScenarioSpec,
     pub before: &'a Before,
@@ -116,6 +120,9 @@ pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String
         Claim::InstanceReplaced => replaced(cx).await?,
         Claim::RestoredFromBackup => dr::restored_from_backup(cx).await?,
         Claim::BackupRefused => dr::backup_refused(cx).await?,
+        Claim::PlacementConforms => placement::placement_conforms(cx).await?,
+        Claim::DrainCompleted => placement::drain_completed(cx)?,
+        Claim::DrainRefusedByPdb => placement::drain_refused_by_pdb(cx).await?,
     };
     Ok(ClaimResult { claim, holds, detail })
 }

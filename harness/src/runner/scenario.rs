@@ -214,8 +214,17 @@ impl Session {
         let mut claim_results = Vec::new();
         let undos: Vec<crate::fault::Undo> = planned.iter().map(|(_, u)| u.clone()).collect();
         let recovered_at = verdict::mttr(&operations).map(|m| reverted_wall + m);
-        let cx =
-            claims::Context { env, deployed: &self.deployed, scenario: sc, before: &before, during: &during, window: &window, undos: &undos, recovered_at };
+        let cx = claims::Context {
+            env,
+            suite,
+            deployed: &self.deployed,
+            scenario: sc,
+            before: &before,
+            during: &during,
+            window: &window,
+            undos: &undos,
+            recovered_at,
+        };
         for c in &sc.documented.recovery.claims {
             claim_results.push(claims::check(*c, &cx).await.map_err(RunError::Setup)?);
         }

@@ -212,6 +212,11 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         }
     }
 
+    if let Some(p) = &spec.placement {
+        check_cluster(&p.cluster, "`placement`", &p.cluster.value)?;
+        check_placement(p)?;
+    }
+
     // Scenarios.
     if spec.scenarios.is_empty() {
         return Err(at(&spec.suite, "`scenarios`: a suite needs at least one scenario".into()));
@@ -231,6 +236,16 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         for f in &sc.faults {
             for cluster in f.clusters() {
                 check_cluster(&sc.id, &format!("scenario `{id}`: fault `{}`", f.kind()), cluster)?;
+            }
+            if let crate::fault::FaultSpec::DrainNode { cluster, nodes } = f {
+                if nodes.is_empty() {
+                    return Err(at(&sc.id, format!("scenario `{id}`: fault `drain-node`: `nodes` is empty")));
+                }
+                for n in nodes {
+                    if !topology.clusters.iter().any(|tc| &tc.name == cluster && tc.nodes.iter().any(|tn| &tn.name == n)) {
+                        return Err(at(&sc.id, format!("scenario `{id}`: fault `drain-node` names node `{n}`, which cluster `{cluster}` does not have")));
+                    }
+                }
             }
             if let crate::fault::FaultSpec::Partition { between } = f {
                 if between.len() != 2 || between[0] == between[1] {
@@ -326,7 +341,7 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                 return Err(at(op, format!("scenario `{id}`: `failover` of `{}` ({bound}) is not shorter than the fault ({})", op.value, spec.timing.fault)));
             }
         }
-        if let Some(message) = check_restore_claims(sc) {
+        if let Some(message) = check_restore_claims(sc).or_else(|| check_separation_claims(spec, sc)) {
             return Err(at(&sc.id, format!("scenario `{id}`: {message}")));
         }
         if recovery.mttr.is_some() && ops.iter().all(|o| !recovery.judges(o)) {
@@ -511,6 +526,61 @@ fn check_fault_options(f: &crate::fault::FaultSpec, topology: &crate::topology::
 
 /// A DR scenario states what its restore must show, and only a DR scenario states it: an
 /// intact backup `restored-from-backup`, a corrupt one `backup-refused`.
+/// The scheduling table: each component once, every cell readable, every `pods` row with
+/// a namespace and at least one label, at most one row for "all other" pods.
+fn check_placement(p: &super::placement::PlacementSpec) -> Check {
+    use super::placement::{Instances, replicas};
+    if p.rows.is_empty() {
+        return Err(at(&p.cluster, "`placement.rows`: the table needs at least one row".into()));
+    }
+    let mut seen = BTreeSet::new();
+    let mut others = 0;
+    for row in &p.rows {
+        let c = &row.component;
+        if c.value.trim().is_empty() || !seen.insert(c.value.as_str()) {
+            return Err(at(c, format!("`placement.rows`: component `{}` is empty or listed twice", c.value)));
+        }
+        if replicas(&row.replicas.value).is_none() {
+            return Err(at(
+                &row.replicas,
+                format!("`placement.rows`: `replicas` of `{}` is `{}`; expected a number, `n` or `?` (an optional trailing `*`)", c.value, row.replicas.value),
+            ));
+        }
+        match &row.instances {
+            Instances::Pods { namespace, labels } if namespace.is_empty() || labels.is_empty() => {
+                return Err(at(c, format!("`placement.rows`: `instances` of `{}` needs a `namespace` and at least one label", c.value)));
+            }
+            Instances::AllOtherPods => others += 1,
+            Instances::NotPods { reason } if reason.trim().is_empty() => {
+                return Err(at(c, format!("`placement.rows`: `instances` of `{}` is `not-pods` without a `reason`", c.value)));
+            }
+            _ => {}
+        }
+        if others > 1 {
+            return Err(at(c, "`placement.rows`: only one row may take `all-other-pods`".into()));
+        }
+    }
+    Ok(())
+}
+
+/// `placement-conforms` needs the table; the drain claims need a `drain-node` fault.
+fn check_separation_claims(spec: &SuiteSpec, sc: &super::ScenarioSpec) -> Option<String> {
+    use super::Claim;
+    let claims = &sc.documented.recovery.claims;
+    if claims.contains(&Claim::PlacementConforms) && spec.placement.is_none() {
+        return Some("claim `placement-conforms` needs the suite's `placement` table".into());
+    }
+    let drains = sc.faults.iter().any(|f| matches!(f, crate::fault::FaultSpec::DrainNode { .. }));
+    let (completed, refused) = (claims.contains(&Claim::DrainCompleted), claims.contains(&Claim::DrainRefusedByPdb));
+    if (completed || refused) && !drains {
+        return Some("claims `drain-completed` and `drain-refused-by-pdb` need a `drain-node` fault in the scenario".into());
+    }
+    if completed && refused {
+        return Some("claims `drain-completed` and `drain-refused-by-pdb` contradict each other: a drain with a refused eviction is not complete".into());
+    }
+    None
+}
+
 fn check_restore_claims(sc: &super::ScenarioSpec) -> Option<String> {
     use super::Claim;
     use crate::fault::FaultSpec;

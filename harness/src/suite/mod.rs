@@ -12,6 +12,7 @@
 
 mod load;
 mod ordered;
+pub mod placement;
 pub mod schema;
 
 use std::path::PathBuf;
@@ -79,6 +80,9 @@ pub struct SuiteSpec {
     /// The rows of every impact table, in order.
     pub operations: Vec<OperationSpec>,
     pub scenarios: Vec<ScenarioSpec>,
+    /// The document's scheduling table, checked by the claim `placement-conforms`.
+    #[serde(default)]
+    pub placement: Option<placement::PlacementSpec>,
 }
 
 /// A document term and the component that plays it here.
@@ -296,6 +300,13 @@ pub enum Claim {
     RestoredFromBackup,
     /// A corrupt backup is refused by the restore, and no member is restored from it.
     BackupRefused,
+    /// The live cluster matches every row of the suite's `placement` table.
+    PlacementConforms,
+    /// Every pod of the drained nodes, but those of DaemonSets, was evicted.
+    DrainCompleted,
+    /// The API refused an eviction that would have broken a PodDisruptionBudget, and the
+    /// pod kept running.
+    DrainRefusedByPdb,
 }
 
 impl Claim {
@@ -307,6 +318,9 @@ impl Claim {
             Claim::InstanceReplaced => "failed instance replaced within the documented MTTR",
             Claim::RestoredFromBackup => "every object of the backup restored, workloads Ready",
             Claim::BackupRefused => "a corrupt backup refused, nothing restored from it",
+            Claim::PlacementConforms => "placement matches the scheduling table",
+            Claim::DrainCompleted => "every pod of the drained nodes evicted",
+            Claim::DrainRefusedByPdb => "an eviction that would break a disruption budget refused",
         }
     }
 }

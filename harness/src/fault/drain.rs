@@ -1,0 +1,241 @@
+//! Drain nodes as an operator does with `kubectl drain`: cordon them, then evict every pod
+//! on them through the eviction API, which honours PodDisruptionBudgets. An eviction the
+//! API refuses (429: it would break a budget) is retried every second for [`GIVE_UP`], as
+//! `kubectl drain` retries, then left: the pod stays, the nodes stay cordoned. Pods of
+//! DaemonSets and mirror pods are not evicted (they would come straight back).
+//!
+//! Every eviction and refusal is written to the drain's record, which the claims
+//! `drain-completed` and `drain-refused-by-pdb` read. Reverting uncordons the nodes that
+//! were schedulable before.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::{EvictParams, ListParams, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use super::{Expect, FaultError, Undo, kube_err};
+use crate::env::Env;
+
+/// How long refused evictions are retried.
+pub const GIVE_UP: Duration = Duration::from_secs(10);
+
+/// What happened to one pod of a drained node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node: String,
+    /// `evicted`, `refused` (every attempt answered 429), or `gone` (deleted by someone else).
+    pub outcome: String,
+    /// Eviction requests sent.
+    pub attempts: u32,
+    /// The API's last refusal, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+}
+
+/// The drain's record, in the run directory.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Record {
+    pub nodes: Vec<String>,
+    pub pods: Vec<PodRecord>,
+    /// Pods left on the nodes because they belong to a DaemonSet or are mirror pods.
+    pub skipped: Vec<String>,
+    /// Seconds from the first eviction request to the last answer.
+    pub took_s: f64,
+}
+
+impl Record {
+    pub fn load(path: &Path) -> Result<Record, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading the drain's record {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("reading the drain's record {}: {e}", path.display()))
+    }
+}
+
+pub fn record_path(env: &Env, tag: &str) -> PathBuf {
+    env.run_dir.join("drain").join(format!("{tag}.json"))
+}
+
+/// The Kubernetes names of topology nodes (kind names its nodes after their containers).
+pub(crate) fn k8s_names(env: &Env, cluster: &str, nodes: &[String]) -> Result<Vec<String>, String> {
+    match env.kind() {
+        Some(run) => nodes.iter().map(|n| run.node(cluster, n).map(|k| k.container.clone()).map_err(|e| e.to_string())).collect(),
+        None => Ok(nodes.to_vec()),
+    }
+}
+
+fn nodes_api(env: &Env, cluster: &str) -> Result<Api<Node>, FaultError> {
+    let c = env.cluster(cluster).map_err(super::backend_err(format!("drain-node: cluster {cluster}")))?;
+    Ok(Api::all(c.client.clone()))
+}
+
+/// The nodes that are schedulable now: the ones the revert uncordons. A node already
+/// cordoned stays so.
+pub async fn plan(env: &Env, cluster: &str, nodes: &[String], tag: &str) -> Result<Undo, FaultError> {
+    let api = nodes_api(env, cluster)?;
+    let nodes = &k8s_names(env, cluster, nodes).map_err(FaultError::Invalid)?;
+    let mut schedulable = Vec::new();
+    for n in nodes {
+        let node = api.get(n).await.map_err(kube_err(format!("reading node {cluster}/{n}")))?;
+        if !cordoned(&node) {
+            schedulable.push(n.clone());
+        }
+    }
+    if schedulable.is_empty() {
+        return Err(FaultError::Invalid(format!("drain-node: every node of {} is cordoned already; nothing to drain", nodes.join(", "))));
+    }
+    Ok(Undo::Uncordon { cluster: cluster.into(), nodes: schedulable, record: record_path(env, tag) })
+}
+
+fn cordoned(node: &Node) -> bool {
+    node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+}
+
+async fn set_unschedulable(api: &Api<Node>, cluster: &str, node: &str, on: bool) -> Result<(), FaultError> {
+    let patch = serde_json::json!({ "spec": { "unschedulable": on } });
+    let what = if on { "cordoning" } else { "uncordoning" };
+    api.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(kube_err(format!("{what} node {cluster}/{node}")))?;
+    Ok(())
+}
+
+/// Whether the drain leaves the pod in place: a DaemonSet's pod or a mirror pod.
+fn kept(p: &Pod) -> bool {
+    let daemonset = p.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|o| o.controller == Some(true) && o.kind == "DaemonSet"));
+    let mirror = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    daemonset || mirror
+}
+
+/// The pods scheduled on `node`.
+async fn pods_on(env: &Env, cluster: &str, node: &str) -> Result<Vec<Pod>, String> {
+    let c = env.cluster(cluster).map_err(|e| e.to_string())?;
+    Api::<Pod>::all(c.client.clone())
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await
+        .map(|l| l.items)
+        .map_err(|e| format!("listing the pods of node {cluster}/{node}: {}", crate::error::kube_message(&e)))
+}
+
+fn key(p: &Pod) -> (String, String, String) {
+    (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default(), p.metadata.uid.clone().unwrap_or_default())
+}
+
+/// Cordon every node, then evict their pods, retrying refusals for [`GIVE_UP`]. The record
+/// is written whatever the outcome; an inject run again continues it.
+pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -> Result<(), FaultError> {
+    let api = nodes_api(env, cluster)?;
+    let nodes = &k8s_names(env, cluster, nodes).map_err(FaultError::Invalid)?;
+    for n in nodes {
+        set_unschedulable(&api, cluster, n, true).await?;
+    }
+    let c = env.cluster(cluster).map_err(super::backend_err(format!("drain-node: cluster {cluster}")))?;
+    let mut rec = Record::load(record).unwrap_or_default();
+    rec.nodes = nodes.to_vec();
+    let started = Instant::now();
+    loop {
+        let mut refused = 0;
+        for n in nodes {
+            let pods = pods_on(env, cluster, n).await.map_err(|message| FaultError::Kube { what: "drain-node".into(), message })?;
+            for p in pods {
+                let (ns, name, uid) = key(&p);
+                if kept(&p) {
+                    let line = format!("{ns}/{name}");
+                    if !rec.skipped.contains(&line) {
+                        rec.skipped.push(line);
+                    }
+                    continue;
+                }
+                let i = match rec.pods.iter().position(|r| r.uid == uid) {
+                    Some(i) => i,
+                    None => {
+                        rec.pods.push(PodRecord { namespace: ns.clone(), name: name.clone(), uid: uid.clone(), node: n.clone(), ..Default::default() });
+                        rec.pods.len() - 1
+                    }
+                };
+                // Evicted already (terminating): nothing more to ask.
+                if rec.pods[i].outcome == "evicted" || p.metadata.deletion_timestamp.is_some() {
+                    if rec.pods[i].outcome.is_empty() {
+                        rec.pods[i].outcome = "gone".into();
+                    }
+                    continue;
+                }
+                rec.pods[i].attempts += 1;
+                match Api::<Pod>::namespaced(c.client.clone(), &ns).evict(&name, &EvictParams::default()).await {
+                    Ok(_) => rec.pods[i].outcome = "evicted".into(),
+                    Err(kube::Error::Api(s)) if s.code == 404 => rec.pods[i].outcome = "gone".into(),
+                    Err(kube::Error::Api(s)) if s.code == 429 => {
+                        rec.pods[i].outcome = "refused".into();
+                        rec.pods[i].refusal = Some(s.message.clone());
+                        refused += 1;
+                    }
+                    Err(e) => {
+                        write(record, &rec)?;
+                        return Err(kube_err(format!("evicting pod {ns}/{name} from node {cluster}/{n}"))(e));
+                    }
+                }
+            }
+        }
+        rec.took_s = started.elapsed().as_secs_f64();
+        write(record, &rec)?;
+        if refused == 0 || started.elapsed() >= GIVE_UP {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn write(path: &Path, rec: &Record) -> Result<(), FaultError> {
+    let io = |e: std::io::Error| FaultError::Invalid(format!("writing the drain's record {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(rec).unwrap_or_default()).map_err(io)
+}
+
+/// Uncordon the nodes the drain cordoned (idempotent; their Kubernetes names).
+pub async fn revert(env: &Env, cluster: &str, nodes: &[String]) -> Result<(), FaultError> {
+    let api = nodes_api(env, cluster)?;
+    for n in nodes {
+        set_unschedulable(&api, cluster, n, false).await?;
+    }
+    Ok(())
+}
+
+/// In effect: every node cordoned, and nothing left on them but pods the drain keeps, pods
+/// terminating, and pods whose eviction the API refused. Undone: the planned nodes are
+/// schedulable again.
+pub async fn check(env: &Env, cluster: &str, drained: &[String], undo_nodes: &[String], record: &Path, expect: Expect) -> Result<(), String> {
+    let c = env.cluster(cluster).map_err(|e| e.to_string())?;
+    let api: Api<Node> = Api::all(c.client.clone());
+    let drained = &k8s_names(env, cluster, drained)?;
+    let nodes = match expect {
+        Expect::InEffect => drained,
+        Expect::Reverted => undo_nodes,
+    };
+    for n in nodes {
+        let node = api.get(n).await.map_err(|e| format!("reading node {cluster}/{n}: {}", crate::error::kube_message(&e)))?;
+        match (expect, cordoned(&node)) {
+            (Expect::InEffect, false) => return Err(format!("node {cluster}/{n} is schedulable")),
+            (Expect::Reverted, true) => return Err(format!("node {cluster}/{n} is cordoned")),
+            _ => {}
+        }
+    }
+    if expect == Expect::Reverted {
+        return Ok(());
+    }
+    let rec = Record::load(record)?;
+    let mut left = Vec::new();
+    for n in drained {
+        for p in pods_on(env, cluster, n).await? {
+            let (ns, name, uid) = key(&p);
+            let refused = rec.pods.iter().any(|r| r.uid == uid && r.outcome == "refused");
+            if !kept(&p) && p.metadata.deletion_timestamp.is_none() && !refused {
+                left.push(format!("{ns}/{name} on {n}"));
+            }
+        }
+    }
+    if left.is_empty() { Ok(()) } else { Err(format!("pod(s) neither evicted nor refused: {}", left.join(", "))) }
+}
