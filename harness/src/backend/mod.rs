@@ -128,12 +128,24 @@ pub fn kubeconfig_ca(path: &Path) -> Result<Option<String>, BackendError> {
 
 /// An admin client from a kubeconfig file, with the harness's timeouts.
 pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client, BackendError> {
+    kube_client_with(kubeconfig, true).await
+}
+
+/// A client that does not retry by itself: kube-rs retries 429, 503 and 504 answers (up
+/// to 15 times, honouring `Retry-After`) unless told not to. An eviction the API refuses
+/// (429) must be seen as refused.
+pub async fn kube_client_without_retry(kubeconfig: &Path) -> Result<kube::Client, BackendError> {
+    kube_client_with(kubeconfig, false).await
+}
+
+async fn kube_client_with(kubeconfig: &Path, retry: bool) -> Result<kube::Client, BackendError> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| BackendError::Setup(format!("reading {}: {e}", kubeconfig.display())))?;
     let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| BackendError::Setup(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
     cfg.connect_timeout = Some(Duration::from_secs(3));
     cfg.read_timeout = Some(Duration::from_secs(30));
+    cfg.default_retry = retry;
     kube::Client::try_from(cfg).map_err(|e| BackendError::Setup(format!("client for {}: {e}", kubeconfig.display())))
 }
 

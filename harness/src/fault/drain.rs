@@ -132,6 +132,10 @@ pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -
         set_unschedulable(&api, cluster, n, true).await?;
     }
     let c = env.cluster(cluster).map_err(super::backend_err(format!("drain-node: cluster {cluster}")))?;
+    // Refusals must be seen: the cluster's usual client would retry a 429 by itself.
+    let evictor = crate::backend::kube_client_without_retry(&c.admin_kubeconfig)
+        .await
+        .map_err(super::backend_err(format!("drain-node: a client of cluster {cluster}")))?;
     let mut rec = Record::load(record).unwrap_or_default();
     rec.nodes = nodes.to_vec();
     let started = Instant::now();
@@ -163,7 +167,7 @@ pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -
                     continue;
                 }
                 rec.pods[i].attempts += 1;
-                match Api::<Pod>::namespaced(c.client.clone(), &ns).evict(&name, &EvictParams::default()).await {
+                match Api::<Pod>::namespaced(evictor.clone(), &ns).evict(&name, &EvictParams::default()).await {
                     Ok(_) => rec.pods[i].outcome = "evicted".into(),
                     Err(kube::Error::Api(s)) if s.code == 404 => rec.pods[i].outcome = "gone".into(),
                     Err(kube::Error::Api(s)) if s.code == 429 => {

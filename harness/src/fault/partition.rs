@@ -39,8 +39,9 @@ fn kind_side(run: &crate::backend::kind::KindRun, name: &str) -> Result<Side, Fa
         let ip = h.ip.parse().map_err(|_| FaultError::Invalid(format!("partition: host {name} has no valid address ({})", h.ip)))?;
         return Ok(Side { name: name.into(), netns: vec![format!("{CONTAINER}{}", h.container)], ips: vec![ip] });
     }
-    let c =
-        run.kind_cluster(cluster).map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster, a node nor a host of this kind run")))?;
+    let c = run
+        .kind_cluster(cluster)
+        .map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster, a node nor a host of this kind run")))?;
     let nodes = match node {
         Some(n) => vec![run.node(cluster, n).map_err(super::backend_err(format!("partition: node {name}")))?],
         None => c.nodes.iter().collect(),

@@ -12,7 +12,8 @@
 //!   MTTR.
 //! - `restored-from-backup` and `backup-refused`: the DR exercise's (see [`dr`]).
 //! - `placement-conforms`, `drain-completed`, `drain-refused-by-pdb`: workload
-//!   separation's (see [`placement`]).
+//!   separation's, and `replaced-elsewhere`: a lost node's pods replaced on other nodes
+//!   while it is gone (see [`placement`]).
 
 mod dr;
 mod placement;
@@ -49,12 +50,17 @@ pub struct ClaimResult {
 pub struct Before {
     clusters: BTreeSet<String>,
     policies: BTreeSet<String>,
+    /// For `placement-conforms` and `replaced-elsewhere`: the pods on the nodes the
+    /// scenario's `lose-node` faults are about to lose.
+    lost: Vec<placement::LostPod>,
 }
 
-pub async fn before(env: &Env, deployed: &Deployed) -> Result<Before, String> {
-    let Some(d) = &deployed.directory else { return Ok(Before::default()) };
+pub async fn before(env: &Env, deployed: &Deployed, suite: &Suite, sc: &ScenarioSpec) -> Result<Before, String> {
+    let wants = |c| sc.documented.recovery.claims.contains(&c);
+    let lost = if wants(Claim::PlacementConforms) || wants(Claim::ReplacedElsewhere) { placement::on_lost_nodes(env, suite, sc).await? } else { vec![] };
+    let Some(d) = &deployed.directory else { return Ok(Before { lost, ..Default::default() }) };
     let (c, p) = registry(env.cluster(&d.directory).map_err(|e| e.to_string())?).await?;
-    Ok(Before { clusters: c.into_keys().collect(), policies: p.into_keys().collect() })
+    Ok(Before { clusters: c.into_keys().collect(), policies: p.into_keys().collect(), lost })
 }
 
 /// What the end of the fault showed, for `queued-and-applied`.
@@ -123,6 +129,7 @@ pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String
         Claim::PlacementConforms => placement::placement_conforms(cx).await?,
         Claim::DrainCompleted => placement::drain_completed(cx)?,
         Claim::DrainRefusedByPdb => placement::drain_refused_by_pdb(cx).await?,
+        Claim::ReplacedElsewhere => placement::replaced_elsewhere(cx).await?,
     };
     Ok(ClaimResult { claim, holds, detail })
 }

@@ -140,7 +140,7 @@ impl Session {
         let before = if sc.documented.recovery.claims.is_empty() {
             claims::Before::default()
         } else {
-            claims::before(env, &self.deployed).await.map_err(|e| RunError::Setup(format!("recording the state before the fault: {e}")))?
+            claims::before(env, &self.deployed, suite, sc).await.map_err(|e| RunError::Setup(format!("recording the state before the fault: {e}")))?
         };
 
         // The fault: journaled, injected, then proven in effect before the window opens.

@@ -575,6 +575,9 @@ fn check_separation_claims(spec: &SuiteSpec, sc: &super::ScenarioSpec) -> Option
     if (completed || refused) && !drains {
         return Some("claims `drain-completed` and `drain-refused-by-pdb` need a `drain-node` fault in the scenario".into());
     }
+    if claims.contains(&Claim::ReplacedElsewhere) && !sc.faults.iter().any(|f| matches!(f, crate::fault::FaultSpec::LoseNode { .. })) {
+        return Some("claim `replaced-elsewhere` needs a `lose-node` fault in the scenario".into());
+    }
     if completed && refused {
         return Some("claims `drain-completed` and `drain-refused-by-pdb` contradict each other: a drain with a refused eviction is not complete".into());
     }

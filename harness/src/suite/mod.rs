@@ -307,6 +307,9 @@ pub enum Claim {
     /// The API refused an eviction that would have broken a PodDisruptionBudget, and the
     /// pod kept running.
     DrainRefusedByPdb,
+    /// Every pod of a ReplicaSet on a lost node is replaced on another node, Ready before
+    /// the node is back (the time stated).
+    ReplacedElsewhere,
 }
 
 impl Claim {
@@ -321,6 +324,7 @@ impl Claim {
             Claim::PlacementConforms => "placement matches the scheduling table",
             Claim::DrainCompleted => "every pod of the drained nodes evicted",
             Claim::DrainRefusedByPdb => "an eviction that would break a disruption budget refused",
+            Claim::ReplacedElsewhere => "a lost node's pods replaced on other nodes",
         }
     }
 }

@@ -256,12 +256,13 @@ fn conformance(c: &Cluster, placement: &PlacementSpec, control_plane: &[String],
             .iter()
             .any(|r| matches!(&r.instances, Instances::Pods { namespace, labels } if p.metadata.namespace.as_deref() == Some(namespace) && selects(labels, p)))
     };
+    let not_pods: Vec<&str> = placement.rows.iter().filter(|r| matches!(r.instances, Instances::NotPods { .. })).map(|r| r.component.value.as_str()).collect();
+    if !not_pods.is_empty() {
+        lines.push(format!("not checked, not run as pods here (the suite says why): {}", not_pods.join(", ")));
+    }
     for row in &placement.rows {
         let pods: Vec<&Pod> = match &row.instances {
-            Instances::NotPods { reason } => {
-                lines.push(format!("{}: not checked, {reason}", row.line()));
-                continue;
-            }
+            Instances::NotPods { .. } => continue,
             Instances::Pods { namespace, labels } => {
                 c.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && selects(labels, p)).collect()
             }
@@ -282,6 +283,106 @@ fn names(v: &[&String]) -> String {
     if v.is_empty() { "none".into() } else { v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
 }
 
+/// A pod running on a node a `lose-node` fault is about to lose.
+#[derive(Clone, Debug)]
+pub struct LostPod {
+    pub cluster: String,
+    pub namespace: String,
+    pub name: String,
+    /// Its Kubernetes node name.
+    pub node: String,
+    /// The ReplicaSet that owns it, if one does (its replacement has the same owner).
+    pub replica_set: Option<String>,
+    /// Whether a `pods` row of the suite's placement table selects it.
+    pub in_table: bool,
+}
+
+impl LostPod {
+    fn line(&self) -> String {
+        format!("{}/{} on {}", self.namespace, self.name, self.node)
+    }
+}
+
+fn replica_set_of(p: &Pod) -> Option<String> {
+    p.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet").map(|o| o.name.clone())
+}
+
+/// The pods running on the nodes the scenario's `lose-node` faults are about to lose.
+pub async fn on_lost_nodes(env: &crate::env::Env, suite: &crate::suite::Suite, sc: &crate::suite::ScenarioSpec) -> Result<Vec<LostPod>, String> {
+    let mut found = Vec::new();
+    for f in &sc.faults {
+        let crate::fault::FaultSpec::LoseNode { cluster, node } = f else { continue };
+        let node = crate::fault::drain::k8s_names(env, cluster, std::slice::from_ref(node))?.remove(0);
+        let c = look(&env.cluster(cluster).map_err(|e| e.to_string())?.client).await?;
+        for p in c.pods.iter().filter(|p| node_of(p) == node) {
+            let in_table = suite.spec.placement.as_ref().is_some_and(|t| {
+                &t.cluster.value == cluster
+                    && t.rows.iter().any(|r| {
+                        matches!(&r.instances, Instances::Pods { namespace, labels } if p.metadata.namespace.as_deref() == Some(namespace) && selects(labels, p))
+                    })
+            });
+            found.push(LostPod {
+                cluster: cluster.clone(),
+                namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                name: p.metadata.name.clone().unwrap_or_default(),
+                node: node.clone(),
+                replica_set: replica_set_of(p),
+                in_table,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Every pod of a ReplicaSet on a lost node was replaced on another node, Ready before the
+/// node came back (the end of the fault window); the time from the loss to each
+/// replacement's Ready condition is stated (the API keeps whole seconds).
+pub async fn replaced_elsewhere(cx: &Context<'_>) -> Result<(bool, String), String> {
+    let lost: Vec<&LostPod> = cx.before.lost.iter().filter(|p| p.replica_set.is_some()).collect();
+    if lost.is_empty() {
+        return Ok((false, "the lost node ran no pod of a ReplicaSet: nothing had to be replaced".into()));
+    }
+    let from = jiff::Timestamp::try_from(cx.window.from).map_err(|e| e.to_string())?;
+    let to = jiff::Timestamp::try_from(cx.window.to).map_err(|e| e.to_string())?;
+    let mut holds = true;
+    let mut notes = Vec::new();
+    for l in lost {
+        let client = cx.env.cluster(&l.cluster).map_err(|e| e.to_string())?.client.clone();
+        let pods = Api::<Pod>::namespaced(client, &l.namespace)
+            .list(&Default::default())
+            .await
+            .map_err(|e| format!("listing pods of {}: {}", l.namespace, crate::error::kube_message(&e)))?
+            .items;
+        // The first replacement Ready: same ReplicaSet, another node, created after the loss.
+        let replacement = pods
+            .iter()
+            .filter(|p| replica_set_of(p) == l.replica_set && node_of(p) != l.node)
+            .filter(|p| p.metadata.creation_timestamp.as_ref().is_some_and(|t| t.0.as_second() >= from.as_second()))
+            .filter_map(|p| {
+                let ready = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+                Some((pod_name(p), node_of(p).to_string(), ready.last_transition_time.as_ref()?.0))
+            })
+            .min_by_key(|(_, _, at)| *at);
+        match replacement {
+            Some((name, node, at)) => {
+                let secs = at.as_second() - from.as_second();
+                let in_window = at.as_second() <= to.as_second();
+                holds &= in_window;
+                notes.push(format!(
+                    "{} replaced by {name} on {node}, Ready {secs} s after the loss{}",
+                    l.line(),
+                    if in_window { "" } else { ", after the node was back" }
+                ));
+            }
+            None => {
+                holds = false;
+                notes.push(format!("{}: no replacement on another node is Ready", l.line()));
+            }
+        }
+    }
+    Ok((holds, notes.join("; ")))
+}
+
 /// The live cluster against the suite's table, looked at until it conforms or
 /// [`SETTLE`] has passed (a replacement may still be starting right after recovery).
 pub async fn placement_conforms(cx: &Context<'_>) -> Result<(bool, String), String> {
@@ -293,13 +394,21 @@ pub async fn placement_conforms(cx: &Context<'_>) -> Result<(bool, String), Stri
     let control_plane = crate::fault::drain::k8s_names(cx.env, cluster, &role(NodeRole::ControlPlane))?;
     let workers = crate::fault::drain::k8s_names(cx.env, cluster, &role(NodeRole::Worker))?;
     let client = cx.env.cluster(cluster).map_err(|e| e.to_string())?.client.clone();
+    // A lost node that ran no instance of the table's components proves nothing.
+    let loses = cx.scenario.faults.iter().any(|f| matches!(f, crate::fault::FaultSpec::LoseNode { cluster: c, .. } if c == cluster));
+    let in_table: Vec<String> = cx.before.lost.iter().filter(|p| p.in_table).map(LostPod::line).collect();
+    let lost = match (loses, in_table.is_empty()) {
+        (false, _) => String::new(),
+        (true, true) => return Ok((false, "the lost node ran no pod of the table's components: the loss proves nothing about them".into())),
+        (true, false) => format!("lost with the node: {}; ", in_table.join(", ")),
+    };
     let deadline = Deadline::after(SETTLE);
     let started = Instant::now();
     loop {
         let seen = look(&client).await.map(|c| conformance(&c, placement, &control_plane, &workers));
         match seen {
-            Ok((true, lines)) => return Ok((true, format!("after {:.1} s: {}", started.elapsed().as_secs_f64(), lines.join("; ")))),
-            Ok((false, lines)) if deadline.passed() => return Ok((false, lines.join("; "))),
+            Ok((true, lines)) => return Ok((true, format!("{lost}conforms after {:.1} s: {}", started.elapsed().as_secs_f64(), lines.join("; ")))),
+            Ok((false, lines)) if deadline.passed() => return Ok((false, format!("{lost}{}", lines.join("; ")))),
             Err(e) if deadline.passed() => return Err(e),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
