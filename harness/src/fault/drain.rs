@@ -36,6 +36,9 @@ pub struct PodRecord {
     /// The API's last refusal, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// The ReplicaSet that owns the pod: it makes the replacement, which the revert waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_set: Option<String>,
 }
 
 /// The drain's record, in the run directory.
@@ -56,8 +59,11 @@ impl Record {
     }
 }
 
+/// A record of its own for every drain planned (a scenario repeated in one environment
+/// has the same tag).
 pub fn record_path(env: &Env, tag: &str) -> PathBuf {
-    env.run_dir.join("drain").join(format!("{tag}.json"))
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    env.run_dir.join("drain").join(format!("{tag}-{at}.json"))
 }
 
 /// The Kubernetes names of topology nodes (kind names its nodes after their containers).
@@ -155,7 +161,20 @@ pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -
                 let i = match rec.pods.iter().position(|r| r.uid == uid) {
                     Some(i) => i,
                     None => {
-                        rec.pods.push(PodRecord { namespace: ns.clone(), name: name.clone(), uid: uid.clone(), node: n.clone(), ..Default::default() });
+                        let replica_set = p
+                            .metadata
+                            .owner_references
+                            .as_ref()
+                            .and_then(|o| o.iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet"))
+                            .map(|o| o.name.clone());
+                        rec.pods.push(PodRecord {
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            uid: uid.clone(),
+                            node: n.clone(),
+                            replica_set,
+                            ..Default::default()
+                        });
                         rec.pods.len() - 1
                     }
                 };
@@ -199,13 +218,53 @@ fn write(path: &Path, rec: &Record) -> Result<(), FaultError> {
     std::fs::write(path, serde_json::to_vec_pretty(rec).unwrap_or_default()).map_err(io)
 }
 
-/// Uncordon the nodes the drain cordoned (idempotent; their Kubernetes names).
-pub async fn revert(env: &Env, cluster: &str, nodes: &[String]) -> Result<(), FaultError> {
+/// How long the revert waits for the evicted pods' replacements.
+const REPLACED: Duration = Duration::from_secs(60);
+
+/// Uncordon the nodes the drain cordoned (idempotent; their Kubernetes names), then wait
+/// until every ReplicaSet that lost a pod to the drain is at full strength again: the
+/// drain is undone when what it evicted runs again, not only when the nodes are open.
+pub async fn revert(env: &Env, cluster: &str, nodes: &[String], record: &Path) -> Result<(), FaultError> {
     let api = nodes_api(env, cluster)?;
     for n in nodes {
         set_unschedulable(&api, cluster, n, false).await?;
     }
-    Ok(())
+    let deadline = crate::wait::Deadline::after(REPLACED);
+    loop {
+        match short_of_strength(env, cluster, record).await {
+            Ok(()) => return Ok(()),
+            Err(state) if deadline.passed() => {
+                return Err(FaultError::Unproven { what: format!("drain of {} not undone", nodes.join(", ")), state, after: REPLACED });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// `Ok` when every ReplicaSet the drain evicted a pod from has as many Ready pods as it
+/// wants (a drain whose record was never written evicted nothing).
+async fn short_of_strength(env: &Env, cluster: &str, record: &Path) -> Result<(), String> {
+    let Ok(rec) = Record::load(record) else { return Ok(()) };
+    let c = env.cluster(cluster).map_err(|e| e.to_string())?;
+    let mut sets: Vec<(&str, &str)> =
+        rec.pods.iter().filter(|p| p.outcome == "evicted").filter_map(|p| Some((p.namespace.as_str(), p.replica_set.as_deref()?))).collect();
+    sets.sort();
+    sets.dedup();
+    let mut short = Vec::new();
+    for (ns, name) in sets {
+        let rs = match Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(c.client.clone(), ns).get_opt(name).await {
+            Ok(Some(rs)) => rs,
+            // Replaced by a newer ReplicaSet (a rollout): not the drain's to wait for.
+            Ok(None) => continue,
+            Err(e) => return Err(format!("reading replica set {ns}/{name}: {}", crate::error::kube_message(&e))),
+        };
+        let want = rs.spec.and_then(|s| s.replicas).unwrap_or(1);
+        let ready = rs.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        if ready < want {
+            short.push(format!("{ns}/{name} {ready} of {want} Ready"));
+        }
+    }
+    if short.is_empty() { Ok(()) } else { Err(format!("replica set(s) short of their evicted pods: {}", short.join(", "))) }
 }
 
 /// In effect: every node cordoned, and nothing left on them but pods the drain keeps, pods
@@ -228,7 +287,7 @@ pub async fn check(env: &Env, cluster: &str, drained: &[String], undo_nodes: &[S
         }
     }
     if expect == Expect::Reverted {
-        return Ok(());
+        return short_of_strength(env, cluster, record).await;
     }
     let rec = Record::load(record)?;
     let mut left = Vec::new();

@@ -447,7 +447,7 @@ impl Undo {
             Undo::StartCluster { cluster } => cluster::start(env, cluster).await,
             Undo::AwaitReplicas { .. } => Ok(()),
             Undo::RestoreEtcdData { cluster, dir, .. } => etcddata::revert(env, cluster, dir).await,
-            Undo::Uncordon { cluster, nodes, .. } => drain::revert(env, cluster, nodes).await,
+            Undo::Uncordon { cluster, nodes, record } => drain::revert(env, cluster, nodes, record).await,
         }
     }
 
