@@ -320,6 +320,9 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         assert!(text(&recover).contains("reverted: restore node main/worker-2"), "{}", text(&recover));
         assert!(journal.pending().is_empty());
         lost.verify(&env, &undo, Expect::Reverted, firedrill::wait::Deadline::after(Duration::from_secs(10))).await.unwrap_or_else(|e| panic!("{e}"));
+        // The node is back, but the pods it ran restart only now (the workload's replica may
+        // be one of them): the run below starts from a workload that serves, for 5 s in a row.
+        workload_serving(&env).await;
 
         // The existing backend, through a kubeconfig context for this cluster (at its
         // address on the run's network): the API fault matches its table, the fault kind
@@ -377,4 +380,43 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
     }
     assert!(down.status.success(), "firedrill down: {}", text(&down));
     assert_nothing_left(number, &before);
+}
+
+/// Wait (up to 120 s) until the workload Service of cluster main has a ready endpoint that
+/// answers `/healthz`, five times in a row a second apart.
+async fn workload_serving(env: &firedrill::env::Env) {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let api: kube::Api<EndpointSlice> = kube::Api::namespaced(env.cluster("main").unwrap().client.clone(), "default");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let deadline = firedrill::wait::Deadline::after(Duration::from_secs(120));
+    let (mut streak, mut last) = (0, String::new());
+    while streak < 5 {
+        assert!(!deadline.passed(), "the workload of main does not serve after the lost node came back: {last}");
+        let slices = api.list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=workload")).await.map(|l| l.items).unwrap_or_default();
+        let ready: Vec<String> = slices
+            .iter()
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .flat_map(|e| e.addresses.clone())
+            .collect();
+        let ok = match ready.first() {
+            None => {
+                last = "no ready endpoint".into();
+                false
+            }
+            Some(ip) => match http.get(format!("http://{ip}:8080/healthz")).send().await {
+                Ok(r) if r.status().is_success() => true,
+                Ok(r) => {
+                    last = format!("{ip}: HTTP {}", r.status());
+                    false
+                }
+                Err(e) => {
+                    last = format!("{ip}: {e}");
+                    false
+                }
+            },
+        };
+        streak = if ok { streak + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
