@@ -226,6 +226,15 @@ impl Env {
         self.clusters.iter().find(|c| c.name == name).ok_or_else(|| BackendError::Setup(format!("no cluster `{name}` in this environment")))
     }
 
+    /// The Kubernetes names of topology nodes of `cluster` (kind names its nodes after
+    /// their containers; the other backends keep the topology's names).
+    pub fn node_names(&self, cluster: &str, nodes: &[String]) -> Result<Vec<String>, String> {
+        match self.kind() {
+            Some(run) => nodes.iter().map(|n| run.node(cluster, n).map(|k| k.container.clone()).map_err(|e| e.to_string())).collect(),
+            None => Ok(nodes.to_vec()),
+        }
+    }
+
     pub fn host(&self, name: &str) -> Result<Ipv4Addr, BackendError> {
         self.hosts.get(name).copied().ok_or_else(|| BackendError::Setup(format!("no host `{name}` in this environment")))
     }

@@ -18,6 +18,7 @@ pub mod fixtures;
 pub mod journal;
 pub mod model;
 pub mod names;
+pub mod objects;
 pub mod probe;
 pub mod report;
 pub mod runner;

@@ -22,6 +22,21 @@ use crate::env::Env;
 /// How long refused evictions are retried.
 pub const GIVE_UP: Duration = Duration::from_secs(10);
 
+/// What the drain did to a pod.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Seen, no eviction answered yet.
+    #[default]
+    Pending,
+    /// The API accepted the eviction.
+    Evicted,
+    /// Every request answered 429: the eviction would break a disruption budget.
+    Refused,
+    /// Deleted or terminating by someone else's doing.
+    Gone,
+}
+
 /// What happened to one pod of a drained node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRecord {
@@ -29,8 +44,7 @@ pub struct PodRecord {
     pub name: String,
     pub uid: String,
     pub node: String,
-    /// `evicted`, `refused` (every attempt answered 429), or `gone` (deleted by someone else).
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Eviction requests sent.
     pub attempts: u32,
     /// The API's last refusal, if any.
@@ -66,14 +80,6 @@ pub fn record_path(env: &Env, tag: &str) -> PathBuf {
     env.run_dir.join("drain").join(format!("{tag}-{at}.json"))
 }
 
-/// The Kubernetes names of topology nodes (kind names its nodes after their containers).
-pub(crate) fn k8s_names(env: &Env, cluster: &str, nodes: &[String]) -> Result<Vec<String>, String> {
-    match env.kind() {
-        Some(run) => nodes.iter().map(|n| run.node(cluster, n).map(|k| k.container.clone()).map_err(|e| e.to_string())).collect(),
-        None => Ok(nodes.to_vec()),
-    }
-}
-
 fn nodes_api(env: &Env, cluster: &str) -> Result<Api<Node>, FaultError> {
     let c = env.cluster(cluster).map_err(super::backend_err(format!("drain-node: cluster {cluster}")))?;
     Ok(Api::all(c.client.clone()))
@@ -83,7 +89,7 @@ fn nodes_api(env: &Env, cluster: &str) -> Result<Api<Node>, FaultError> {
 /// cordoned stays so.
 pub async fn plan(env: &Env, cluster: &str, nodes: &[String], tag: &str) -> Result<Undo, FaultError> {
     let api = nodes_api(env, cluster)?;
-    let nodes = &k8s_names(env, cluster, nodes).map_err(FaultError::Invalid)?;
+    let nodes = &env.node_names(cluster, nodes).map_err(FaultError::Invalid)?;
     let mut schedulable = Vec::new();
     for n in nodes {
         let node = api.get(n).await.map_err(kube_err(format!("reading node {cluster}/{n}")))?;
@@ -110,7 +116,7 @@ async fn set_unschedulable(api: &Api<Node>, cluster: &str, node: &str, on: bool)
 
 /// Whether the drain leaves the pod in place: a DaemonSet's pod or a mirror pod.
 fn kept(p: &Pod) -> bool {
-    let daemonset = p.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|o| o.controller == Some(true) && o.kind == "DaemonSet"));
+    let daemonset = crate::objects::controlled_by(&p.metadata, "DaemonSet").is_some();
     let mirror = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
     daemonset || mirror
 }
@@ -133,7 +139,7 @@ fn key(p: &Pod) -> (String, String, String) {
 /// is written whatever the outcome; an inject run again continues it.
 pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -> Result<(), FaultError> {
     let api = nodes_api(env, cluster)?;
-    let nodes = &k8s_names(env, cluster, nodes).map_err(FaultError::Invalid)?;
+    let nodes = &env.node_names(cluster, nodes).map_err(FaultError::Invalid)?;
     for n in nodes {
         set_unschedulable(&api, cluster, n, true).await?;
     }
@@ -161,12 +167,7 @@ pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -
                 let i = match rec.pods.iter().position(|r| r.uid == uid) {
                     Some(i) => i,
                     None => {
-                        let replica_set = p
-                            .metadata
-                            .owner_references
-                            .as_ref()
-                            .and_then(|o| o.iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet"))
-                            .map(|o| o.name.clone());
+                        let replica_set = crate::objects::controlled_by(&p.metadata, "ReplicaSet").map(String::from);
                         rec.pods.push(PodRecord {
                             namespace: ns.clone(),
                             name: name.clone(),
@@ -178,19 +179,22 @@ pub async fn inject(env: &Env, cluster: &str, nodes: &[String], record: &Path) -
                         rec.pods.len() - 1
                     }
                 };
-                // Evicted already (terminating): nothing more to ask.
-                if rec.pods[i].outcome == "evicted" || p.metadata.deletion_timestamp.is_some() {
-                    if rec.pods[i].outcome.is_empty() {
-                        rec.pods[i].outcome = "gone".into();
+                // Evicted already, or terminating before the drain asked: nothing more to ask.
+                match (rec.pods[i].outcome, p.metadata.deletion_timestamp.is_some()) {
+                    (Outcome::Evicted, _) => continue,
+                    (Outcome::Pending, true) => {
+                        rec.pods[i].outcome = Outcome::Gone;
+                        continue;
                     }
-                    continue;
+                    (_, true) => continue,
+                    _ => {}
                 }
                 rec.pods[i].attempts += 1;
                 match Api::<Pod>::namespaced(evictor.clone(), &ns).evict(&name, &EvictParams::default()).await {
-                    Ok(_) => rec.pods[i].outcome = "evicted".into(),
-                    Err(kube::Error::Api(s)) if s.code == 404 => rec.pods[i].outcome = "gone".into(),
+                    Ok(_) => rec.pods[i].outcome = Outcome::Evicted,
+                    Err(kube::Error::Api(s)) if s.code == 404 => rec.pods[i].outcome = Outcome::Gone,
                     Err(kube::Error::Api(s)) if s.code == 429 => {
-                        rec.pods[i].outcome = "refused".into();
+                        rec.pods[i].outcome = Outcome::Refused;
                         rec.pods[i].refusal = Some(s.message.clone());
                         refused += 1;
                     }
@@ -247,7 +251,7 @@ async fn short_of_strength(env: &Env, cluster: &str, record: &Path) -> Result<()
     let Ok(rec) = Record::load(record) else { return Ok(()) };
     let c = env.cluster(cluster).map_err(|e| e.to_string())?;
     let mut sets: Vec<(&str, &str)> =
-        rec.pods.iter().filter(|p| p.outcome == "evicted").filter_map(|p| Some((p.namespace.as_str(), p.replica_set.as_deref()?))).collect();
+        rec.pods.iter().filter(|p| p.outcome == Outcome::Evicted).filter_map(|p| Some((p.namespace.as_str(), p.replica_set.as_deref()?))).collect();
     sets.sort();
     sets.dedup();
     let mut short = Vec::new();
@@ -273,7 +277,7 @@ async fn short_of_strength(env: &Env, cluster: &str, record: &Path) -> Result<()
 pub async fn check(env: &Env, cluster: &str, drained: &[String], undo_nodes: &[String], record: &Path, expect: Expect) -> Result<(), String> {
     let c = env.cluster(cluster).map_err(|e| e.to_string())?;
     let api: Api<Node> = Api::all(c.client.clone());
-    let drained = &k8s_names(env, cluster, drained)?;
+    let drained = &env.node_names(cluster, drained)?;
     let nodes = match expect {
         Expect::InEffect => drained,
         Expect::Reverted => undo_nodes,
@@ -294,7 +298,7 @@ pub async fn check(env: &Env, cluster: &str, drained: &[String], undo_nodes: &[S
     for n in drained {
         for p in pods_on(env, cluster, n).await? {
             let (ns, name, uid) = key(&p);
-            let refused = rec.pods.iter().any(|r| r.uid == uid && r.outcome == "refused");
+            let refused = rec.pods.iter().any(|r| r.uid == uid && r.outcome == Outcome::Refused);
             if !kept(&p) && p.metadata.deletion_timestamp.is_none() && !refused {
                 left.push(format!("{ns}/{name} on {n}"));
             }

@@ -295,11 +295,7 @@ impl Probe for InstancesAvailable {
                 Ok(l) => l.items,
                 Err(why) => return fail(why),
             };
-            let ready = pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
-                .count();
+            let ready = pods.iter().filter(|p| crate::objects::available(p)).count();
             if ready as u32 >= self.min { ok() } else { fail(format!("{ready} of {} pod(s) Ready, fewer than {}", pods.len(), self.min)) }
         })
     }

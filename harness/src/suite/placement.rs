@@ -158,10 +158,11 @@ pub fn replicas(cell: &str) -> Option<Replicas> {
 }
 
 impl PlacementRow {
-    /// The row as the document prints it.
+    /// The row as the document prints it; a row this project adds says so.
     pub fn line(&self) -> String {
+        let ours = if self.from == RowSource::Firedrill { " (firedrill's row)" } else { "" };
         format!(
-            "{} | {} | {} | {} | {} | {}",
+            "{}{ours} | {} | {} | {} | {} | {}",
             self.component.value,
             self.kind.words(),
             self.replicas.value,

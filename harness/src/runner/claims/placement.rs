@@ -20,7 +20,8 @@ use kube::Api;
 
 use super::{Context, SETTLE};
 use crate::fault::Undo;
-use crate::fault::drain::Record;
+use crate::fault::drain::{Outcome, Record};
+use crate::objects::{controlled_by, controller, ready_condition};
 use crate::suite::placement::{Cell, Instances, NodeRoleCell, PlacementRow, PlacementSpec, Replicas, WorkloadType, replicas};
 use crate::topology::{NodeRole, Topology};
 use crate::wait::Deadline;
@@ -65,13 +66,12 @@ async fn look(client: &kube::Client) -> Result<Cluster, String> {
         .map_err(err("replica sets"))?
         .items
         .into_iter()
-        .map(|r| (format!("{}/{}", r.metadata.namespace.clone().unwrap_or_default(), r.metadata.name.clone().unwrap_or_default()), controller(&r.metadata)))
+        .map(|r| {
+            let owner = controller(&r.metadata).map(|o| o.kind.clone());
+            (format!("{}/{}", r.metadata.namespace.clone().unwrap_or_default(), r.metadata.name.clone().unwrap_or_default()), owner)
+        })
         .collect();
     Ok(Cluster { tainted, pods, pdbs, replica_sets })
-}
-
-fn controller(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
-    m.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true)).map(|o| o.kind.clone())
 }
 
 fn pod_name(p: &Pod) -> String {
@@ -99,12 +99,10 @@ fn tolerates(p: &Pod) -> bool {
 
 /// The workload type the pod's controller makes it.
 fn pod_type(c: &Cluster, p: &Pod) -> &'static str {
-    match controller(&p.metadata).as_deref() {
+    match controller(&p.metadata).map(|o| (o.kind.as_str(), o.name.as_str())) {
         None => "Pod",
-        Some("DaemonSet") => "DaemonSet",
-        Some("ReplicaSet") => {
-            let rs =
-                p.metadata.owner_references.as_ref().and_then(|o| o.iter().find(|o| o.controller == Some(true))).map(|o| o.name.clone()).unwrap_or_default();
+        Some(("DaemonSet", _)) => "DaemonSet",
+        Some(("ReplicaSet", rs)) => {
             let key = format!("{}/{rs}", p.metadata.namespace.as_deref().unwrap_or_default());
             match c.replica_sets.get(&key) {
                 Some(Some(k)) if k == "Deployment" => "Deployment",
@@ -304,7 +302,7 @@ impl LostPod {
 }
 
 fn replica_set_of(p: &Pod) -> Option<String> {
-    p.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet").map(|o| o.name.clone())
+    controlled_by(&p.metadata, "ReplicaSet").map(String::from)
 }
 
 /// The pods running on the nodes the scenario's `lose-node` faults are about to lose.
@@ -312,7 +310,7 @@ pub async fn on_lost_nodes(env: &crate::env::Env, suite: &crate::suite::Suite, s
     let mut found = Vec::new();
     for f in &sc.faults {
         let crate::fault::FaultSpec::LoseNode { cluster, node } = f else { continue };
-        let node = crate::fault::drain::k8s_names(env, cluster, std::slice::from_ref(node))?.remove(0);
+        let node = env.node_names(cluster, std::slice::from_ref(node))?.remove(0);
         let c = look(&env.cluster(cluster).map_err(|e| e.to_string())?.client).await?;
         for p in c.pods.iter().filter(|p| node_of(p) == node) {
             let in_table = suite.spec.placement.as_ref().is_some_and(|t| {
@@ -359,7 +357,7 @@ pub async fn replaced_elsewhere(cx: &Context<'_>) -> Result<(bool, String), Stri
             .filter(|p| replica_set_of(p) == l.replica_set && node_of(p) != l.node)
             .filter(|p| p.metadata.creation_timestamp.as_ref().is_some_and(|t| t.0.as_second() >= from.as_second()))
             .filter_map(|p| {
-                let ready = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+                let ready = ready_condition(p)?;
                 Some((pod_name(p), node_of(p).to_string(), ready.last_transition_time.as_ref()?.0))
             })
             .min_by_key(|(_, _, at)| *at);
@@ -391,8 +389,8 @@ pub async fn placement_conforms(cx: &Context<'_>) -> Result<(bool, String), Stri
     let topo = Topology::load(&cx.env.paths.fixtures, &cx.suite.spec.topology.value).map_err(|e| e.to_string())?;
     let tc = topo.clusters.iter().find(|c| &c.name == cluster).ok_or_else(|| format!("topology {} has no cluster {cluster}", topo.topology))?;
     let role = |r: NodeRole| tc.nodes.iter().filter(|n| n.role == r).map(|n| n.name.clone()).collect::<Vec<_>>();
-    let control_plane = crate::fault::drain::k8s_names(cx.env, cluster, &role(NodeRole::ControlPlane))?;
-    let workers = crate::fault::drain::k8s_names(cx.env, cluster, &role(NodeRole::Worker))?;
+    let control_plane = cx.env.node_names(cluster, &role(NodeRole::ControlPlane))?;
+    let workers = cx.env.node_names(cluster, &role(NodeRole::Worker))?;
     let client = cx.env.cluster(cluster).map_err(|e| e.to_string())?.client.clone();
     // A lost node that ran no instance of the table's components proves nothing.
     let loses = cx.scenario.faults.iter().any(|f| matches!(f, crate::fault::FaultSpec::LoseNode { cluster: c, .. } if c == cluster));
@@ -427,18 +425,18 @@ fn drain_record(cx: &Context<'_>, claim: &str) -> Result<(String, Record), Strin
     Ok((cluster, Record::load(&path)?))
 }
 
-fn listed(rec: &Record, outcome: &str) -> Vec<String> {
+fn listed(rec: &Record, outcome: Outcome) -> Vec<String> {
     rec.pods.iter().filter(|p| p.outcome == outcome).map(|p| format!("{}/{} from {}", p.namespace, p.name, p.node)).collect()
 }
 
 /// Every pod of the drained nodes but the ones a drain keeps was evicted.
 pub fn drain_completed(cx: &Context<'_>) -> Result<(bool, String), String> {
     let (_, rec) = drain_record(cx, "drain-completed")?;
-    let evicted = listed(&rec, "evicted");
+    let evicted = listed(&rec, Outcome::Evicted);
     let refused: Vec<String> = rec
         .pods
         .iter()
-        .filter(|p| p.outcome == "refused")
+        .filter(|p| p.outcome == Outcome::Refused)
         .map(|p| format!("{}/{}: {}", p.namespace, p.name, p.refusal.as_deref().unwrap_or("refused")))
         .collect();
     let kept = if rec.skipped.is_empty() { String::new() } else { format!("; left as a drain leaves them: {}", rec.skipped.join(", ")) };
@@ -456,8 +454,8 @@ pub fn drain_completed(cx: &Context<'_>) -> Result<(bool, String), String> {
 pub async fn drain_refused_by_pdb(cx: &Context<'_>) -> Result<(bool, String), String> {
     let (cluster, rec) = drain_record(cx, "drain-refused-by-pdb")?;
     let client = cx.env.cluster(&cluster).map_err(|e| e.to_string())?.client.clone();
-    let refused: Vec<_> = rec.pods.iter().filter(|p| p.outcome == "refused").collect();
-    let evicted = listed(&rec, "evicted");
+    let refused: Vec<_> = rec.pods.iter().filter(|p| p.outcome == Outcome::Refused).collect();
+    let evicted = listed(&rec, Outcome::Evicted);
     if refused.is_empty() {
         return Ok((false, format!("no eviction was refused: {} pod(s) evicted ({})", evicted.len(), evicted.join(", "))));
     }
