@@ -25,10 +25,7 @@ pub async fn plan(env: &Env, cluster: &str, namespace: &str, deployment: &str) -
         .map_err(kube_err(format!("listing pods of deployment {namespace}/{deployment}")))?
         .items;
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let ready = pods.into_iter().find(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    });
+    let ready = pods.into_iter().find(crate::objects::available);
     let Some(pod) = ready else {
         return Err(FaultError::Invalid(format!("kill-pod: deployment {namespace}/{deployment} of cluster {cluster} has no Ready pod to kill")));
     };

@@ -39,12 +39,7 @@ async fn ready_pods(env: &Env, cluster: &str, namespace: &str, deployment: &str)
         .list(&ListParams::default().labels(&selector.join(",")))
         .await
         .map_err(|e| format!("listing pods of {namespace}/{deployment}: {}", crate::error::kube_message(&e)))?;
-    Ok(pods
-        .items
-        .into_iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
-        .filter_map(|p| p.metadata.name)
-        .collect())
+    Ok(pods.items.into_iter().filter(|p| crate::objects::ready_condition(p).is_some()).filter_map(|p| p.metadata.name).collect())
 }
 
 /// In effect: no more than `n` pods of the Deployment are Ready.

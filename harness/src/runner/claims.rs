@@ -247,7 +247,7 @@ async fn replaced(cx: &Context<'_>) -> Result<(bool, String), String> {
             if created.as_second() < killed_at.as_second() {
                 return None;
             }
-            let ready = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+            let ready = crate::objects::ready_condition(p)?;
             Some((p.metadata.name.clone().unwrap_or_default(), ready.last_transition_time.as_ref()?.0))
         });
         match replacement {
