@@ -24,8 +24,12 @@ pub struct ClusterHandle {
     pub ca_pem: String,
     /// Client-certificate admin kubeconfig (the break-glass path).
     pub admin_kubeconfig: PathBuf,
-    /// Admin client.
+    /// Admin client, retrying 429, 503 and 504 answers as kube-rs does by default: for
+    /// deploying, faults and claims.
     pub client: kube::Client,
+    /// The same identity without retries: probes. One attempt is one request, so an
+    /// answer the API gave is never hidden by a retry that succeeded after it.
+    pub probe_client: kube::Client,
     /// The local backend's view of the cluster (nodes, namespaces, files).
     pub local: Option<local::ClusterInfo>,
 }
@@ -137,6 +141,7 @@ impl Env {
                 ca_pem,
                 admin_kubeconfig: admin.clone(),
                 client: crate::backend::kube_client(&admin).await?,
+                probe_client: crate::backend::kube_client_without_retry(&admin).await?,
                 local: None,
             });
         }
@@ -170,6 +175,7 @@ impl Env {
                 ca_pem,
                 admin_kubeconfig: c.admin_kubeconfig.clone(),
                 client: local::daemon::kube_client(&c.admin_kubeconfig).await?,
+                probe_client: crate::backend::kube_client_without_retry(&c.admin_kubeconfig).await?,
                 local: Some(c.clone()),
             });
         }
@@ -198,6 +204,7 @@ impl Env {
                 ca_pem,
                 admin_kubeconfig: c.kubeconfig.clone(),
                 client: crate::backend::kube_client(&c.kubeconfig).await?,
+                probe_client: crate::backend::kube_client_without_retry(&c.kubeconfig).await?,
                 local: None,
             });
         }

@@ -53,7 +53,7 @@ pub struct WorkloadHttp {
 impl WorkloadHttp {
     async fn resolve(&self, cluster: &str) -> Result<Vec<SocketAddr>, String> {
         let c = self.env.cluster(cluster).map_err(|e| e.to_string())?;
-        let api: Api<EndpointSlice> = Api::namespaced(c.client.clone(), &self.namespace);
+        let api: Api<EndpointSlice> = Api::namespaced(c.probe_client.clone(), &self.namespace);
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", self.service));
         let list = tokio::time::timeout(STEP, api.list(&lp))
             .await
@@ -146,7 +146,7 @@ impl LocalOps {
     async fn one(&self, cluster: &str, n: u64) -> Result<(), (bool, String)> {
         let c = self.env.cluster(cluster).map_err(|e| (false, e.to_string()))?;
         let ns = format!("drill-{n}");
-        let namespaces: Api<Namespace> = Api::all(c.client.clone());
+        let namespaces: Api<Namespace> = Api::all(c.probe_client.clone());
         let obj = Namespace {
             metadata: ObjectMeta { name: Some(ns.clone()), labels: Some([("team".to_string(), "drill".to_string())].into()), ..Default::default() },
             ..Default::default()
@@ -156,9 +156,9 @@ impl LocalOps {
             Ok(Err(e)) => return Err((false, format!("creating namespace: {}", crate::error::kube_message(&e)))),
             Err(_) => return Err((false, "creating namespace: timed out".into())),
         }
-        let limits: Api<LimitRange> = Api::namespaced(c.client.clone(), &ns);
-        let bindings: Api<RoleBinding> = Api::namespaced(c.client.clone(), &ns);
-        let roles: Api<ClusterRole> = Api::all(c.client.clone());
+        let limits: Api<LimitRange> = Api::namespaced(c.probe_client.clone(), &ns);
+        let bindings: Api<RoleBinding> = Api::namespaced(c.probe_client.clone(), &ns);
+        let roles: Api<ClusterRole> = Api::all(c.probe_client.clone());
         let deadline = Deadline::after(self.timeout);
         let mut missing = vec![LIMITS, BINDING, ROLE];
         while !deadline.passed() {

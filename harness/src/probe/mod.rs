@@ -63,27 +63,27 @@ pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Ar
         ProbeSpec::KeyRotation { allowed_overdue } => {
             let id = deployed.identity.as_ref().ok_or("this probe needs the identity component in the suite's components")?;
             Arc::new(identity::KeyRotation {
-                client: cluster(&id.cluster)?.client.clone(),
+                client: cluster(&id.cluster)?.probe_client.clone(),
                 namespace: id.namespace.clone(),
                 allowed_overdue: allowed_overdue.0,
                 seen: Default::default(),
             })
         }
-        ProbeSpec::BreakGlass { cluster: c } => Arc::new(identity::BreakGlass { client: cluster(c)?.client.clone() }),
+        ProbeSpec::BreakGlass { cluster: c } => Arc::new(identity::BreakGlass { client: cluster(c)?.probe_client.clone() }),
         ProbeSpec::IssuerEndpoints => {
             let client = oidc()?;
             Arc::new(identity::IssuerEndpoints { http: identity::issuer_http(&client)?, issuer: client.identity.issuer.clone() })
         }
-        ProbeSpec::ApiRead { cluster: c } => Arc::new(controlplane::ApiRead { client: cluster(c)?.client.clone() }),
-        ProbeSpec::ApiWrite { cluster: c } => Arc::new(controlplane::ApiWrite { client: cluster(c)?.client.clone(), next: Default::default() }),
+        ProbeSpec::ApiRead { cluster: c } => Arc::new(controlplane::ApiRead { client: cluster(c)?.probe_client.clone() }),
+        ProbeSpec::ApiWrite { cluster: c } => Arc::new(controlplane::ApiWrite { client: cluster(c)?.probe_client.clone(), next: Default::default() }),
         ProbeSpec::SchedulePod { cluster: c, timeout } => {
-            Arc::new(controlplane::SchedulePod { client: cluster(c)?.client.clone(), timeout: timeout.0, next: Default::default() })
+            Arc::new(controlplane::SchedulePod { client: cluster(c)?.probe_client.clone(), timeout: timeout.0, next: Default::default() })
         }
         ProbeSpec::ControllersActing { cluster: c, timeout } => {
-            Arc::new(controlplane::ControllersAct { client: cluster(c)?.client.clone(), timeout: timeout.0 })
+            Arc::new(controlplane::ControllersAct { client: cluster(c)?.probe_client.clone(), timeout: timeout.0 })
         }
         ProbeSpec::InstancesAvailable { cluster: c, namespace, labels, min } => Arc::new(controlplane::InstancesAvailable {
-            client: cluster(c)?.client.clone(),
+            client: cluster(c)?.probe_client.clone(),
             namespace: namespace.clone(),
             selector: labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             min: *min,
