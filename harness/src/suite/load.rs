@@ -213,7 +213,36 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
     }
 
     if let Some(p) = &spec.placement {
-        check_cluster(&p.cluster, "`placement`", &p.cluster.value)?;
+        let unknown = |s: &Spanned<Vec<String>>, what: &str| -> Check {
+            match s.value.iter().find(|c| !clusters.contains(&c.as_str())) {
+                None => Ok(()),
+                Some(c) => {
+                    Err(at(s, format!("{what} names cluster `{c}`, which topology `{}` does not have (it has: {})", topology.topology, clusters.join(", "))))
+                }
+            }
+        };
+        unknown(&p.clusters, "`placement.clusters`")?;
+        for row in &p.rows {
+            if let Some(rc) = &row.clusters {
+                if rc.value.is_empty() {
+                    return Err(at(
+                        rc,
+                        format!("`placement.rows`: `clusters` of `{}` is empty; leave it out for every cluster of the table", row.component.value),
+                    ));
+                }
+                unknown(rc, &format!("`placement.rows`: `clusters` of `{}`", row.component.value))?;
+                if let Some(c) = rc.value.iter().find(|c| !p.clusters.value.contains(c)) {
+                    return Err(at(
+                        rc,
+                        format!(
+                            "`placement.rows`: `clusters` of `{}` names `{c}`, which is not in `placement.clusters` ({})",
+                            row.component.value,
+                            p.clusters.value.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         check_placement(p)?;
     }
 
@@ -530,8 +559,11 @@ fn check_fault_options(f: &crate::fault::FaultSpec, topology: &crate::topology::
 /// a namespace and at least one label, at most one row for "all other" pods.
 fn check_placement(p: &super::placement::PlacementSpec) -> Check {
     use super::placement::{Instances, replicas};
+    if p.clusters.value.is_empty() {
+        return Err(at(&p.clusters, "`placement.clusters`: name at least one cluster".into()));
+    }
     if p.rows.is_empty() {
-        return Err(at(&p.cluster, "`placement.rows`: the table needs at least one row".into()));
+        return Err(at(&p.clusters, "`placement.rows`: the table needs at least one row".into()));
     }
     let mut seen = BTreeSet::new();
     let mut others = 0;

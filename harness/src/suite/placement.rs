@@ -15,9 +15,10 @@ use serde_saphyr::Spanned;
 pub struct PlacementSpec {
     /// The table's source (a description, not a copy).
     pub source: String,
-    /// The cluster whose pods are checked.
-    #[schemars(with = "String")]
-    pub cluster: Spanned<String>,
+    /// The clusters whose nodes and pods are checked, each against the rows that apply
+    /// to it.
+    #[schemars(with = "Vec<String>")]
+    pub clusters: Spanned<Vec<String>>,
     pub rows: Vec<PlacementRow>,
 }
 
@@ -43,6 +44,10 @@ pub struct PlacementRow {
     pub from: RowSource,
     /// How the row's running instances are found.
     pub instances: Instances,
+    /// The table's clusters this row's component runs in (default: every one).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub clusters: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -157,7 +162,18 @@ pub fn replicas(cell: &str) -> Option<Replicas> {
     }
 }
 
+impl PlacementSpec {
+    /// The rows that apply to `cluster`.
+    pub fn rows_in<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a PlacementRow> + 'a {
+        self.rows.iter().filter(move |r| r.applies_to(cluster))
+    }
+}
+
 impl PlacementRow {
+    pub fn applies_to(&self, cluster: &str) -> bool {
+        self.clusters.as_ref().is_none_or(|c| c.value.iter().any(|c| c == cluster))
+    }
+
     /// The row as the document prints it; a row this project adds says so.
     pub fn line(&self) -> String {
         let ours = if self.from == RowSource::Firedrill { " (firedrill's row)" } else { "" };

@@ -87,6 +87,11 @@ fn selects(labels: &BTreeMap<String, String>, p: &Pod) -> bool {
     labels.iter().all(|(k, v)| have.get(k) == Some(v))
 }
 
+/// A static pod's mirror: the kubelet of its node created it from a file.
+fn is_static(p: &Pod) -> bool {
+    p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+}
+
 fn tolerates(p: &Pod) -> bool {
     p.spec.as_ref().and_then(|s| s.tolerations.as_ref()).is_some_and(|ts| {
         ts.iter().any(|t| {
@@ -99,6 +104,10 @@ fn tolerates(p: &Pod) -> bool {
 
 /// The workload type the pod's controller makes it.
 fn pod_type(c: &Cluster, p: &Pod) -> &'static str {
+    if is_static(p) {
+        // Its owner is the Node, which made it from a file: a Pod, managed by nothing.
+        return "Pod";
+    }
     match controller(&p.metadata).map(|o| (o.kind.as_str(), o.name.as_str())) {
         None => "Pod",
         Some(("DaemonSet", _)) => "DaemonSet",
@@ -226,7 +235,7 @@ fn check_row(c: &Cluster, row: &PlacementRow, pods: &[&Pod]) -> (Vec<String>, St
 }
 
 /// One look: every finding line, and whether all conform.
-fn conformance(c: &Cluster, placement: &PlacementSpec, control_plane: &[String], workers: &[String]) -> (bool, Vec<String>) {
+fn conformance(c: &Cluster, placement: &PlacementSpec, cluster: &str, control_plane: &[String], workers: &[String]) -> (bool, Vec<String>) {
     let mut lines = Vec::new();
     let mut holds = true;
     // The taint: on the topology's control-plane nodes, not on its workers.
@@ -238,10 +247,16 @@ fn conformance(c: &Cluster, placement: &PlacementSpec, control_plane: &[String],
         holds = false;
         lines.push(format!("✗ taint: control-plane node(s) without it: {}; worker(s) with it: {}", names(&untainted), names(&tainted_workers)));
     }
+    // A static pod is placed by its node's own kubelet, not by the scheduler: taints do
+    // not apply to it (on kind, the control plane runs so).
+    let statics: Vec<String> = c.pods.iter().filter(|p| is_static(p)).map(|p| format!("{} on {}", pod_name(p), node_of(p))).collect();
+    if !statics.is_empty() {
+        lines.push(format!("static pods (placed by their node's kubelet, not scheduled): {}", statics.join(", ")));
+    }
     let intolerant: Vec<String> = c
         .pods
         .iter()
-        .filter(|p| c.tainted.get(node_of(p)).copied().unwrap_or(false) && !tolerates(p))
+        .filter(|p| !is_static(p) && c.tainted.get(node_of(p)).copied().unwrap_or(false) && !tolerates(p))
         .map(|p| format!("{} on {}", pod_name(p), node_of(p)))
         .collect();
     if !intolerant.is_empty() {
@@ -250,21 +265,21 @@ fn conformance(c: &Cluster, placement: &PlacementSpec, control_plane: &[String],
     }
     let claimed = |p: &Pod| {
         placement
-            .rows
-            .iter()
+            .rows_in(cluster)
             .any(|r| matches!(&r.instances, Instances::Pods { namespace, labels } if p.metadata.namespace.as_deref() == Some(namespace) && selects(labels, p)))
     };
-    let not_pods: Vec<&str> = placement.rows.iter().filter(|r| matches!(r.instances, Instances::NotPods { .. })).map(|r| r.component.value.as_str()).collect();
+    let not_pods: Vec<&str> =
+        placement.rows_in(cluster).filter(|r| matches!(r.instances, Instances::NotPods { .. })).map(|r| r.component.value.as_str()).collect();
     if !not_pods.is_empty() {
         lines.push(format!("not checked, not run as pods here (the suite says why): {}", not_pods.join(", ")));
     }
-    for row in &placement.rows {
+    for row in placement.rows_in(cluster) {
         let pods: Vec<&Pod> = match &row.instances {
             Instances::NotPods { .. } => continue,
             Instances::Pods { namespace, labels } => {
                 c.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && selects(labels, p)).collect()
             }
-            Instances::AllOtherPods => c.pods.iter().filter(|p| !claimed(p)).collect(),
+            Instances::AllOtherPods => c.pods.iter().filter(|p| !claimed(p) && !is_static(p)).collect(),
         };
         let (wrong, found) = check_row(c, row, &pods);
         if wrong.is_empty() {
@@ -314,8 +329,8 @@ pub async fn on_lost_nodes(env: &crate::env::Env, suite: &crate::suite::Suite, s
         let c = look(&env.cluster(cluster).map_err(|e| e.to_string())?.client).await?;
         for p in c.pods.iter().filter(|p| node_of(p) == node) {
             let in_table = suite.spec.placement.as_ref().is_some_and(|t| {
-                &t.cluster.value == cluster
-                    && t.rows.iter().any(|r| {
+                t.clusters.value.contains(cluster)
+                    && t.rows_in(cluster).any(|r| {
                         matches!(&r.instances, Instances::Pods { namespace, labels } if p.metadata.namespace.as_deref() == Some(namespace) && selects(labels, p))
                     })
             });
@@ -385,28 +400,46 @@ pub async fn replaced_elsewhere(cx: &Context<'_>) -> Result<(bool, String), Stri
 /// [`SETTLE`] has passed (a replacement may still be starting right after recovery).
 pub async fn placement_conforms(cx: &Context<'_>) -> Result<(bool, String), String> {
     let placement = cx.suite.spec.placement.as_ref().ok_or("claim `placement-conforms` needs the suite's `placement` table")?;
-    let cluster = &placement.cluster.value;
     let topo = Topology::load(&cx.env.paths.fixtures, &cx.suite.spec.topology.value).map_err(|e| e.to_string())?;
-    let tc = topo.clusters.iter().find(|c| &c.name == cluster).ok_or_else(|| format!("topology {} has no cluster {cluster}", topo.topology))?;
-    let role = |r: NodeRole| tc.nodes.iter().filter(|n| n.role == r).map(|n| n.name.clone()).collect::<Vec<_>>();
-    let control_plane = cx.env.node_names(cluster, &role(NodeRole::ControlPlane))?;
-    let workers = cx.env.node_names(cluster, &role(NodeRole::Worker))?;
-    let client = cx.env.cluster(cluster).map_err(|e| e.to_string())?.client.clone();
     // A lost node that ran no instance of the table's components proves nothing.
-    let loses = cx.scenario.faults.iter().any(|f| matches!(f, crate::fault::FaultSpec::LoseNode { cluster: c, .. } if c == cluster));
+    let loses = cx.scenario.faults.iter().any(|f| matches!(f, crate::fault::FaultSpec::LoseNode { cluster: c, .. } if placement.clusters.value.contains(c)));
     let in_table: Vec<String> = cx.before.lost.iter().filter(|p| p.in_table).map(LostPod::line).collect();
     let lost = match (loses, in_table.is_empty()) {
         (false, _) => String::new(),
         (true, true) => return Ok((false, "the lost node ran no pod of the table's components: the loss proves nothing about them".into())),
         (true, false) => format!("lost with the node: {}; ", in_table.join(", ")),
     };
+    let several = placement.clusters.value.len() > 1;
+    let mut found = Vec::new();
+    let mut holds = true;
+    for cluster in &placement.clusters.value {
+        let tc = topo.clusters.iter().find(|c| &c.name == cluster).ok_or_else(|| format!("topology {} has no cluster {cluster}", topo.topology))?;
+        let role = |r: NodeRole| tc.nodes.iter().filter(|n| n.role == r).map(|n| n.name.clone()).collect::<Vec<_>>();
+        let control_plane = cx.env.node_names(cluster, &role(NodeRole::ControlPlane))?;
+        let workers = cx.env.node_names(cluster, &role(NodeRole::Worker))?;
+        let client = cx.env.cluster(cluster).map_err(|e| e.to_string())?.client.clone();
+        let (ok, text) = conforms_within(&client, placement, cluster, &control_plane, &workers).await?;
+        holds &= ok;
+        found.push(if several { format!("{cluster}: {text}") } else { text });
+    }
+    Ok((holds, format!("{lost}{}", found.join("; "))))
+}
+
+/// One cluster looked at until it conforms or [`SETTLE`] has passed.
+async fn conforms_within(
+    client: &kube::Client,
+    placement: &PlacementSpec,
+    cluster: &str,
+    control_plane: &[String],
+    workers: &[String],
+) -> Result<(bool, String), String> {
     let deadline = Deadline::after(SETTLE);
     let started = Instant::now();
     loop {
-        let seen = look(&client).await.map(|c| conformance(&c, placement, &control_plane, &workers));
+        let seen = look(client).await.map(|c| conformance(&c, placement, cluster, control_plane, workers));
         match seen {
-            Ok((true, lines)) => return Ok((true, format!("{lost}conforms after {:.1} s: {}", started.elapsed().as_secs_f64(), lines.join("; ")))),
-            Ok((false, lines)) if deadline.passed() => return Ok((false, format!("{lost}{}", lines.join("; ")))),
+            Ok((true, lines)) => return Ok((true, format!("conforms after {:.1} s: {}", started.elapsed().as_secs_f64(), lines.join("; ")))),
+            Ok((false, lines)) if deadline.passed() => return Ok((false, lines.join("; "))),
             Err(e) if deadline.passed() => return Err(e),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -584,5 +617,39 @@ mod tests {
         let everything = Toleration { operator: Some("Exists".into()), ..Default::default() };
         p.spec.as_mut().unwrap().tolerations = Some(vec![everything]);
         assert!(tolerates(&p));
+    }
+
+    #[test]
+    fn rows_apply_to_their_clusters_and_static_pods_are_not_scheduled() {
+        let table: PlacementSpec = serde_saphyr::from_str(&format!(
+            "{{source: s, clusters: [one, two], rows: [{}, {{component: others, type: Any, replicas: '?', node-role: worker, anti-affinity: '?', disruption-control: '?', from: document, instances: {{kind: all-other-pods}}}}]}}",
+            DEX.replace("instances:", "clusters: [two], instances:")
+        ))
+        .expect("table");
+        // The kubelet's static pod on the control-plane node: it tolerates NoExecute only.
+        let mut etcd = pod("etcd-cp", "cp", false, Some(("Node", "cp")));
+        etcd.metadata.labels = Some(BTreeMap::from([("component".into(), "etcd".into())]));
+        etcd.spec.as_mut().unwrap().tolerations =
+            Some(vec![Toleration { operator: Some("Exists".into()), effect: Some("NoExecute".into()), ..Default::default() }]);
+        let mut mirror = etcd.clone();
+        mirror.metadata.annotations = Some(BTreeMap::from([("kubernetes.io/config.mirror".into(), "hash".into())]));
+        let spread = || vec![pod("a", "w1", true, Some(("ReplicaSet", "x-1"))), pod("b", "w2", true, Some(("ReplicaSet", "x-1")))];
+        let (cp, workers) = (vec!["cp".to_string()], vec!["w1".to_string(), "w2".to_string()]);
+
+        let c = cluster([spread(), vec![mirror]].concat(), true);
+        let (holds, lines) = conformance(&c, &table, "two", &cp, &workers);
+        assert!(holds, "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("static pods (placed by their node's kubelet, not scheduled): ns/etcd-cp on cp")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("x (firedrill's row) | Deployment | 2")), "{lines:?}");
+        // In cluster one the row does not apply: its pods are among "all other".
+        let (holds, lines) = conformance(&c, &table, "one", &cp, &workers);
+        assert!(holds, "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("x ")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("others | Any | ? | worker | ? | ?: 2 pod(s) on w1, w2")), "{lines:?}");
+        // The same pod, not a static one, must tolerate the taint.
+        let c = cluster([spread(), vec![etcd]].concat(), true);
+        let (holds, lines) = conformance(&c, &table, "two", &cp, &workers);
+        assert!(!holds);
+        assert!(lines.iter().any(|l| l == "✗ pod(s) on control-plane nodes without tolerating the taint: ns/etcd-cp on cp"), "{lines:?}");
     }
 }
