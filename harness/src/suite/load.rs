@@ -158,11 +158,11 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         users.extend(comp.users.iter().cloned());
     }
     let clusters = topology.cluster_names();
-    let check_cluster = |s: &Spanned<String>, what: &str, cluster: &str| -> Check {
+    let check_cluster = |loc: Location, what: &str, cluster: &str| -> Check {
         if clusters.contains(&cluster) {
             Ok(())
         } else {
-            Err(at(s, format!("{what} names cluster `{cluster}`, which topology `{}` does not have (it has: {})", topology.topology, clusters.join(", "))))
+            Err((loc, format!("{what} names cluster `{cluster}`, which topology `{}` does not have (it has: {})", topology.topology, clusters.join(", "))))
         }
     };
 
@@ -203,7 +203,7 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
             return Err(at(&op.id, format!("operation `{id}`: `settle` ({}) leaves nothing of the fault window ({})", op.settle, spec.timing.fault)));
         }
         for cluster in op.probe.clusters() {
-            check_cluster(&op.id, &format!("operation `{id}`"), cluster)?;
+            check_cluster(op.id.referenced, &format!("operation `{id}`"), cluster)?;
         }
         for user in op.probe.users() {
             if !users.contains(user) {
@@ -213,15 +213,9 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
     }
 
     if let Some(p) = &spec.placement {
-        let unknown = |s: &Spanned<Vec<String>>, what: &str| -> Check {
-            match s.value.iter().find(|c| !clusters.contains(&c.as_str())) {
-                None => Ok(()),
-                Some(c) => {
-                    Err(at(s, format!("{what} names cluster `{c}`, which topology `{}` does not have (it has: {})", topology.topology, clusters.join(", "))))
-                }
-            }
-        };
-        unknown(&p.clusters, "`placement.clusters`")?;
+        for c in &p.clusters.value {
+            check_cluster(p.clusters.referenced, "`placement.clusters`", c)?;
+        }
         for row in &p.rows {
             if let Some(rc) = &row.clusters {
                 if rc.value.is_empty() {
@@ -230,7 +224,9 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                         format!("`placement.rows`: `clusters` of `{}` is empty; leave it out for every cluster of the table", row.component.value),
                     ));
                 }
-                unknown(rc, &format!("`placement.rows`: `clusters` of `{}`", row.component.value))?;
+                for c in &rc.value {
+                    check_cluster(rc.referenced, &format!("`placement.rows`: `clusters` of `{}`", row.component.value), c)?;
+                }
                 if let Some(c) = rc.value.iter().find(|c| !p.clusters.value.contains(c)) {
                     return Err(at(
                         rc,
@@ -264,7 +260,7 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         }
         for f in &sc.faults {
             for cluster in f.clusters() {
-                check_cluster(&sc.id, &format!("scenario `{id}`: fault `{}`", f.kind()), cluster)?;
+                check_cluster(sc.id.referenced, &format!("scenario `{id}`: fault `{}`", f.kind()), cluster)?;
             }
             if let crate::fault::FaultSpec::DrainNode { cluster, nodes } = f {
                 if nodes.is_empty() {
