@@ -124,7 +124,7 @@ pub(super) fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Resul
     let samples: BTreeMap<String, Vec<Sample>> = r.operations.iter().map(|o| (o.id.clone(), o.samples.clone())).collect();
     let operations = verdict::operations(suite, sc, &samples, &timeline)?;
     verdict::recovered(suite, &operations).map_err(|e| format!("not recovered, as judged now: {e}"))?;
-    let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone() }).collect();
+    let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone(), derived: None }).collect();
     let mut result = verdict::scenario(suite, sc, operations, claims, timeline);
     r.carry_into(&mut result);
     result.compare_with_snapshot(snapshots, false);

@@ -199,8 +199,8 @@ fn scenario(out: &mut String, suite: &Suite, sc: &ScenarioSpec, seen: Option<&Se
     if let Some(t) = observed {
         let mttr = judged.and_then(|j| j.mttr).map(|m| format!(" (longest recovery {})", secs(m))).unwrap_or_default();
         let _ = writeln!(out, "\nRecovery observed: {}{mttr}", t.recovery.describe());
-        for (claim, held) in &t.recovery.claims {
-            let _ = writeln!(out, "Claim: {} — {}", claim.words(), table::holds(*held));
+        for c in &t.recovery.claims {
+            let _ = writeln!(out, "{}", c.describe());
         }
     }
     out.push('\n');

@@ -38,10 +38,29 @@ pub struct RecoveryLine {
     pub note: String,
     /// Operations not judged against the bound, by name, with the reason.
     pub excluded: Vec<(String, String)>,
-    pub claims: Vec<(Claim, bool)>,
+    pub claims: Vec<ClaimLine>,
     /// Operations that fail over during the fault, by name, with the bound and whether
     /// they worked again within it.
     pub failover: Vec<(String, String, bool)>,
+}
+
+/// A recovery claim and whether it held; `derived` when the document does not state it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClaimLine {
+    pub claim: Claim,
+    pub holds: bool,
+    pub derived: Option<String>,
+}
+
+impl ClaimLine {
+    /// `Claim: nothing lost — holds`; `Claim (derived: why): … — holds`.
+    pub fn describe(&self) -> String {
+        let label = match &self.derived {
+            Some(why) => format!("Claim (derived: {})", escape(why)),
+            None => "Claim".into(),
+        };
+        format!("{label}: {} — {}", self.claim.words(), holds(self.holds))
+    }
 }
 
 impl ImpactTable {
@@ -61,8 +80,8 @@ impl ImpactTable {
         for (op, why) in &r.excluded {
             let _ = writeln!(out, "Not judged against the MTTR: {op} — {}", escape(why));
         }
-        for (claim, held) in &r.claims {
-            let _ = writeln!(out, "Claim: {} — {}", claim.words(), holds(*held));
+        for c in &r.claims {
+            let _ = writeln!(out, "{}", c.describe());
         }
         for (op, bound, held) in &r.failover {
             let _ = writeln!(out, "Failover: {} works again within {bound} of the fault — {}", escape(op), holds(*held));
@@ -176,7 +195,13 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
             within: scenario.documented.recovery.mttr.as_ref().map(|_| !recovery_deviates),
             note: recovery_note(scenario),
             excluded: excluded(suite, scenario),
-            claims: scenario.documented.recovery.claims.iter().map(|c| (*c, true)).collect(),
+            claims: scenario
+                .documented
+                .recovery
+                .claims
+                .iter()
+                .map(|c| ClaimLine { claim: *c, holds: true, derived: scenario.documented.recovery.claim_derived(*c).map(String::from) })
+                .collect(),
             failover: failover_bounds(suite, scenario).into_iter().map(|(op, bound)| (op, bound.to_string(), true)).collect(),
         },
     }
@@ -201,7 +226,11 @@ mod tests {
                 within: Some(true),
                 note: String::new(),
                 excluded: vec![("Key rotation".into(), "a background task".into())],
-                claims: vec![(Claim::NothingLost, true), (Claim::QueuedAndApplied, false)],
+                claims: vec![
+                    ClaimLine { claim: Claim::NothingLost, holds: true, derived: None },
+                    ClaimLine { claim: Claim::QueuedAndApplied, holds: false, derived: None },
+                    ClaimLine { claim: Claim::PlacementConforms, holds: true, derived: Some("the document has no | table".into()) },
+                ],
                 failover: vec![("Leader-held controllers acting".into(), "20s".into(), false)],
             },
         };
@@ -218,6 +247,7 @@ mod tests {
         Not judged against the MTTR: Key rotation — a background task
         Claim: nothing lost — holds
         Claim: changes queued and applied on recovery — does not hold
+        Claim (derived: the document has no \| table): placement matches the scheduling table — holds
         Failover: Leader-held controllers acting works again within 20s of the fault — does not hold
         ");
     }

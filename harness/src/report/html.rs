@@ -142,7 +142,8 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
     if !r.claims.is_empty() {
         out.push_str("<ul>");
         for c in &r.claims {
-            let _ = write!(out, "<li>{}: {} — {}</li>", esc(c.claim.words()), crate::model::table::holds(c.holds), esc(&c.detail));
+            let derived = c.derived.as_ref().map(|why| format!(" (derived: {})", esc(why))).unwrap_or_default();
+            let _ = write!(out, "<li>{}{derived}: {} — {}</li>", esc(c.claim.words()), crate::model::table::holds(c.holds), esc(&c.detail));
         }
         out.push_str("</ul>\n");
     }

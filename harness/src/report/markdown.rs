@@ -76,7 +76,8 @@ pub fn render(results: &[ScenarioResult]) -> String {
         if !r.claims.is_empty() {
             out.push_str("Recovery claims:\n\n");
             for c in &r.claims {
-                let _ = writeln!(out, "- {}: {} — {}", c.claim.words(), crate::model::table::holds(c.holds), c.detail);
+                let derived = c.derived.as_ref().map(|why| format!(" (derived: {why})")).unwrap_or_default();
+                let _ = writeln!(out, "- {}{derived}: {} — {}", c.claim.words(), crate::model::table::holds(c.holds), c.detail);
             }
             out.push('\n');
         }

@@ -43,6 +43,9 @@ pub struct ClaimResult {
     pub claim: Claim,
     pub holds: bool,
     pub detail: String,
+    /// Why the suite makes the claim when the document does not state it; set from the
+    /// suite when the scenario is judged.
+    pub derived: Option<String>,
 }
 
 /// State taken before the fault, to compare with after.
@@ -131,7 +134,7 @@ pub async fn check(claim: Claim, cx: &Context<'_>) -> Result<ClaimResult, String
         Claim::DrainRefusedByPdb => placement::drain_refused_by_pdb(cx).await?,
         Claim::ReplacedElsewhere => placement::replaced_elsewhere(cx).await?,
     };
-    Ok(ClaimResult { claim, holds, detail })
+    Ok(ClaimResult { claim, holds, detail, derived: None })
 }
 
 fn directory<'a>(cx: &Context<'a>, claim: Claim) -> Result<&'a Directory, String> {

@@ -11,7 +11,7 @@ use regex::Regex;
 use super::claims::ClaimResult;
 use super::events::{OperationResult, ScenarioResult, Timeline, Verdict};
 use crate::model::impact::{self, Stable};
-use crate::model::table::{self, ImpactTable, RECOVERY_GRACE, RecoveryLine, Row};
+use crate::model::table::{self, ClaimLine, ImpactTable, RECOVERY_GRACE, RecoveryLine, Row};
 use crate::model::{Impact, Outcome, Sample};
 use crate::suite::{OperationSpec, ScenarioSpec, Suite};
 
@@ -88,7 +88,10 @@ pub fn recovered(suite: &Suite, operations: &[OperationResult]) -> Result<(), St
 /// observed table, the findings, the MTTR. The verdict is [`Verdict::Match`] until
 /// [`ScenarioResult::compare_with_snapshot`] compares the table with the snapshot. Pure: a live
 /// run and `firedrill check` of its recording reach the same result.
-pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResult>, claims: Vec<ClaimResult>, timeline: Timeline) -> ScenarioResult {
+pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResult>, mut claims: Vec<ClaimResult>, timeline: Timeline) -> ScenarioResult {
+    for c in &mut claims {
+        c.derived = sc.documented.recovery.claim_derived(c.claim).map(String::from);
+    }
     let observed = ImpactTable {
         title: sc.title.clone(),
         derived: sc.derived.clone(),
@@ -105,7 +108,7 @@ pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResul
             within: within_mttr(sc, &operations),
             note: table::recovery_note(sc),
             excluded: table::excluded(suite, sc),
-            claims: claims.iter().map(|c| (c.claim, c.holds)).collect(),
+            claims: claims.iter().map(|c| ClaimLine { claim: c.claim, holds: c.holds, derived: c.derived.clone() }).collect(),
             failover: table::failover_bounds(suite, sc)
                 .into_iter()
                 .map(|(name, bound)| {

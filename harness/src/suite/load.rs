@@ -352,6 +352,25 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                 return Err(at(op, format!("scenario `{id}`: `mttr-excludes` needs a reason for `{}`", op.value)));
             }
         }
+        for (claim, reason) in recovery.derived.iter() {
+            if !recovery.claims.iter().any(|c| c.id() == claim.value) {
+                let claims: Vec<String> = recovery.claims.iter().map(|c| c.id()).collect();
+                return Err(at(
+                    claim,
+                    format!(
+                        "scenario `{id}`: `recovery.derived` names claim `{}`, which the scenario does not make (its claims: {})",
+                        claim.value,
+                        if claims.is_empty() { "none".into() } else { claims.join(", ") }
+                    ),
+                ));
+            }
+            if reason.trim().is_empty() {
+                return Err(at(claim, format!("scenario `{id}`: `recovery.derived` needs a reason for `{}`", claim.value)));
+            }
+            if sc.derived.is_some() {
+                return Err(at(claim, format!("scenario `{id}`: the whole scenario is `derived`; its claims need no `recovery.derived`")));
+            }
+        }
         for (op, bound) in recovery.failover.iter() {
             if !ops.contains(&op.value.as_str()) {
                 return Err(at(op, format!("scenario `{id}`: `failover` names operation `{}`, which the suite does not define", op.value)));

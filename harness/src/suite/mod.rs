@@ -263,6 +263,11 @@ pub struct RecoverySpec {
     /// Post-checks run after recovery.
     #[serde(default)]
     pub claims: Vec<Claim>,
+    /// Claims the document does not state: claim → why the suite makes it anyway. Every
+    /// table and report labels them derived.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub derived: OrderedMap<Spanned<String>, String>,
     /// Operations a standby takes over while the fault is still in place (a new leader
     /// elected): operation → how long after the fault took effect it works again for good
     /// (every attempt ✅ from then to the revert, at least `timing.stable` long). Judged
@@ -280,6 +285,11 @@ impl RecoverySpec {
     /// Whether `op`'s recovery is judged against the bound.
     pub fn judges(&self, op: &str) -> bool {
         !self.mttr_excludes.iter().any(|(k, _)| k.value == op)
+    }
+
+    /// Why the suite makes `claim` when the document does not state it.
+    pub fn claim_derived(&self, claim: Claim) -> Option<&str> {
+        self.derived.iter().find(|(k, _)| k.value == claim.id()).map(|(_, v)| v.as_str())
     }
 }
 
@@ -313,6 +323,14 @@ pub enum Claim {
 }
 
 impl Claim {
+    /// The name suites use (`placement-conforms`).
+    pub fn id(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            other => unreachable!("a claim serializes as its name, not {other:?}"),
+        }
+    }
+
     pub fn words(self) -> &'static str {
         match self {
             Claim::QueuedAndApplied => "changes queued and applied on recovery",
