@@ -3,6 +3,9 @@
 //! `single`: a Deployment of the workload binary (2 replicas, required anti-affinity)
 //! runs as real processes on both workers through the real scheduler, answers HTTP from
 //! the harness, and its processes are gone after scaling to 0; teardown leaves nothing.
+//! Init containers run in order to completion before a pod's containers; one that fails
+//! is restarted (restartPolicy Always), or fails the pod (Never) with its containers never
+//! started.
 //! `multi` and `ha` come up with their clusters, kubeconfigs and nodes.
 
 use std::net::Ipv4Addr;
@@ -164,6 +167,8 @@ async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() 
     }
     assert_eq!(workload_pids().len(), 2, "two workload processes run");
 
+    init_containers_run_first_and_to_completion(&client).await;
+
     // Scaled to 0 through the API: the processes are gone.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     deployments.patch_scale("workload", &PatchParams::default(), &Patch::Merge(&serde_json::json!({"spec": {"replicas": 0}}))).await.unwrap();
@@ -178,6 +183,113 @@ async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() 
     .unwrap();
 
     down_and_check(run).await;
+}
+
+/// A pod of the workload image: `inits` are the CONNECT targets of its init containers,
+/// in order; its one container serves on `port` (pods share their node's ports here).
+fn init_pod(name: &str, restart_policy: &str, inits: &[&str], port: u16) -> Pod {
+    let init_containers: Vec<serde_json::Value> = inits
+        .iter()
+        .enumerate()
+        .map(|(i, target)| {
+            serde_json::json!({
+                "name": format!("init-{i}"), "image": "firedrill.local/workload:dev",
+                "env": [{"name": "CONNECT", "value": target}],
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"test": "init"}},
+        "spec": {
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 2,
+            "initContainers": init_containers,
+            "containers": [{
+                "name": "serve", "image": "firedrill.local/workload:dev",
+                "env": [{"name": "LISTEN", "value": format!("0.0.0.0:{port}")}, {"name": "POD_NAME", "value": name}],
+                "ports": [{"containerPort": port}],
+            }],
+        },
+    }))
+    .unwrap()
+}
+
+async fn init_containers_run_first_and_to_completion(client: &kube::Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Both init containers reach the API server (exit 0), one after the other; then the
+    // container starts and serves.
+    let api = "$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)";
+    // Port 1 on the node's own address: nothing listens there, the connection is refused.
+    let refused = "$(KUBERNETES_SERVICE_HOST):1";
+    for p in [
+        init_pod("init-ok", "Always", &[api, api], 8181),
+        init_pod("init-retried", "Always", &[api, refused], 8182),
+        init_pod("init-fails", "Never", &[refused], 8183),
+    ] {
+        pods.create(&Default::default(), &p).await.unwrap();
+    }
+    let status = |name: &'static str| {
+        let pods = pods.clone();
+        async move { pods.get(name).await.ok()?.status }
+    };
+    let condition = |s: &k8s_openapi::api::core::v1::PodStatus, kind: &str| {
+        s.conditions.iter().flatten().find(|c| c.type_ == kind).map(|c| c.status.clone()).unwrap_or_default()
+    };
+
+    let ok = wait::until(Deadline::after(Duration::from_secs(60)), "pod init-ok Running and Ready", || async {
+        let s = status("init-ok").await?;
+        (s.phase.as_deref() == Some("Running") && condition(&s, "Ready") == "True").then_some(s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(condition(&ok, "Initialized"), "True");
+    let inits = ok.init_container_statuses.clone().unwrap();
+    let done: Vec<_> = inits.iter().map(|c| c.state.as_ref().unwrap().terminated.clone().expect("init container terminated")).collect();
+    assert_eq!(done.iter().map(|t| (t.exit_code, t.reason.clone().unwrap())).collect::<Vec<_>>(), [(0, "Completed".to_string()), (0, "Completed".to_string())]);
+    assert!(inits.iter().all(|c| c.ready), "{inits:?}");
+    let started = ok.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().running.clone().unwrap().started_at.unwrap();
+    assert!(done[0].finished_at.as_ref().unwrap().0 <= done[1].started_at.as_ref().unwrap().0, "init containers run one after the other: {done:?}");
+    assert!(done[1].finished_at.as_ref().unwrap().0 <= started.0, "the container starts after the last init container: {done:?}, started {started:?}");
+    let ip = ok.pod_ip.unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    assert_eq!(http.get(format!("http://{ip}:8181/")).send().await.unwrap().text().await.unwrap().trim(), "init-ok ok");
+
+    // The second init container fails and is restarted with back-off; the pod stays
+    // Pending and its container waits.
+    let retried = wait::until(Deadline::after(Duration::from_secs(60)), "pod init-retried's second init container restarted twice", || async {
+        let s = status("init-retried").await?;
+        (s.init_container_statuses.as_ref()?.get(1)?.restart_count >= 2).then_some(s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(retried.phase.as_deref(), Some("Pending"));
+    assert_eq!(condition(&retried, "Initialized"), "False");
+    let inits = retried.init_container_statuses.unwrap();
+    assert_eq!(inits[0].restart_count, 0, "a completed init container is not run again: {inits:?}");
+    assert_eq!(inits[1].last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
+    let waiting = retried.container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("PodInitializing"));
+
+    // Under `Never`, the failed init container fails the pod; its container never starts.
+    let failed = wait::until(Deadline::after(Duration::from_secs(60)), "pod init-fails Failed", || async {
+        let s = status("init-fails").await?;
+        (s.phase.as_deref() == Some("Failed")).then_some(s)
+    })
+    .await
+    .unwrap();
+    let init = &failed.init_container_statuses.unwrap()[0];
+    assert_eq!((init.restart_count, init.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code), (0, 1));
+    let serve = &failed.container_statuses.unwrap()[0];
+    assert!(serve.state.as_ref().unwrap().waiting.is_some() && serve.restart_count == 0, "{serve:?}");
+
+    pods.delete_collection(&Default::default(), &ListParams::default().labels("test=init")).await.unwrap();
+    wait::until(Deadline::after(Duration::from_secs(60)), "the init test's pods to be gone", || {
+        let pods = pods.clone();
+        async move { pods.list(&ListParams::default().labels("test=init")).await.ok()?.items.is_empty().then_some(()) }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
-//! One pod on one node: volumes, containers as real processes, restarts with back-off,
-//! probes, status, graceful termination, and the final delete — what the kubelet does
-//! for a pod, on the local backend.
+//! One pod on one node: volumes, init containers run one after another to completion,
+//! containers as real processes, restarts with back-off, probes, status, graceful
+//! termination, and the final delete — what the kubelet does for a pod, on the local
+//! backend.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ const BACKOFF_RESET: Duration = Duration::from_secs(60);
 
 struct Ctr {
     spec: Container,
+    /// An init container: runs to completion, in order, before any container starts.
+    init: bool,
     image: Result<Image, String>,
     pid: Option<u32>,
     cgroup: Option<PathBuf>,
@@ -61,7 +64,13 @@ struct Ctr {
 
 impl Ctr {
     fn ready(&self) -> bool {
+        if self.init {
+            return self.completed();
+        }
         self.pid.is_some() && self.startup_done() && self.readiness.as_ref().map(|r| r.passing == Some(true)).unwrap_or(true)
+    }
+    fn completed(&self) -> bool {
+        self.terminated.as_ref().is_some_and(|t| t.exit_code == 0)
     }
     fn startup_done(&self) -> bool {
         self.startup.as_ref().map(|s| s.passing == Some(true)).unwrap_or(true)
@@ -140,8 +149,12 @@ impl Worker {
     /// as phase Failed with a reason and an event.
     async fn admit(&mut self) -> bool {
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let reject = if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
-            Some(("UnsupportedFeature", "init containers are not supported by the local backend".to_string()))
+        let sidecar = spec.init_containers.iter().flatten().find(|c| c.restart_policy.as_deref() == Some("Always"));
+        let reject = if let Some(c) = sidecar {
+            Some((
+                "UnsupportedFeature",
+                format!("init container {}: sidecar containers (restartPolicy: Always) are not supported by the local backend", c.name),
+            ))
         } else {
             let mut wanted = Vec::new();
             for c in &spec.containers {
@@ -182,12 +195,20 @@ impl Worker {
     async fn prepare(&mut self, rx: &mut mpsc::Receiver<Msg>) {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let started = Instant::now();
-        self.ctrs = spec
-            .containers
+        let inits = spec.init_containers.clone().unwrap_or_default();
+        let initialized = inits.is_empty();
+        self.ctrs = inits
             .iter()
-            .map(|c| {
+            .map(|c| (c, true))
+            .chain(spec.containers.iter().map(|c| (c, false)))
+            .enumerate()
+            .map(|(i, (c, init))| {
                 let image = self.ctx.images.resolve(c.image.as_deref().unwrap_or("")).cloned();
+                // The first init container (or, without any, every container) is due now;
+                // the rest wait for the one before them.
+                let due = i == 0 || (initialized && !init);
                 Ctr {
+                    init,
                     image,
                     pid: None,
                     cgroup: None,
@@ -197,8 +218,8 @@ impl Worker {
                     restart_count: 0,
                     last_terminated: None,
                     terminated: None,
-                    waiting: Some(("ContainerCreating".into(), String::new())),
-                    restart_at: Some(started),
+                    waiting: Some((if due { "ContainerCreating" } else { "PodInitializing" }.into(), String::new())),
+                    restart_at: due.then_some(started),
                     backoff: BACKOFF_START,
                     readiness: None,
                     liveness: None,
@@ -210,7 +231,7 @@ impl Worker {
             .collect();
         self.set_condition("PodScheduled", true, None);
         self.set_condition("PodReadyToStartContainers", false, None);
-        self.set_condition("Initialized", true, None);
+        self.set_condition("Initialized", initialized, (!initialized).then_some("ContainersNotInitialized"));
         self.push_status().await;
         loop {
             match volumes::materialize(&self.ctx.client, &self.pod, &self.dir).await {
@@ -238,7 +259,9 @@ impl Worker {
         }
         self.set_condition("PodReadyToStartContainers", true, None);
         for i in 0..self.ctrs.len() {
-            if let Err(e) = &self.ctrs[i].image {
+            if let Err(e) = &self.ctrs[i].image
+                && self.ctrs[i].restart_at.is_some()
+            {
                 let msg = e.clone();
                 self.ctrs[i].waiting = Some(("ErrImagePull".into(), msg.clone()));
                 self.ctrs[i].restart_at = None;
@@ -377,7 +400,8 @@ impl Worker {
         c.readiness = None;
         c.liveness = None;
         c.startup = None;
-        let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
+        // An init container is restarted only when it failed, and not under `Never`.
+        let restart = if c.init { code != 0 && policy != "Never" } else { policy == "Always" || (policy == "OnFailure" && code != 0) };
         if c.running_since.is_some_and(|t| t.elapsed() >= BACKOFF_RESET) {
             c.backoff = BACKOFF_START;
         }
@@ -393,9 +417,40 @@ impl Worker {
             let msg = format!("container {name} exited with {code}; restarting");
             self.event("Warning", "BackOff", &msg).await;
         } else {
+            let init_done = c.init && code == 0;
             c.terminated = Some(term);
             c.waiting = None;
             c.restart_at = None;
+            if init_done {
+                self.next_after_init(i).await;
+            }
+        }
+    }
+
+    /// Init container `i` completed: start the next one, or, after the last, every
+    /// container.
+    async fn next_after_init(&mut self, i: usize) {
+        let now_i = Instant::now();
+        let next: Vec<usize> = match self.ctrs.get(i + 1) {
+            Some(c) if c.init => vec![i + 1],
+            _ => {
+                self.set_condition("Initialized", true, None);
+                (i + 1..self.ctrs.len()).collect()
+            }
+        };
+        for j in next {
+            let c = &mut self.ctrs[j];
+            match &c.image {
+                Ok(_) => {
+                    c.restart_at = Some(now_i);
+                    c.waiting = Some(("ContainerCreating".into(), String::new()));
+                }
+                Err(e) => {
+                    let (msg, name) = (e.clone(), c.spec.name.clone());
+                    c.waiting = Some(("ErrImagePull".into(), msg.clone()));
+                    self.event("Warning", "Failed", &format!("container {name}: {msg}")).await;
+                }
+            }
         }
     }
 
@@ -605,10 +660,11 @@ impl Worker {
     }
 
     fn status(&mut self) -> PodStatus {
-        let all_ready = !self.ctrs.is_empty() && self.ctrs.iter().all(|c| c.ready());
+        let mains: Vec<&Ctr> = self.ctrs.iter().filter(|c| !c.init).collect();
+        let all_ready = !mains.is_empty() && mains.iter().all(|c| c.ready());
         self.set_condition("ContainersReady", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
         self.set_condition("Ready", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
-        let statuses: Vec<ContainerStatus> = self
+        let (statuses, init_statuses): (Vec<(bool, ContainerStatus)>, Vec<(bool, ContainerStatus)>) = self
             .ctrs
             .iter()
             .map(|c| {
@@ -623,7 +679,7 @@ impl Worker {
                         ..Default::default()
                     }
                 };
-                ContainerStatus {
+                let status = ContainerStatus {
                     name: c.spec.name.clone(),
                     image: c.spec.image.clone().unwrap_or_default(),
                     image_id: c.image.as_ref().map(|i| format!("firedrill-local://{}", i.binary.display())).unwrap_or_default(),
@@ -634,18 +690,30 @@ impl Worker {
                     state: Some(state),
                     last_state: c.last_terminated.clone().map(|t| ContainerState { terminated: Some(t), ..Default::default() }),
                     ..Default::default()
-                }
+                };
+                (c.init, status)
             })
-            .collect();
+            .partition(|(init, _)| !init);
+        let statuses: Vec<ContainerStatus> = statuses.into_iter().map(|(_, s)| s).collect();
+        let init_statuses: Vec<ContainerStatus> = init_statuses.into_iter().map(|(_, s)| s).collect();
+        let inits: Vec<&Ctr> = self.ctrs.iter().filter(|c| c.init).collect();
+        let init_failed = inits.iter().any(|c| c.terminated.as_ref().is_some_and(|t| t.exit_code != 0));
+        let initialized = inits.iter().all(|c| c.completed());
+        let mains: Vec<&Ctr> = self.ctrs.iter().filter(|c| !c.init).collect();
         let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let (phase, reason, message) = if let Some((p, r, m)) = &self.phase_override {
             (p.clone(), Some(r.clone()), Some(m.clone()))
+        } else if init_failed {
+            // Only under `Never` does a failed init container stay failed: the pod is.
+            ("Failed".to_string(), None, None)
+        } else if !initialized {
+            ("Pending".to_string(), None, None)
         } else {
-            let all_done = !self.ctrs.is_empty() && self.ctrs.iter().all(|c| c.terminated.is_some());
-            let any_started = self.ctrs.iter().any(|c| c.pid.is_some() || c.restart_count > 0 || c.terminated.is_some());
+            let all_done = !mains.is_empty() && mains.iter().all(|c| c.terminated.is_some());
+            let any_started = mains.iter().any(|c| c.pid.is_some() || c.restart_count > 0 || c.terminated.is_some());
             let phase = if all_done && policy != "Always" {
-                if self.ctrs.iter().all(|c| c.terminated.as_ref().is_some_and(|t| t.exit_code == 0)) { "Succeeded" } else { "Failed" }
-            } else if any_started && self.ctrs.iter().all(|c| c.pid.is_some() || c.restart_count > 0 || c.terminated.is_some()) {
+                if mains.iter().all(|c| c.terminated.as_ref().is_some_and(|t| t.exit_code == 0)) { "Succeeded" } else { "Failed" }
+            } else if any_started && mains.iter().all(|c| c.pid.is_some() || c.restart_count > 0 || c.terminated.is_some()) {
                 "Running"
             } else {
                 "Pending"
@@ -659,6 +727,7 @@ impl Worker {
             message,
             conditions: Some(self.conditions.values().cloned().collect()),
             container_statuses: Some(statuses),
+            init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
             host_ip: Some(ip.clone()),
             host_ips: Some(vec![HostIP { ip: ip.clone() }]),
             pod_ip: Some(ip.clone()),
