@@ -91,6 +91,9 @@ struct Worker {
     ports: Vec<u16>,
 }
 
+/// Container statuses, each tagged with whether it is an init container's.
+type Tagged = Vec<(bool, ContainerStatus)>;
+
 fn key(pod: &Pod) -> String {
     format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
 }
@@ -664,7 +667,7 @@ impl Worker {
         let all_ready = !mains.is_empty() && mains.iter().all(|c| c.ready());
         self.set_condition("ContainersReady", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
         self.set_condition("Ready", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
-        let (statuses, init_statuses): (Vec<(bool, ContainerStatus)>, Vec<(bool, ContainerStatus)>) = self
+        let (statuses, init_statuses): (Tagged, Tagged) = self
             .ctrs
             .iter()
             .map(|c| {
