@@ -91,9 +91,6 @@ struct Worker {
     ports: Vec<u16>,
 }
 
-/// Container statuses, each tagged with whether it is an init container's.
-type Tagged = Vec<(bool, ContainerStatus)>;
-
 fn key(pod: &Pod) -> String {
     format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
 }
@@ -262,14 +259,20 @@ impl Worker {
         }
         self.set_condition("PodReadyToStartContainers", true, None);
         for i in 0..self.ctrs.len() {
-            if let Err(e) = &self.ctrs[i].image
-                && self.ctrs[i].restart_at.is_some()
-            {
-                let msg = e.clone();
-                self.ctrs[i].waiting = Some(("ErrImagePull".into(), msg.clone()));
-                self.ctrs[i].restart_at = None;
-                self.event("Warning", "Failed", &format!("container {}: {msg}", self.ctrs[i].spec.name)).await;
+            if self.ctrs[i].restart_at.is_some() {
+                self.hold_if_no_image(i).await;
             }
+        }
+    }
+
+    /// A container whose turn came but whose image cannot run waits with `ErrImagePull`.
+    async fn hold_if_no_image(&mut self, i: usize) {
+        let c = &mut self.ctrs[i];
+        if let Err(e) = &c.image {
+            let (msg, name) = (e.clone(), c.spec.name.clone());
+            c.waiting = Some(("ErrImagePull".into(), msg.clone()));
+            c.restart_at = None;
+            self.event("Warning", "Failed", &format!("container {name}: {msg}")).await;
         }
     }
 
@@ -442,18 +445,9 @@ impl Worker {
             }
         };
         for j in next {
-            let c = &mut self.ctrs[j];
-            match &c.image {
-                Ok(_) => {
-                    c.restart_at = Some(now_i);
-                    c.waiting = Some(("ContainerCreating".into(), String::new()));
-                }
-                Err(e) => {
-                    let (msg, name) = (e.clone(), c.spec.name.clone());
-                    c.waiting = Some(("ErrImagePull".into(), msg.clone()));
-                    self.event("Warning", "Failed", &format!("container {name}: {msg}")).await;
-                }
-            }
+            self.ctrs[j].restart_at = Some(now_i);
+            self.ctrs[j].waiting = Some(("ContainerCreating".into(), String::new()));
+            self.hold_if_no_image(j).await;
         }
     }
 
@@ -663,46 +657,41 @@ impl Worker {
     }
 
     fn status(&mut self) -> PodStatus {
-        let mains: Vec<&Ctr> = self.ctrs.iter().filter(|c| !c.init).collect();
-        let all_ready = !mains.is_empty() && mains.iter().all(|c| c.ready());
+        let mut containers = self.ctrs.iter().filter(|c| !c.init).peekable();
+        let all_ready = containers.peek().is_some() && containers.all(|c| c.ready());
         self.set_condition("ContainersReady", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
         self.set_condition("Ready", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
-        let (statuses, init_statuses): (Tagged, Tagged) = self
-            .ctrs
-            .iter()
-            .map(|c| {
-                let state = if c.pid.is_some() {
-                    ContainerState { running: Some(ContainerStateRunning { started_at: c.started_at.clone() }), ..Default::default() }
-                } else if let Some(t) = &c.terminated {
-                    ContainerState { terminated: Some(t.clone()), ..Default::default() }
-                } else {
-                    let (reason, message) = c.waiting.clone().unwrap_or_default();
-                    ContainerState {
-                        waiting: Some(ContainerStateWaiting { reason: Some(reason), message: (!message.is_empty()).then_some(message) }),
-                        ..Default::default()
-                    }
-                };
-                let status = ContainerStatus {
-                    name: c.spec.name.clone(),
-                    image: c.spec.image.clone().unwrap_or_default(),
-                    image_id: c.image.as_ref().map(|i| format!("firedrill-local://{}", i.binary.display())).unwrap_or_default(),
-                    container_id: c.pid.map(|p| format!("firedrill://{p}")),
-                    ready: c.ready(),
-                    started: Some(c.pid.is_some() && c.startup_done()),
-                    restart_count: c.restart_count,
-                    state: Some(state),
-                    last_state: c.last_terminated.clone().map(|t| ContainerState { terminated: Some(t), ..Default::default() }),
-                    ..Default::default()
-                };
-                (c.init, status)
-            })
-            .partition(|(init, _)| !init);
-        let statuses: Vec<ContainerStatus> = statuses.into_iter().map(|(_, s)| s).collect();
-        let init_statuses: Vec<ContainerStatus> = init_statuses.into_iter().map(|(_, s)| s).collect();
+        let mains: Vec<&Ctr> = self.ctrs.iter().filter(|c| !c.init).collect();
         let inits: Vec<&Ctr> = self.ctrs.iter().filter(|c| c.init).collect();
+        let status_of = |c: &&Ctr| {
+            let state = if c.pid.is_some() {
+                ContainerState { running: Some(ContainerStateRunning { started_at: c.started_at.clone() }), ..Default::default() }
+            } else if let Some(t) = &c.terminated {
+                ContainerState { terminated: Some(t.clone()), ..Default::default() }
+            } else {
+                let (reason, message) = c.waiting.clone().unwrap_or_default();
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting { reason: Some(reason), message: (!message.is_empty()).then_some(message) }),
+                    ..Default::default()
+                }
+            };
+            ContainerStatus {
+                name: c.spec.name.clone(),
+                image: c.spec.image.clone().unwrap_or_default(),
+                image_id: c.image.as_ref().map(|i| format!("firedrill-local://{}", i.binary.display())).unwrap_or_default(),
+                container_id: c.pid.map(|p| format!("firedrill://{p}")),
+                ready: c.ready(),
+                started: Some(c.pid.is_some() && c.startup_done()),
+                restart_count: c.restart_count,
+                state: Some(state),
+                last_state: c.last_terminated.clone().map(|t| ContainerState { terminated: Some(t), ..Default::default() }),
+                ..Default::default()
+            }
+        };
+        let statuses: Vec<ContainerStatus> = mains.iter().map(status_of).collect();
+        let init_statuses: Vec<ContainerStatus> = inits.iter().map(status_of).collect();
         let init_failed = inits.iter().any(|c| c.terminated.as_ref().is_some_and(|t| t.exit_code != 0));
         let initialized = inits.iter().all(|c| c.completed());
-        let mains: Vec<&Ctr> = self.ctrs.iter().filter(|c| !c.init).collect();
         let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let (phase, reason, message) = if let Some((p, r, m)) = &self.phase_override {
             (p.clone(), Some(r.clone()), Some(m.clone()))
