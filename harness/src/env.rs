@@ -305,7 +305,9 @@ impl Env {
 
     /// Run `argv` on `host` as its process `name` (on kind: from the image whose binary is
     /// `argv[0]`).
-    pub async fn add_host_process(&self, host: &str, name: &str, argv: Vec<String>, env: Vec<(String, String)>) -> Result<(), BackendError> {
+    /// Run `argv` on `host` as process `name`; it is up when the host accepts connections
+    /// on each port of `listen`, then and whenever the host is started again.
+    pub async fn add_host_process(&self, host: &str, name: &str, argv: Vec<String>, env: Vec<(String, String)>, listen: &[u16]) -> Result<(), BackendError> {
         match &self.provider {
             Provider::Kind(run) => {
                 let v = crate::fixtures::Versions::load(&self.paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
@@ -313,10 +315,10 @@ impl Env {
                 let firedrill = std::env::current_exe().map_err(|e| BackendError::Setup(format!("the harness's own path: {e}")))?;
                 let images =
                     crate::backend::images::ImageMap::load(&self.paths.fixtures, &binaries, &firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
-                run.add_host_process(&images, host, name, &argv, &env).await
+                run.add_host_process(&images, host, name, &argv, &env, listen).await
             }
             Provider::Local(_) | Provider::Existing(_) => {
-                self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env }).await.map(|_| ())
+                self.daemon(Request::AddHostProcess { host: host.into(), name: name.into(), argv, env, listen: listen.to_vec() }).await.map(|_| ())
             }
         }
     }

@@ -256,12 +256,9 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         std::fs::write(&cfg, format!("defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\nfrontend f\n  bind {lb}:5556\n  default_backend b\nbackend b\n  server s 127.0.0.1:1\n")).unwrap();
         let argv = vec!["/usr/sbin/haproxy".to_string(), "-db".into(), "-f".into(), cfg.display().to_string()];
-        env.add_host_process("lb", "haproxy", argv, vec![]).await.unwrap_or_else(|e| panic!("haproxy on host lb: {e}"));
-        firedrill::wait::until(firedrill::wait::Deadline::after(Duration::from_secs(20)), "haproxy on host lb to accept connections", || async move {
-            tokio::net::TcpStream::connect((lb, 5556)).await.ok().map(|_| ())
-        })
-        .await
-        .unwrap();
+        // Adding the process (and every start of the host) ends when haproxy accepts connections.
+        env.add_host_process("lb", "haproxy", argv, vec![], &[5556]).await.unwrap_or_else(|e| panic!("haproxy on host lb: {e}"));
+        accepts(lb, 5556).await;
 
         // An extra API server in the control-plane node's namespace answers, and is gone once stopped.
         let extra = env.start_extra_apiserver("main").await.unwrap_or_else(|e| panic!("extra API server: {e}"));
@@ -291,6 +288,7 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         for f in &faults {
             drill_fault(&env, f).await;
         }
+        accepts(lb, 5556).await;
         // A cluster stopped while runc in a node holds a pod container's cgroup frozen (it
         // does while it sets a container up): frozen processes never die, and without the
         // backend thawing them a plain `docker stop` of the node usually fails ("did not
@@ -418,5 +416,14 @@ async fn workload_serving(env: &firedrill::env::Env) {
         };
         streak = if ok { streak + 1 } else { 0 };
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `ip:port` accepts a connection now, not after a wait.
+async fn accepts(ip: std::net::Ipv4Addr, port: u16) {
+    match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!("{ip}:{port} refuses connections: {e}"),
+        Err(_) => panic!("{ip}:{port} does not answer within 1 s"),
     }
 }

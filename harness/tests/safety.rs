@@ -107,6 +107,7 @@ async fn setup() -> LocalRun {
         name: "http".into(),
         argv: vec![workload],
         env: vec![("LISTEN".into(), format!("{spare}:8080"))],
+        listen: vec![8080],
     })
     .await
     .unwrap();

@@ -117,8 +117,7 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
         "-f".into(),
         ldap_dir.join("slapd.conf").display().to_string(),
     ];
-    env.add_host_process("ldap", "slapd", slapd, vec![("PATH".into(), "/usr/sbin:/usr/bin:/bin".into())]).await.map_err(|e| e.to_string())?;
-    wait_tcp(ldap, 389, "slapd on host ldap to accept connections").await?;
+    env.add_host_process("ldap", "slapd", slapd, vec![("PATH".into(), "/usr/sbin:/usr/bin:/bin".into())], &[389]).await.map_err(|e| e.to_string())?;
 
     // dex.
     let nodes: Api<Node> = Api::all(cluster.client.clone());
@@ -164,7 +163,7 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
     let cfg = lb_dir.join("haproxy.cfg");
     pki::write_public(&cfg, &template::render("haproxy.cfg", &read("haproxy.cfg")?, &v)?).map_err(|e| e.to_string())?;
     let haproxy = vec!["/usr/sbin/haproxy".to_string(), "-db".into(), "-f".into(), cfg.display().to_string()];
-    env.add_host_process("lb", "haproxy", haproxy, vec![("PATH".into(), "/usr/sbin:/usr/bin:/bin".into())]).await.map_err(|e| e.to_string())?;
+    env.add_host_process("lb", "haproxy", haproxy, vec![("PATH".into(), "/usr/sbin:/usr/bin:/bin".into())], &[5556]).await.map_err(|e| e.to_string())?;
 
     // The API server trusts the issuer (or, to break the setup on purpose, a CA that did not sign its certificate).
     let trusted = if trust_unrelated { Ca::generate("unrelated CA").map_err(|e| e.to_string())?.0.cert_pem } else { ca.cert_pem.clone() };
@@ -198,12 +197,4 @@ pub async fn deploy(env: &Env, c: &Component) -> Result<Identity, String> {
     .map_err(|e| e.to_string())?;
 
     Ok(Identity { cluster: cluster.name.clone(), issuer, ca_pem: ca.cert_pem, client_id, client_secret, redirect_uri, users, lb, namespace: NAMESPACE.into() })
-}
-
-async fn wait_tcp(ip: Ipv4Addr, port: u16, condition: &str) -> Result<(), String> {
-    wait::until(Deadline::after(Duration::from_secs(30)), condition, || async move {
-        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await.ok()?.ok().map(|_| ())
-    })
-    .await
-    .map_err(|e| e.to_string())
 }

@@ -21,6 +21,8 @@ pub const HOLDER_IMAGE: &str = "firedrill.local/host-pause:pinned";
 pub const RUN_LABEL: &str = "firedrill.kind-run";
 const HOST_LABEL: &str = "firedrill.host";
 const PROCESS_LABEL: &str = "firedrill.process";
+/// The ports a host process serves on, comma-separated: starting its host waits for them.
+const LISTEN_LABEL: &str = "firedrill.listen";
 
 /// Create every host's network holder.
 pub async fn create(info: &KindRunInfo) -> Result<(), BackendError> {
@@ -72,7 +74,15 @@ impl KindRun {
     /// Run `argv` on `host` as process `name`: a container of the image whose binary is
     /// `argv[0]`, in the host's network namespace. A process of that name already there
     /// is replaced. Fails with the process's output when it exits at once.
-    pub async fn add_host_process(&self, images: &ImageMap, host: &str, name: &str, argv: &[String], env: &[(String, String)]) -> Result<(), BackendError> {
+    pub async fn add_host_process(
+        &self,
+        images: &ImageMap,
+        host: &str,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        listen: &[u16],
+    ) -> Result<(), BackendError> {
         let h = self.host(host)?;
         let (first, rest) = argv.split_first().ok_or_else(|| BackendError::Setup(format!("host {host}: process {name} has no command")))?;
         let (image, _) = images.for_host_binary(std::path::Path::new(first)).map_err(BackendError::Unsupported)?;
@@ -81,7 +91,7 @@ impl KindRun {
         let dir = self.info.dir.join("hosts").join(host);
         std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
         let mut args: Vec<String> = [
-                "run",
+            "run",
             "--detach",
             "--pull=never",
             "--name",
@@ -94,6 +104,8 @@ impl KindRun {
             &format!("{HOST_LABEL}={host}"),
             "--label",
             &format!("{PROCESS_LABEL}={name}"),
+            "--label",
+            &format!("{LISTEN_LABEL}={}", listen.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
             "--volume",
             &format!("{0}:{0}", dir.display()),
         ]
@@ -110,7 +122,34 @@ impl KindRun {
             let logs = run("docker", &["logs", "--tail", "20", &container]).unwrap_or_default();
             return Err(BackendError::Setup(format!("host {host}: process {name} exited at once: {}", logs.trim())));
         }
-        Ok(())
+        self.wait_listening(host).await
+    }
+
+    /// Wait until `host` accepts connections on every port its processes serve on.
+    async fn wait_listening(&self, host: &str) -> Result<(), BackendError> {
+        let h = self.host(host)?;
+        let ip: std::net::Ipv4Addr = h.ip.parse().map_err(|e| BackendError::Setup(format!("host {host}: address {}: {e}", h.ip)))?;
+        let listing = run(
+            "docker",
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label={RUN_LABEL}={}", self.info.number),
+                "--filter",
+                &format!("label={HOST_LABEL}={host}"),
+                "--format",
+                &format!("{{{{.Label \"{LISTEN_LABEL}\"}}}}"),
+            ],
+        )?;
+        let mut ports: Vec<u16> = Vec::new();
+        for p in listing.split([',', '\n']).filter(|p| !p.trim().is_empty()) {
+            let port = p.trim().parse().map_err(|e| BackendError::Setup(format!("host {host}: label {LISTEN_LABEL} `{p}`: {e}")))?;
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        crate::backend::wait_listening(host, ip, &ports).await
     }
 
     /// The process containers of `host` (all hosts with `None`), by container name.
@@ -165,6 +204,7 @@ impl KindRun {
             args.extend(stopped);
             run_async("docker", args, vec![]).await?;
         }
+        self.wait_listening(host).await?;
         Ok(containers)
     }
 }

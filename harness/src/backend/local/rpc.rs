@@ -15,11 +15,15 @@ use crate::backend::BackendError;
 pub enum Request {
     Status,
     /// Run a process on a host outside the clusters; kept and restarted by `start-host`.
+    /// The request (and every later `start-host`) ends when the host accepts connections
+    /// on each port of `listen`.
     AddHostProcess {
         host: String,
         name: String,
         argv: Vec<String>,
         env: Vec<(String, String)>,
+        #[serde(default)]
+        listen: Vec<u16>,
     },
     /// Stop every process of a host: SIGTERM and a grace period, or with `kill`, SIGKILL
     /// at once (no graceful shutdown).

@@ -58,6 +58,8 @@ struct Daemon {
     images: Arc<ImageMap>,
     /// Processes in start order.
     procs: Mutex<Vec<(String, Managed)>>,
+    /// Ports each host serves on, by host: starting the host waits for them.
+    listens: Mutex<BTreeMap<String, Vec<u16>>>,
     agents: Mutex<BTreeMap<String, JoinHandle<()>>>,
     kubelet_version: String,
 }
@@ -76,6 +78,7 @@ pub async fn main(run_dir: PathBuf) -> Result<(), BackendError> {
         bins,
         images,
         procs: Mutex::new(Vec::new()),
+        listens: Mutex::new(BTreeMap::new()),
         agents: Mutex::new(BTreeMap::new()),
         kubelet_version: format!("{}-firedrill", versions.kubernetes),
     });
@@ -259,10 +262,19 @@ impl Daemon {
         Ok(started)
     }
 
+    /// Start every process of a host, and wait until it accepts connections on its ports.
+    async fn start_host(&self, host: &str) -> Result<Vec<String>, BackendError> {
+        let ip = self.run.host(host)?.ip;
+        let started = self.start_group(&Group::Host(host.to_string()), |_| true).await?;
+        let ports = self.listens.lock().await.get(host).cloned().unwrap_or_default();
+        crate::backend::wait_listening(host, ip, &ports).await?;
+        Ok(started)
+    }
+
     async fn handle(&self, req: Request) -> Result<Vec<String>, BackendError> {
         match req {
             Request::Status => Ok(vec![]),
-            Request::AddHostProcess { host, name, argv, env } => {
+            Request::AddHostProcess { host, name, argv, env, listen } => {
                 let h = self.run.host(&host)?.clone();
                 let full = format!("host/{host}/{name}");
                 {
@@ -279,16 +291,22 @@ impl Daemon {
                         ));
                     }
                 }
-                self.start_group(&Group::Host(host), |_| true).await
+                {
+                    let mut listens = self.listens.lock().await;
+                    let ports = listens.entry(host.clone()).or_default();
+                    for port in listen {
+                        if !ports.contains(&port) {
+                            ports.push(port);
+                        }
+                    }
+                }
+                self.start_host(&host).await
             }
             Request::StopHost { host, kill } => {
                 self.run.host(&host)?;
                 Ok(self.stop_group(&Group::Host(host), if kill { Duration::ZERO } else { Duration::from_secs(5) }).await)
             }
-            Request::StartHost { host } => {
-                self.run.host(&host)?;
-                self.start_group(&Group::Host(host), |_| true).await
-            }
+            Request::StartHost { host } => self.start_host(&host).await,
             Request::StopStorage { cluster, kill } => {
                 self.run.cluster(&cluster)?;
                 Ok(self.stop_group(&Group::Storage(cluster), if kill { Duration::ZERO } else { Duration::from_secs(5) }).await)
