@@ -81,20 +81,24 @@ fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let state = tempfile::tempdir().unwrap();
     let before = volumes();
+    // Its output is kept, to say why if it ends on its own.
+    let log = state.path().join("up.log");
     let mut child = {
         use std::os::unix::process::CommandExt;
         Command::new(common::firedrill())
             .args(["up", "--backend", "kind", "--topology", "single"])
             .env("FIREDRILL_STATE", state.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .process_group(0)
             .spawn()
             .unwrap()
     };
     let start = Instant::now();
     while containers_in("fd-k", &["--filter", "status=running"]).is_empty() {
-        assert!(child.try_wait().unwrap().is_none(), "firedrill up ended before kind started a node");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("firedrill up ended ({status}) before kind started a node: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
         assert!(start.elapsed() < Duration::from_secs(120), "kind started no node container within 120 s");
         std::thread::sleep(Duration::from_millis(100));
     }
