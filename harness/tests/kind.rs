@@ -182,20 +182,25 @@ fn freeze_a_pod_container(node: &str) -> Option<std::path::PathBuf> {
     let at = path.find(&id).unwrap_or_else(|| panic!("the node's freezer cgroup {path} does not name its id {id}"));
     let root = std::path::Path::new("/sys/fs/cgroup/freezer").join(&path[1..at + id.len()]);
     // The node's pods may still be starting again after the earlier faults: wait for one.
+    // A cgroup stays FREEZING while one of its tasks cannot be stopped yet (in
+    // uninterruptible sleep): it is thawed, and freezing is tried again a second later.
+    let mut stuck = Vec::new();
     for _ in 0..120 {
         if let Some(scope) = pod_container_scope(&root) {
-            std::fs::write(scope.join("freezer.state"), "FROZEN").unwrap();
+            let state = scope.join("freezer.state");
+            std::fs::write(&state, "FROZEN").unwrap();
             for _ in 0..50 {
-                if std::fs::read_to_string(scope.join("freezer.state")).unwrap().trim() == "FROZEN" {
+                if std::fs::read_to_string(&state).unwrap().trim() == "FROZEN" {
                     return Some(scope);
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            panic!("{} did not freeze", scope.display());
+            std::fs::write(&state, "THAWED").unwrap();
+            stuck.push(scope.display().to_string());
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    panic!("no pod container with processes under {} within 120 s", root.display());
+    panic!("no pod container under {} froze within 120 s; stuck freezing: {stuck:?}", root.display());
 }
 
 /// A pod container's cgroup (`cri-containerd-<id>.scope`) with processes in it, under `root`.
