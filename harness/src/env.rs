@@ -304,9 +304,8 @@ impl Env {
     }
 
     /// Run `argv` on `host` as its process `name` (on kind: from the image whose binary is
-    /// `argv[0]`).
-    /// Run `argv` on `host` as process `name`; it is up when the host accepts connections
-    /// on each port of `listen`, then and whenever the host is started again.
+    /// `argv[0]`); it is up when the host accepts connections on each port of `listen`,
+    /// then and whenever the host is started again.
     pub async fn add_host_process(&self, host: &str, name: &str, argv: Vec<String>, env: Vec<(String, String)>, listen: &[u16]) -> Result<(), BackendError> {
         match &self.provider {
             Provider::Kind(run) => {

@@ -157,11 +157,13 @@ impl From<crate::wait::Timeout> for BackendError {
 
 /// Wait until each of a host's serving ports accepts TCP connections at `ip`: a host
 /// process that serves is back when it accepts connections, not when it was started.
-pub async fn wait_listening(host: &str, ip: std::net::Ipv4Addr, ports: &[u16]) -> Result<(), BackendError> {
-    for &port in ports {
-        crate::wait::until(crate::wait::Deadline::after(Duration::from_secs(30)), &format!("host {host} to accept connections on {ip}:{port}"), || async move {
-            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await.ok()?.ok().map(|_| ())
-        })
+pub async fn wait_listening(host: &str, ip: std::net::Ipv4Addr, ports: impl IntoIterator<Item = u16>) -> Result<(), BackendError> {
+    for port in ports {
+        crate::wait::until(
+            crate::wait::Deadline::after(Duration::from_secs(30)),
+            &format!("host {host} to accept connections on {ip}:{port}"),
+            || async move { tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await.ok()?.ok().map(|_| ()) },
+        )
         .await?;
     }
     Ok(())

@@ -24,6 +24,15 @@ const PROCESS_LABEL: &str = "firedrill.process";
 /// The ports a host process serves on, comma-separated: starting its host waits for them.
 const LISTEN_LABEL: &str = "firedrill.listen";
 
+/// A process container of a host, from its labels.
+struct HostProcess {
+    container: String,
+    host: String,
+    process: String,
+    /// The ports it serves on.
+    listen: Vec<u16>,
+}
+
 /// Create every host's network holder.
 pub async fn create(info: &KindRunInfo) -> Result<(), BackendError> {
     for h in &info.hosts {
@@ -122,64 +131,48 @@ impl KindRun {
             let logs = run("docker", &["logs", "--tail", "20", &container]).unwrap_or_default();
             return Err(BackendError::Setup(format!("host {host}: process {name} exited at once: {}", logs.trim())));
         }
-        self.wait_listening(host).await
+        self.wait_listening(host, &self.host_processes(Some(host))?).await
     }
 
     /// Wait until `host` accepts connections on every port its processes serve on.
-    async fn wait_listening(&self, host: &str) -> Result<(), BackendError> {
-        let h = self.host(host)?;
-        let ip: std::net::Ipv4Addr = h.ip.parse().map_err(|e| BackendError::Setup(format!("host {host}: address {}: {e}", h.ip)))?;
-        let listing = run(
-            "docker",
-            &[
-                "ps",
-                "-a",
-                "--filter",
-                &format!("label={RUN_LABEL}={}", self.info.number),
-                "--filter",
-                &format!("label={HOST_LABEL}={host}"),
-                "--format",
-                &format!("{{{{.Label \"{LISTEN_LABEL}\"}}}}"),
-            ],
-        )?;
-        let mut ports: Vec<u16> = Vec::new();
-        for p in listing.split([',', '\n']).filter(|p| !p.trim().is_empty()) {
-            let port = p.trim().parse().map_err(|e| BackendError::Setup(format!("host {host}: label {LISTEN_LABEL} `{p}`: {e}")))?;
-            if !ports.contains(&port) {
-                ports.push(port);
-            }
-        }
-        crate::backend::wait_listening(host, ip, &ports).await
+    async fn wait_listening(&self, host: &str, procs: &[HostProcess]) -> Result<(), BackendError> {
+        let ip: std::net::Ipv4Addr = self.host(host)?.ip.parse().map_err(|e| BackendError::Setup(format!("host {host}: address: {e}")))?;
+        let ports: std::collections::BTreeSet<u16> = procs.iter().flat_map(|p| p.listen.iter().copied()).collect();
+        crate::backend::wait_listening(host, ip, ports).await
     }
 
-    /// The process containers of `host` (all hosts with `None`), by container name.
-    fn host_processes(&self, host: Option<&str>) -> Result<Vec<(String, String, String)>, BackendError> {
+    /// The process containers of `host` (all hosts with `None`).
+    fn host_processes(&self, host: Option<&str>) -> Result<Vec<HostProcess>, BackendError> {
         let filter = match host {
             Some(h) => format!("label={HOST_LABEL}={h}"),
             None => format!("label={HOST_LABEL}"),
         };
-        let format = format!("{{{{.Names}}}}\t{{{{.Label \"{HOST_LABEL}\"}}}}\t{{{{.Label \"{PROCESS_LABEL}\"}}}}");
+        let format = format!("{{{{.Names}}}}\t{{{{.Label \"{HOST_LABEL}\"}}}}\t{{{{.Label \"{PROCESS_LABEL}\"}}}}\t{{{{.Label \"{LISTEN_LABEL}\"}}}}");
         let listing = run("docker", &["ps", "-a", "--filter", &format!("label={RUN_LABEL}={}", self.info.number), "--filter", &filter, "--format", &format])?;
-        Ok(listing
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                let (c, h, p) = (f.next()?, f.next()?, f.next()?);
-                (!p.is_empty()).then(|| (c.to_string(), h.to_string(), p.to_string()))
-            })
-            .collect())
+        let mut procs = Vec::new();
+        for l in listing.lines() {
+            let mut f = l.split('\t');
+            let (Some(container), Some(host), Some(process)) = (f.next(), f.next(), f.next()) else { continue };
+            if process.is_empty() {
+                continue; // the host's network holder
+            }
+            let listen = f.next().unwrap_or("").split(',').filter(|p| !p.is_empty()).map(|p| p.parse::<u16>()).collect::<Result<_, _>>();
+            let listen = listen.map_err(|e| BackendError::Setup(format!("container {container}: label {LISTEN_LABEL}: {e}")))?;
+            procs.push(HostProcess { container: container.into(), host: host.into(), process: process.into(), listen });
+        }
+        Ok(procs)
     }
 
     /// Every host process as `host/<host>/<process>`, and whether it runs.
     pub fn processes(&self) -> Result<Vec<(String, bool)>, BackendError> {
-        self.host_processes(None)?.into_iter().map(|(c, h, p)| Ok((format!("host/{h}/{p}"), super::ops::running(&c)?))).collect()
+        self.host_processes(None)?.into_iter().map(|p| Ok((format!("host/{}/{}", p.host, p.process), super::ops::running(&p.container)?))).collect()
     }
 
     /// Stop every process of `host` (SIGTERM and 10 s, or SIGKILL with `kill`); its
     /// address stays.
     pub async fn stop_host(&self, host: &str, kill: bool) -> Result<Vec<String>, BackendError> {
         self.host(host)?;
-        let containers: Vec<String> = self.host_processes(Some(host))?.into_iter().map(|(c, _, _)| c).collect();
+        let containers: Vec<String> = self.host_processes(Some(host))?.into_iter().map(|p| p.container).collect();
         if !containers.is_empty() {
             let mut args = if kill { vec!["kill".to_string()] } else { vec!["stop".to_string(), "--time".into(), "10".into()] };
             let running: Vec<String> = containers.iter().filter(|c| super::ops::running(c).unwrap_or(true)).cloned().collect();
@@ -197,14 +190,15 @@ impl KindRun {
         if !super::ops::running(&h.container)? {
             return Err(BackendError::Setup(format!("host {host}'s network holder {} is not running", h.container)));
         }
-        let containers: Vec<String> = self.host_processes(Some(host))?.into_iter().map(|(c, _, _)| c).collect();
+        let procs = self.host_processes(Some(host))?;
+        let containers: Vec<String> = procs.iter().map(|p| p.container.clone()).collect();
         let stopped: Vec<String> = containers.iter().filter(|c| !super::ops::running(c).unwrap_or(false)).cloned().collect();
         if !stopped.is_empty() {
             let mut args = vec!["start".to_string()];
             args.extend(stopped);
             run_async("docker", args, vec![]).await?;
         }
-        self.wait_listening(host).await?;
+        self.wait_listening(host, &procs).await?;
         Ok(containers)
     }
 }

@@ -59,7 +59,7 @@ struct Daemon {
     /// Processes in start order.
     procs: Mutex<Vec<(String, Managed)>>,
     /// Ports each host serves on, by host: starting the host waits for them.
-    listens: Mutex<BTreeMap<String, Vec<u16>>>,
+    listens: Mutex<BTreeMap<String, std::collections::BTreeSet<u16>>>,
     agents: Mutex<BTreeMap<String, JoinHandle<()>>>,
     kubelet_version: String,
 }
@@ -267,7 +267,7 @@ impl Daemon {
         let ip = self.run.host(host)?.ip;
         let started = self.start_group(&Group::Host(host.to_string()), |_| true).await?;
         let ports = self.listens.lock().await.get(host).cloned().unwrap_or_default();
-        crate::backend::wait_listening(host, ip, &ports).await?;
+        crate::backend::wait_listening(host, ip, ports).await?;
         Ok(started)
     }
 
@@ -291,15 +291,7 @@ impl Daemon {
                         ));
                     }
                 }
-                {
-                    let mut listens = self.listens.lock().await;
-                    let ports = listens.entry(host.clone()).or_default();
-                    for port in listen {
-                        if !ports.contains(&port) {
-                            ports.push(port);
-                        }
-                    }
-                }
+                self.listens.lock().await.entry(host.clone()).or_default().extend(listen);
                 self.start_host(&host).await
             }
             Request::StopHost { host, kill } => {
