@@ -8,8 +8,10 @@
 //! An engine whose chain already drops is used as it is. An engine that does not forward
 //! (the one `make setup` starts has `ip-forward: false`, so its FORWARD policy stays
 //! accept) gets the drop policy for the test's duration and its own policy back after.
-//! An identity scenario must then match its document, and afterwards no rule of the run is
-//! left in that chain.
+//! An identity scenario must then match its table, and afterwards no rule of the run is
+//! left in that chain. The scenario (harness/tests/data/coexistence) is seed 000's ldap-down
+//! with a 15 s window and the rows whose traffic crosses the bridge; the full drill runs in
+//! tests/drills.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,14 +74,14 @@ fn a_drill_passes_next_to_a_forward_drop_policy_and_leaves_no_rule() {
     let _policy = DockerLikeForwardPolicy::ensure();
     let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(["run", "identity::ldap-down"])
+        .args(["run", "--suites", "harness/tests/data/coexistence", "--snapshots", "harness/tests/data/snapshots", "identity-coexistence::ldap-down"])
         .current_dir(&root)
         .env("INSTA_UPDATE", "no")
         .output()
         .expect("firedrill runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("=> identity::ldap-down: matches the document"), "{text}");
+    assert!(text.contains("=> identity-coexistence::ldap-down: matches the document"), "{text}");
     let (_, chain) = nft(&["list", "chain", "ip", "filter", "FORWARD"]);
     assert!(!chain.contains("firedrill"), "a rule of the run is left in FORWARD: {chain}");
 }
