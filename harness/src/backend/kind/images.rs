@@ -95,6 +95,9 @@ fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
     if current.trim() == hash {
         return Ok(false);
     }
+    // The image the name points to now, if any (whatever its labels).
+    let previous = run("docker", &["image", "inspect", "--format", "{{.Id}}", name]).unwrap_or_default();
+    let previous = previous.trim();
     let dir = tempfile::tempdir().map_err(|e| BackendError::io(Path::new("/tmp"), e))?;
     let place = |from: &Path, to: &str| -> Result<(), BackendError> {
         let dest = dir.path().join(to.trim_start_matches('/'));
@@ -141,6 +144,11 @@ fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
         .map_err(|e| BackendError::Command { command: format!("docker import {name}"), stderr: e.to_string() })?;
     if !import.status.success() {
         return Err(BackendError::Command { command: format!("docker import {name}"), stderr: String::from_utf8_lossy(&import.stderr).trim().to_string() });
+    }
+    // The image the name pointed to is left without a name: removed, so that rebuilds do
+    // not pile up unnamed images (the engine refuses while a container still uses it).
+    if !previous.is_empty() {
+        let _ = run("docker", &["rmi", previous]);
     }
     Ok(true)
 }
