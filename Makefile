@@ -19,9 +19,13 @@ help:
 # Debian packages and the pinned upstream builds; then a Docker engine (ci/docker.sh: the
 # one already running, or dockerd started with the address plan's configuration); then the
 # kind backend's node image, built offline (ci/kind-image.sh; cached by a hash of its inputs).
+# The set-up's builds and Cargo's build of firedrill run side by side: a cold set-up spends
+# minutes downloading and linking with a core idle. When the Cargo build fails, the set-up
+# is still waited for, so that nothing is left running.
 setup:
-	ci/setup.sh >/dev/null
-	$(CARGO) build -q -p firedrill --bin firedrill
+	ci/setup.sh >/dev/null & setup=$$!; \
+	  status=0; $(CARGO) build -q -p firedrill --bin firedrill || status=$$?; \
+	  wait $$setup; exit $$status
 	ci/docker.sh $(FIREDRILL)
 	ci/kind-image.sh >/dev/null
 
