@@ -58,7 +58,11 @@ if ((${#missing[@]})); then
 fi
 
 # --- Upstream binaries ---------------------------------------------------------------
-export GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0
+# Every build links with -s -w (no symbol table, no DWARF), so the compiler need not write
+# DWARF at all: the binaries behave the same and a cold build is about a fifth faster
+# (etcd with an empty build cache: 92 s and 94 s without the flag, 72 s and 76 s with it).
+nodwarf=-gcflags=all=-dwarf=false
+export GOFLAGS="-mod=readonly $nodwarf" GOTOOLCHAIN=local CGO_ENABLED=0 nodwarf
 
 # Refuse to build a wrapper module that disagrees with versions.env.
 check_pin() { # module-dir module version
@@ -135,25 +139,25 @@ GOTOOLCHAIN=$DEX_GO_TOOLCHAIN build dex "$DEX_VERSION" dex dex -- \
   sh -c 'CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" -o "$out/dex" github.com/dexidp/dex/cmd/dex'
 
 build kind "$KIND_VERSION" kind kind -- \
-  sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
+  sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
 
 export ACTIONLINT_VERSION
 build actionlint "$ACTIONLINT_VERSION" actionlint actionlint -- \
-  sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"'
+  sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"'
 
 # The kind backend's node image pieces (ci/kind-image.sh assembles them with Debian's userland).
 export CONTAINERD_VERSION CRICTL_VERSION CNI_PLUGINS_VERSION
 build containerd "$CONTAINERD_VERSION" containerd containerd ctr containerd-shim-runc-v2 -- \
-  sh -c 'm=github.com/containerd/containerd/v2; GOBIN="$out" GOFLAGS= go install -trimpath \
+  sh -c 'm=github.com/containerd/containerd/v2; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath \
     -tags "no_btrfs no_devmapper no_zfs no_aufs" -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
     "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"'
 
 build crictl "$CRICTL_VERSION" crictl crictl -- \
-  sh -c 'GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+  sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
     "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"'
 
 build cni-plugins "$CNI_PLUGINS_VERSION" cni-plugins ptp host-local loopback portmap -- \
-  sh -c 'm=github.com/containernetworking/plugins/plugins; GOBIN="$out" GOFLAGS= go install -trimpath -ldflags "-s -w" \
+  sh -c 'm=github.com/containernetworking/plugins/plugins; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" \
     "$m/main/ptp@$CNI_PLUGINS_VERSION" "$m/main/loopback@$CNI_PLUGINS_VERSION" \
     "$m/ipam/host-local@$CNI_PLUGINS_VERSION" "$m/meta/portmap@$CNI_PLUGINS_VERSION"'
 
