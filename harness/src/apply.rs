@@ -51,8 +51,22 @@ pub async fn apply_noting(client: &kube::Client, name: &str, yaml: &str, note: O
             (discovery::Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &ar),
             (discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
         };
+        let mut found = api.get_opt(&obj_name).await.map_err(|e| format!("{name}: reading {} {obj_name}: {e}", tm.kind))?;
+        // An object still being deleted (a namespace an earlier run's `down` removed) takes
+        // no new content: wait until it is gone, then create it anew.
+        if found.as_ref().is_some_and(|o| o.metadata.deletion_timestamp.is_some()) {
+            let what = format!("{} {obj_name}, being deleted, to be gone", tm.kind);
+            crate::wait::until(crate::wait::Deadline::after(std::time::Duration::from_secs(120)), &what, || {
+                let api = api.clone();
+                let obj_name = obj_name.clone();
+                async move { matches!(api.get_opt(&obj_name).await, Ok(None)).then_some(()) }
+            })
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+            found = None;
+        }
         if let Some(note) = note
-            && api.get_opt(&obj_name).await.map_err(|e| format!("{name}: reading {} {obj_name}: {e}", tm.kind))?.is_none()
+            && found.is_none()
         {
             let namespace = match caps.scope {
                 discovery::Scope::Namespaced => Some(obj.metadata.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string())),

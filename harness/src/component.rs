@@ -37,9 +37,19 @@ pub struct Component {
 pub struct HostSpec {
     pub name: String,
     pub description: String,
+    /// Where clusters are named by context (the existing backend), the host runs as a pod
+    /// of the component's cluster instead; its deployer knows how. A host without it makes
+    /// the component not runnable there.
+    #[serde(default)]
+    pub pod_on_existing: bool,
 }
 
 impl Component {
+    /// The hosts that must be outside the clusters on `backend`.
+    pub fn hosts_outside(&self, backend: crate::backend::BackendKind) -> impl Iterator<Item = &HostSpec> {
+        self.hosts.iter().filter(move |h| !(backend == crate::backend::BackendKind::Existing && h.pod_on_existing))
+    }
+
     pub fn deployer(&self) -> &str {
         self.deploy.as_deref().unwrap_or(&self.component)
     }

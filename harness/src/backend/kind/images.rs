@@ -2,8 +2,8 @@
 //! from the binary the table names — the binary (without debug information) at the
 //! image's `path`, the other files it lists at theirs, the shared libraries all of them
 //! load (as `ldd` lists them) at theirs, an empty `/tmp`, `ENTRYPOINT [path]` — with
-//! `docker import` (nothing is pulled). Pods' images are then loaded into every cluster of
-//! a run with `kind load docker-image`; hosts' images are run by the engine itself. An
+//! `docker import` (nothing is pulled). Every image is then loaded into every cluster of a
+//! run with `kind load docker-image`; hosts' images are also run by the engine itself. An
 //! image is rebuilt only when its inputs changed: their hash is a label of the image.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{KindRunInfo, run, run_async};
 use crate::backend::BackendError;
-use crate::backend::images::{Image, ImageMap, RunsOn};
+use crate::backend::images::{Image, ImageMap};
 
 const LABEL: &str = "firedrill.binary-sha256";
 
@@ -161,10 +161,12 @@ pub fn build_all(map: &ImageMap) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Load the pods' images of `map` (built by [`build_all`]) into every cluster of the run;
-/// hosts' images stay in the engine. Returns the loaded images' names.
+/// Load every image of `map` (built by [`build_all`]) into every cluster of the run: the
+/// pods' images, and the hosts' too, which the engine runs for this run's hosts and which
+/// the existing backend runs as pods when it is pointed at these clusters. Returns the
+/// loaded images' names.
 pub async fn load(info: &KindRunInfo, kind: &Path, map: &ImageMap) -> Result<Vec<String>, BackendError> {
-    let names: Vec<String> = map.iter().filter(|(_, i)| i.runs_on == RunsOn::Cluster).map(|(n, _)| n.to_string()).collect();
+    let names: Vec<String> = map.iter().map(|(n, _)| n.to_string()).collect();
     for c in &info.clusters {
         let mut args = vec!["load".to_string(), "docker-image".into(), "--name".into(), c.kind_name.clone()];
         args.extend(names.iter().cloned());
