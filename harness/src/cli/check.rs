@@ -80,6 +80,9 @@ struct RecordedOperation {
     id: String,
     #[serde(default)]
     samples: Vec<Sample>,
+    /// Why the backend could not observe it, if it could not.
+    #[serde(default)]
+    not_observed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -122,7 +125,8 @@ pub(super) fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Resul
     let suite = suites.iter().find(|s| s.id() == r.suite).ok_or_else(|| format!("no suite `{}` in the suites checked against", r.suite))?;
     let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario).ok_or_else(|| format!("suite {} has no scenario `{}`", r.suite, r.scenario))?;
     let samples: BTreeMap<String, Vec<Sample>> = r.operations.iter().map(|o| (o.id.clone(), o.samples.clone())).collect();
-    let operations = verdict::operations(suite, sc, &samples, &timeline)?;
+    let not_observed: BTreeMap<String, String> = r.operations.iter().filter_map(|o| Some((o.id.clone(), o.not_observed.clone()?))).collect();
+    let operations = verdict::operations(suite, sc, &samples, &not_observed, &timeline)?;
     verdict::recovered(suite, &operations).map_err(|e| format!("not recovered, as judged now: {e}"))?;
     let claims = r.claims.iter().map(|c| ClaimResult { claim: c.claim, holds: c.holds, detail: c.detail.clone(), derived: None }).collect();
     let mut result = verdict::scenario(suite, sc, operations, claims, timeline);

@@ -186,8 +186,9 @@ fn scenario(out: &mut String, suite: &Suite, sc: &ScenarioSpec, seen: Option<&Se
         let doc = sc.documented_impact(id).map(|i| i.glyph()).unwrap_or("—");
         let seen_row = observed.and_then(|t| t.rows.iter().find(|r| r.operation == row.operation));
         let cell = match seen_row {
-            Some(r) if r.impact == row.impact => r.impact.glyph().to_string(),
-            Some(r) => format!("**{}** (expected {})", r.impact.glyph(), row.impact.glyph()),
+            Some(r) if r.impact.is_none() => format!("{} ({})", r.glyph(), table::escape(&r.note)),
+            Some(r) if r.impact == row.impact => r.glyph().to_string(),
+            Some(r) => format!("**{}** (expected {})", r.glyph(), row.glyph()),
             None => "—".into(),
         };
         let _ = writeln!(out, "| {} | {doc} | {cell} | {} |", table::escape(&row.operation), table::escape(&row.note));

@@ -25,8 +25,24 @@ pub struct ImpactTable {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Row {
     pub operation: String,
-    pub impact: Impact,
+    /// `None`: the operation was not observed, because the backend cannot observe it
+    /// (the note says why); such a row is left out of the comparison with the snapshot.
+    pub impact: Option<Impact>,
     pub note: String,
+}
+
+/// The glyph of a row whose operation was not observed.
+pub const NOT_OBSERVED: &str = "—";
+
+/// The note of a row whose operation was not observed on `backend`, and why.
+pub fn not_observed_note(backend: &str, why: &str) -> String {
+    format!("not observed on the {backend} backend: {why}")
+}
+
+impl Row {
+    pub fn glyph(&self) -> &'static str {
+        self.impact.map(|i| i.glyph()).unwrap_or(NOT_OBSERVED)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -40,8 +56,8 @@ pub struct RecoveryLine {
     pub excluded: Vec<(String, String)>,
     pub claims: Vec<ClaimLine>,
     /// Operations that fail over during the fault, by name, with the bound and whether
-    /// they worked again within it.
-    pub failover: Vec<(String, String, bool)>,
+    /// they worked again within it (`None`: the operation was not observed).
+    pub failover: Vec<(String, String, Option<bool>)>,
 }
 
 /// A recovery claim and whether it held; `derived` when the document does not state it.
@@ -73,7 +89,7 @@ impl ImpactTable {
         }
         out.push_str("| Operation | Impact | Note |\n| --- | --- | --- |\n");
         for r in &self.rows {
-            let _ = writeln!(out, "| {} | {} | {} |", escape(&r.operation), r.impact.glyph(), escape(&r.note));
+            let _ = writeln!(out, "| {} | {} | {} |", escape(&r.operation), r.glyph(), escape(&r.note));
         }
         let r = &self.recovery;
         let _ = writeln!(out, "\nRecovery: {}", r.describe());
@@ -84,7 +100,8 @@ impl ImpactTable {
             let _ = writeln!(out, "{}", c.describe());
         }
         for (op, bound, held) in &r.failover {
-            let _ = writeln!(out, "Failover: {} works again within {bound} of the fault — {}", escape(op), holds(*held));
+            let held = held.map(holds).unwrap_or("not observed");
+            let _ = writeln!(out, "Failover: {} works again within {bound} of the fault — {held}", escape(op));
         }
         out
     }
@@ -182,7 +199,7 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
         .map(|op| {
             let id = op.id.value.as_str();
             let impact = scenario.expected_impact(id).expect("suite::load checks that every operation has a documented impact");
-            Row { operation: op.name.clone(), impact, note: note_for(scenario, id) }
+            Row { operation: op.name.clone(), impact: Some(impact), note: note_for(scenario, id) }
         })
         .collect();
     let recovery_deviates = scenario.deviations.iter().any(|d| d.operation.value == RECOVERY);
@@ -202,7 +219,7 @@ pub fn expected(suite: &Suite, scenario: &ScenarioSpec) -> ImpactTable {
                 .iter()
                 .map(|c| ClaimLine { claim: *c, holds: true, derived: scenario.documented.recovery.claim_derived(*c).map(String::from) })
                 .collect(),
-            failover: failover_bounds(suite, scenario).into_iter().map(|(op, bound)| (op, bound.to_string(), true)).collect(),
+            failover: failover_bounds(suite, scenario).into_iter().map(|(op, bound)| (op, bound.to_string(), Some(true))).collect(),
         },
     }
 }
@@ -217,9 +234,9 @@ mod tests {
             title: "All identity instances down".into(),
             derived: None,
             rows: vec![
-                Row { operation: "Console login".into(), impact: Impact::Lost, note: String::new() },
-                Row { operation: "Cached keys | API".into(), impact: Impact::Unaffected, note: "low risk".into() },
-                Row { operation: "Discovery".into(), impact: Impact::Limited, note: String::new() },
+                Row { operation: "Console login".into(), impact: Some(Impact::Lost), note: String::new() },
+                Row { operation: "Cached keys | API".into(), impact: Some(Impact::Unaffected), note: "low risk".into() },
+                Row { operation: "Discovery".into(), impact: Some(Impact::Limited), note: String::new() },
             ],
             recovery: RecoveryLine {
                 bound: "5–60 s".into(),
@@ -231,7 +248,7 @@ mod tests {
                     ClaimLine { claim: Claim::QueuedAndApplied, holds: false, derived: None },
                     ClaimLine { claim: Claim::PlacementConforms, holds: true, derived: Some("the document has no | table".into()) },
                 ],
-                failover: vec![("Leader-held controllers acting".into(), "20s".into(), false)],
+                failover: vec![("Leader-held controllers acting".into(), "20s".into(), Some(false))],
             },
         };
         insta::assert_snapshot!(t.render(), @r"

@@ -41,6 +41,29 @@ pub trait Probe: Send + Sync {
     fn attempt(&self) -> BoxFuture<'_, Attempt>;
 }
 
+/// Why the backend cannot observe the operation `spec` names, if it cannot. The API-server
+/// probes need an API server firedrill configured to trust the issuer, and the cold-start
+/// probe one it can start; without them, a failure would be the environment's, not the
+/// fault's, so the operation is not observed at all (its row says so) rather than probed.
+pub fn not_observable(spec: &ProbeSpec, env: &Env, deployed: &Deployed) -> Option<String> {
+    let (cluster, starts_one) = match spec {
+        ProbeSpec::CachedKeyAuth { cluster, .. } => (cluster, false),
+        ProbeSpec::ApiserverColdStart { cluster, .. } => (cluster, true),
+        _ => return None,
+    };
+    // Without the identity component, `build` says what is missing.
+    let id = deployed.identity.as_ref()?;
+    if !id.apiserver_trusts_issuer {
+        return Some(format!(
+            "the API server of cluster {cluster} keeps the authentication configuration its owner gave it, which does not trust this run's issuer"
+        ));
+    }
+    if starts_one && !env.capabilities.extra_apiserver {
+        return Some(format!("the backend cannot start an API server of cluster {cluster}"));
+    }
+    None
+}
+
 /// Build the probe of an operation from what was deployed.
 pub fn build(spec: &ProbeSpec, env: &Arc<Env>, deployed: &Deployed) -> Result<Arc<dyn Probe>, String> {
     let oidc = || -> Result<Arc<oidc::OidcClient>, String> {

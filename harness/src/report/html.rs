@@ -105,14 +105,15 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
     for (k, row) in r.expected.rows.iter().enumerate() {
         let o = r.operations.get(k).filter(|o| o.name == row.operation);
         let c = o.and_then(|o| o.classification.as_ref());
-        let observed = c.map(|c| c.impact.glyph()).unwrap_or("—");
-        let differs = c.is_some_and(|c| c.impact != row.impact);
+        let not_observed = o.and_then(|o| o.not_observed.as_deref());
+        let observed = c.map(|c| c.impact.glyph()).unwrap_or(if not_observed.is_some() { "not observed" } else { "—" });
+        let differs = c.is_some_and(|c| Some(c.impact) != row.impact);
         let failures = o.map(super::failures_seen).unwrap_or_default();
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td{}>{observed}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&row.operation),
-            row.impact.glyph(),
+            row.glyph(),
             if differs { " class=\"cell-differs\"" } else { "" },
             esc(&row.note),
             c.map(|c| format!("{:.0}%", 100.0 * c.success_ratio())).unwrap_or_else(|| "—".into()),

@@ -43,6 +43,7 @@ pub fn render(results: &[ScenarioResult]) -> String {
             for o in &r.operations {
                 let (glyph, ratio, n) = match &o.classification {
                     Some(c) => (c.impact.glyph(), format!("{:.0}%", 100.0 * c.success_ratio()), c.samples.to_string()),
+                    None if o.not_observed.is_some() => ("not observed", "—".into(), "—".into()),
                     None => ("—", "—".into(), "—".into()),
                 };
                 let failures = super::failures_seen(o).replace('|', "\\|");
@@ -151,7 +152,13 @@ pub fn job_summary(results: &[ScenarioResult], stability: Option<&super::stabili
     for r in results {
         let table = r.observed.as_ref().unwrap_or(&r.expected);
         let what = if r.observed.is_some() { "observed" } else { "documented, nothing observed" };
-        let _ = writeln!(out, "<details><summary>{} — {} ({what})</summary>\n\n{}\n</details>\n", super::label(r, results), verdict_word(&r.verdict), table.render());
+        let _ = writeln!(
+            out,
+            "<details><summary>{} — {} ({what})</summary>\n\n{}\n</details>\n",
+            super::label(r, results),
+            verdict_word(&r.verdict),
+            table.render()
+        );
     }
     if let Some(s) = stability {
         out.push_str(&s.render_markdown().replacen("## ", "### ", 1));

@@ -50,6 +50,9 @@ pub fn round_suffix(r: &ScenarioResult, results: &[ScenarioResult]) -> String {
 
 /// The reasons failed attempts gave in the fault window, then after the revert.
 pub fn failures_seen(o: &OperationResult) -> String {
+    if let Some(why) = &o.not_observed {
+        return why.clone();
+    }
     let mut f = reasons(&o.failures);
     if !o.recovery_failures.is_empty() {
         f.push_str(&format!("; after revert: {}", reasons(&o.recovery_failures)));

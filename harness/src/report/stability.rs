@@ -141,6 +141,7 @@ pub(crate) mod tests {
                 documented: Impact::Lost,
                 expected: Impact::Lost,
                 classification: Some(Classification { impact, samples: 10, ok: 0, partial: 0, failed: 10 }),
+                not_observed: None,
                 window: (Duration::ZERO, Duration::from_secs(10)),
                 recovery: recovery_ms.map(Duration::from_millis),
                 resolution: recovery_ms.map(|_| Duration::from_millis(300)),

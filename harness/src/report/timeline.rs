@@ -155,6 +155,15 @@ fn lane(s: &mut String, o: &OperationResult, t: &Timeline, scale: &Scale, y: f64
         esc(&label)
     );
     let _ = write!(s, "<line x1=\"{LABEL}\" y1=\"{mid:.1}\" x2=\"{:.1}\" y2=\"{mid:.1}\" stroke=\"#d0d7de\"/>", WIDTH - RIGHT);
+    if let Some(why) = &o.not_observed {
+        let _ = write!(
+            s,
+            "<text class=\"not-observed\" x=\"{:.1}\" y=\"{mid:.1}\" dominant-baseline=\"middle\" fill=\"#57606a\">not observed<title>{}</title></text></g>",
+            LABEL + 8.0,
+            esc(why)
+        );
+        return;
+    }
     let (w0, w1) = (scale.x(o.window.0), scale.x(o.window.1));
     let _ = write!(
         s,
@@ -344,6 +353,20 @@ mod tests {
         let mut no_phases = made_up();
         no_phases.phases.clear();
         assert!(!render(&no_phases).unwrap().contains("settling"));
+    }
+
+    #[test]
+    fn an_operation_not_observed_has_a_lane_that_says_so_and_no_marks() {
+        let mut r = made_up();
+        let other = &mut r.operations[1];
+        other.samples.clear();
+        other.classification = None;
+        other.not_observed = Some("not observed on the existing backend: its API server is its owner's".into());
+        let svg = render(&r).unwrap();
+        assert_eq!(svg.matches("<g class=\"lane\"").count(), 2, "{svg}");
+        let lane = svg.split("data-operation=\"Other &lt;op&gt;\"").nth(1).unwrap().split("</g>").next().unwrap();
+        assert!(lane.contains(">not observed<title>not observed on the existing backend: its API server is its owner&#39;s</title>"), "{lane}");
+        assert!(!lane.contains("class=\"attempt") && !lane.contains("class=\"judged\""), "{lane}");
     }
 
     #[test]

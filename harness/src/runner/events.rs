@@ -150,6 +150,10 @@ pub struct OperationResult {
     /// What the table must show: the documented glyph, or a recorded deviation's.
     pub expected: Impact,
     pub classification: Option<Classification>,
+    /// Why the backend could not observe the operation (its row's note), if it could not:
+    /// then it has no classification, no samples and no recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_observed: Option<String>,
     /// The judged window, on the scenario's clock.
     pub window: (Duration, Duration),
     /// From revert to being ✅ again for good; `None` if it never was within the recovery window.

@@ -57,6 +57,9 @@ pub struct Session {
     pub env: Arc<Env>,
     pub deployed: Deployed,
     probes: BTreeMap<String, Arc<dyn Probe>>,
+    /// The operations this backend cannot observe, by id, with why: no probe is built
+    /// for them and their rows say so (`probe::not_observable`).
+    not_observed: BTreeMap<String, String>,
     emit: Emit,
     keep: bool,
 }
@@ -99,7 +102,11 @@ impl Session {
                 Env::can_build(*backend, &topo).map_err(|e| RunError::NotRunnable(e.to_string()))?;
                 Env::can_provision(*backend, &hosts).map_err(|e| RunError::Setup(e.to_string()))?
             }
-            Target::Contexts(_) => Env::can_provision(crate::backend::BackendKind::Existing, &hosts).map_err(|e| RunError::Setup(e.to_string()))?,
+            Target::Contexts(_) => {
+                let existing = crate::backend::BackendKind::Existing;
+                let outside: Vec<String> = comps.iter().flat_map(|c| c.hosts_outside(existing).map(|h| h.name.clone())).collect();
+                Env::can_provision(existing, &outside).map_err(|e| RunError::Setup(e.to_string()))?
+            }
             Target::Attached(_) => {}
         }
         emit(RunEvent::Plan {
@@ -140,12 +147,12 @@ impl Session {
                 let (kubeconfig, resolved) = existing::resolve(spec, &topo).map_err(|e| RunError::Setup(e.to_string()))?;
                 let caps = existing::CAPABILITIES;
                 existing::guard(&resolved, &spec.allowed, |role| {
-                    let (runnable, not) = faults_on(suite, role, &caps);
+                    let (runnable, not) = faults_on(suite, role, &caps, &topo.cluster_names());
                     runnable.into_iter().chain(not).collect()
                 })
                 .map_err(|e| RunError::Setup(e.to_string()))?;
                 for r in &resolved {
-                    let (runnable, not) = faults_on(suite, &r.role, &caps);
+                    let (runnable, not) = faults_on(suite, &r.role, &caps, &topo.cluster_names());
                     let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join("; ") };
                     emit(RunEvent::Warning {
                         message: format!(
@@ -229,7 +236,14 @@ impl Session {
         };
         let deploy = started.elapsed() - bring_up;
         let mut probes = BTreeMap::new();
+        let mut not_observed = BTreeMap::new();
         for op in &suite.spec.operations {
+            if let Some(why) = probe::not_observable(&op.probe, &env, &deployed) {
+                let note = crate::model::table::not_observed_note(env.backend.name(), &why);
+                emit(RunEvent::Warning { message: format!("operation `{}`: {note}", op.id.value) });
+                not_observed.insert(op.id.value.clone(), note);
+                continue;
+            }
             match probe::build(&op.probe, &env, &deployed) {
                 Ok(p) => {
                     probes.insert(op.id.value.clone(), p);
@@ -240,6 +254,14 @@ impl Session {
                 }
             }
         }
+        if not_observed.len() == suite.spec.operations.len() {
+            let _ = env.teardown().await;
+            return Err(RunError::NotRunnable(format!(
+                "the {} backend observes none of the suite's operations: {}",
+                env.backend.name(),
+                not_observed.iter().map(|(id, why)| format!("{id} ({why})")).collect::<Vec<_>>().join("; ")
+            )));
+        }
         emit(RunEvent::EnvironmentReady {
             suite: suite.id().into(),
             run_id: env.run_id.clone(),
@@ -248,7 +270,7 @@ impl Session {
             bring_up,
             deploy,
         });
-        Ok(Session { suite_id: suite.id().into(), env, deployed, probes, emit, keep })
+        Ok(Session { suite_id: suite.id().into(), env, deployed, probes, not_observed, emit, keep })
     }
 
     pub async fn close(self) -> Result<(), RunError> {
@@ -271,8 +293,9 @@ impl Session {
 }
 
 /// The faults `suite` puts on cluster `role` (by name, or as a side of a partition), as
-/// described to people: those a backend with `caps` can inject, and those it cannot.
-fn faults_on(suite: &Suite, role: &str, caps: &crate::backend::Capabilities) -> (Vec<String>, Vec<String>) {
+/// described to people: those the existing backend (with `caps`, the topology's
+/// `clusters`) can inject, and those it cannot.
+fn faults_on(suite: &Suite, role: &str, caps: &crate::backend::Capabilities, clusters: &[&str]) -> (Vec<String>, Vec<String>) {
     let faults: Vec<&crate::fault::FaultSpec> = suite
         .spec
         .scenarios
@@ -283,7 +306,13 @@ fn faults_on(suite: &Suite, role: &str, caps: &crate::backend::Capabilities) -> 
                 || matches!(f, crate::fault::FaultSpec::Partition { between } if between.iter().any(|b| b.split('/').next() == Some(role)))
         })
         .collect();
-    let (runnable, not): (Vec<_>, Vec<_>) = faults.into_iter().partition(|f| f.missing_capability(caps).is_none());
+    // NetworkPolicies cut off whole clusters only: a partition with a node or a host for a
+    // side is refused when planned (`fault::netpol`).
+    let whole_clusters = |f: &crate::fault::FaultSpec| match f {
+        crate::fault::FaultSpec::Partition { between } => between.iter().all(|b| clusters.contains(&b.as_str())),
+        _ => true,
+    };
+    let (runnable, not): (Vec<_>, Vec<_>) = faults.into_iter().partition(|f| f.missing_capability(caps).is_none() && whole_clusters(f));
     let names = |v: Vec<&crate::fault::FaultSpec>| {
         let mut n: Vec<String> = v.iter().map(|f| f.describe()).collect();
         n.sort();

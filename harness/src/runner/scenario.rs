@@ -110,7 +110,7 @@ impl Session {
         }
 
         phases.enter("prepare");
-        let prepares = spec.operations.iter().map(|op| {
+        let prepares = self.observed(suite).map(|op| {
             let p = self.probes[&op.id.value].clone();
             let id = op.id.value.clone();
             async move { p.prepare().await.map_err(|e| format!("operation `{id}`: {e}")) }
@@ -120,8 +120,7 @@ impl Session {
         }
 
         let sampler = Sampler::start(
-            spec.operations
-                .iter()
+            self.observed(suite)
                 .map(|op| Sampled {
                     id: op.id.value.clone(),
                     probe: self.probes[&op.id.value].clone(),
@@ -193,7 +192,7 @@ impl Session {
         loop {
             check_probes(&sampler)?;
             let samples = sampler.samples();
-            if spec.operations.iter().all(|op| impact::recovery(&samples[&op.id.value], injected, reverted, stable).is_some()) || deadline.passed() {
+            if self.observed(suite).all(|op| impact::recovery(&samples[&op.id.value], injected, reverted, stable).is_some()) || deadline.passed() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -207,7 +206,7 @@ impl Session {
         }
 
         let timeline = Timeline { injected, in_effect, revert_start, reverted, end };
-        let operations = verdict::operations(suite, sc, &samples, &timeline).map_err(RunError::Setup)?;
+        let operations = verdict::operations(suite, sc, &samples, &self.not_observed, &timeline).map_err(RunError::Setup)?;
         verdict::recovered(suite, &operations).map_err(RunError::NotRecovered)?;
 
         phases.enter("claims");
@@ -232,6 +231,11 @@ impl Session {
         Ok(verdict::scenario(suite, sc, operations, claim_results, timeline))
     }
 
+    /// The suite's operations this backend observes: the ones that have a probe.
+    fn observed<'a>(&'a self, suite: &'a Suite) -> impl Iterator<Item = &'a crate::suite::OperationSpec> + 'a {
+        suite.spec.operations.iter().filter(|op| !self.not_observed.contains_key(&op.id.value))
+    }
+
     /// Every operation working (its last attempt Ok), waited for up to `timing.steady-state`.
     async fn steady_state(&self, suite: &Suite, sampler: &Sampler) -> Result<(), RunError> {
         let spec = &suite.spec;
@@ -240,9 +244,8 @@ impl Session {
         loop {
             check_probes(sampler)?;
             let samples = sampler.samples();
-            let failing: Vec<String> = spec
-                .operations
-                .iter()
+            let failing: Vec<String> = self
+                .observed(suite)
                 .filter_map(|op| match samples.get(&op.id.value).and_then(|s| s.last()) {
                     Some(s) if s.outcome == Outcome::Ok => None,
                     Some(s) => Some(format!("{} ({})", op.id.value, s.detail.clone().unwrap_or_default())),
@@ -273,7 +276,7 @@ impl Session {
             check_probes(sampler)?;
             let samples = sampler.samples();
             let now = sampler.now();
-            let missing = spec.operations.iter().find(|op| !samples.get(&op.id.value).is_some_and(|s| s.iter().any(|x| ended_in(x, now))));
+            let missing = self.observed(suite).find(|op| !samples.get(&op.id.value).is_some_and(|s| s.iter().any(|x| ended_in(x, now))));
             match missing {
                 None => break now,
                 Some(op) if wait_for_one.passed() => {
@@ -283,7 +286,7 @@ impl Session {
             }
         };
         let samples = sampler.samples();
-        for op in &spec.operations {
+        for op in self.observed(suite) {
             let judged: Vec<&Sample> = samples[&op.id.value].iter().filter(|x| ended_in(x, baseline_end)).collect();
             let c = impact::judge(judged.iter().copied(), 1).map_err(|e| RunError::SteadyState(format!("operation `{}`: {e}", op.id.value)))?;
             if c.impact != Impact::Unaffected {
@@ -337,7 +340,16 @@ impl ScenarioResult {
         let Some(observed) = &self.observed else { return };
         let rendered = observed.render();
         let rendered = rendered.trim_end_matches('\n');
-        let mut diff = crate::snapshot::check(snapshots, &self.suite, &self.scenario, rendered, leave_pending).err();
+        let unobserved: Vec<String> = self
+            .operations
+            .iter()
+            .filter(|o| o.not_observed.is_some())
+            .flat_map(|o| {
+                let op = crate::model::table::escape(&o.name);
+                [format!("| {op} | "), format!("Failover: {op} works again within")]
+            })
+            .collect();
+        let mut diff = crate::snapshot::check(snapshots, &self.suite, &self.scenario, rendered, leave_pending, &unobserved).err();
         if !self.findings.is_empty() {
             let text = self.findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n");
             diff = Some(match diff {

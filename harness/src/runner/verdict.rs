@@ -38,6 +38,7 @@ pub fn operation(op: &OperationSpec, sc: &ScenarioSpec, samples: &[Sample], t: &
         documented,
         expected,
         classification: Some(classification),
+        not_observed: None,
         window,
         recovery: rec.map(|r| r.time),
         resolution: rec.map(|r| r.resolution),
@@ -55,15 +56,51 @@ pub fn operation(op: &OperationSpec, sc: &ScenarioSpec, samples: &[Sample], t: &
     })
 }
 
+/// An operation the backend cannot observe: no samples, no verdict on it, and why.
+pub fn not_observed(op: &OperationSpec, sc: &ScenarioSpec, why: &str) -> OperationResult {
+    let id = op.id.value.as_str();
+    OperationResult {
+        id: id.to_string(),
+        name: op.name.clone(),
+        documented: sc.documented.impact.iter().find(|(k, _)| k.value == id).map(|(_, v)| *v).expect("suite::load checks every operation"),
+        expected: sc.expected_impact(id).expect("suite::load checks every operation"),
+        classification: None,
+        not_observed: Some(why.to_string()),
+        window: (Duration::ZERO, Duration::ZERO),
+        recovery: None,
+        resolution: None,
+        never_affected: false,
+        last_failure: None,
+        first_failure: None,
+        failover: None,
+        mttr_excluded: None,
+        derived: sc.derived_reason(id).map(String::from).or_else(|| sc.derived.clone()),
+        causes: sc.causes(id).to_vec(),
+        unexplained: vec![],
+        failures: vec![],
+        recovery_failures: vec![],
+        samples: vec![],
+    }
+}
+
 /// Every operation of the suite judged from its samples (by operation id), as
-/// [`operation`] does.
-pub fn operations(suite: &Suite, sc: &ScenarioSpec, samples: &BTreeMap<String, Vec<Sample>>, t: &Timeline) -> Result<Vec<OperationResult>, String> {
+/// [`operation`] does; the ones in `not_observed` (id → why) as [`not_observed`] does.
+pub fn operations(
+    suite: &Suite,
+    sc: &ScenarioSpec,
+    samples: &BTreeMap<String, Vec<Sample>>,
+    not_observed: &BTreeMap<String, String>,
+    t: &Timeline,
+) -> Result<Vec<OperationResult>, String> {
     let stable = Stable::for_span(suite.spec.timing.stable.0);
     suite
         .spec
         .operations
         .iter()
         .map(|op| {
+            if let Some(why) = not_observed.get(&op.id.value) {
+                return Ok(self::not_observed(op, sc, why));
+            }
             let s = samples.get(&op.id.value).ok_or_else(|| format!("operation `{}`: no samples recorded", op.id.value))?;
             operation(op, sc, s, t, stable)
         })
@@ -75,7 +112,7 @@ pub fn operations(suite: &Suite, sc: &ScenarioSpec, samples: &BTreeMap<String, V
 pub fn recovered(suite: &Suite, operations: &[OperationResult]) -> Result<(), String> {
     let not_recovered: Vec<String> = operations
         .iter()
-        .filter(|o| o.recovery.is_none())
+        .filter(|o| o.recovery.is_none() && o.not_observed.is_none())
         .map(|o| format!("{} ({})", o.id, o.samples.last().and_then(|x| x.detail.clone()).unwrap_or_else(|| "did not stay ✅ long enough".into())))
         .collect();
     if not_recovered.is_empty() {
@@ -97,10 +134,13 @@ pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResul
         derived: sc.derived.clone(),
         rows: operations
             .iter()
-            .map(|o| Row {
-                operation: o.name.clone(),
-                impact: o.classification.as_ref().expect("set by verdict::operation").impact,
-                note: table::note_for(sc, &o.id),
+            .map(|o| match &o.not_observed {
+                Some(why) => Row { operation: o.name.clone(), impact: None, note: why.clone() },
+                None => Row {
+                    operation: o.name.clone(),
+                    impact: Some(o.classification.as_ref().expect("set by verdict::operation").impact),
+                    note: table::note_for(sc, &o.id),
+                },
             })
             .collect(),
         recovery: RecoveryLine {
@@ -112,8 +152,11 @@ pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResul
             failover: table::failover_bounds(suite, sc)
                 .into_iter()
                 .map(|(name, bound)| {
-                    let took = operations.iter().find(|o| o.name == name).and_then(|o| o.failover);
-                    let held = took.is_some_and(|t| t <= bound.0 + RECOVERY_GRACE);
+                    let op = operations.iter().find(|o| o.name == name);
+                    let held = match op {
+                        Some(o) if o.not_observed.is_some() => None,
+                        _ => Some(op.and_then(|o| o.failover).is_some_and(|t| t <= bound.0 + RECOVERY_GRACE)),
+                    };
                     (name, bound.to_string(), held)
                 })
                 .collect(),
@@ -130,10 +173,11 @@ pub fn scenario(suite: &Suite, sc: &ScenarioSpec, operations: Vec<OperationResul
 }
 
 /// Rule 5: whether every operation the bound is about came back within it. `None` without
-/// a bound; `Some(false)` also when such an operation never came back.
+/// a bound; `Some(false)` also when such an operation never came back. An operation not
+/// observed is not judged (its row says so).
 pub fn within_mttr(sc: &ScenarioSpec, ops: &[OperationResult]) -> Option<bool> {
     let bound = sc.documented.recovery.bound()?;
-    Some(ops.iter().filter(|o| o.mttr_excluded.is_none()).all(|o| o.recovery.is_some_and(|r| r <= bound + RECOVERY_GRACE)))
+    Some(ops.iter().filter(|o| o.mttr_excluded.is_none() && o.not_observed.is_none()).all(|o| o.recovery.is_some_and(|r| r <= bound + RECOVERY_GRACE)))
 }
 
 /// The longest recovery among the operations the bound is about (all, without a bound).
@@ -144,7 +188,7 @@ pub fn mttr(ops: &[OperationResult]) -> Option<Duration> {
 /// Why the observation differs from the document even where the glyphs agree.
 pub fn findings(sc: &ScenarioSpec, ops: &[OperationResult]) -> Vec<String> {
     let mut out = Vec::new();
-    for o in ops {
+    for o in ops.iter().filter(|o| o.not_observed.is_none()) {
         if !o.unexplained.is_empty() {
             let n: usize = o.unexplained.iter().map(|(_, n)| n).sum();
             let total = o.classification.as_ref().map(|c| c.samples).unwrap_or_default();
@@ -207,6 +251,7 @@ fn most_frequent(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::events::Verdict;
 
     fn failed(ms: u64, why: &str) -> Sample {
         Sample::failed(Duration::from_millis(ms), why)
@@ -226,6 +271,67 @@ mod tests {
         let u = unexplained(&s, (Duration::ZERO, Duration::from_secs(1)), &causes);
         assert_eq!(u.iter().map(|(_, n)| n).sum::<usize>(), 2, "{u:?}");
         assert!(u.iter().any(|(r, _)| r == "west: listing endpoints: HTTP 503"));
+    }
+
+    /// Made-up samples (no cluster) for the identity suite's `instances-down`, with the two
+    /// API-server operations not observed, as on the existing backend: their rows say so and
+    /// are left out of the comparison, every other row is still compared with the snapshot.
+    #[test]
+    fn operations_not_observed_are_rows_that_say_so_and_the_rest_is_compared() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let suite = crate::suite::load_file(&root.join("suites/identity.yaml"), &root.join("fixtures")).unwrap();
+        let sc = suite.spec.scenarios.iter().find(|s| s.id.value == "instances-down").unwrap();
+        let t = Timeline {
+            injected: Duration::from_secs(10),
+            in_effect: Duration::from_secs(10),
+            revert_start: Duration::from_secs(80),
+            reverted: Duration::from_secs(81),
+            end: Duration::from_secs(120),
+        };
+        let failing = |id: &str| match id {
+            "login-local" | "login-ldap" => Some("authorization request: connection closed"),
+            "refresh-local" | "refresh-ldap" => Some("refresh: connection closed"),
+            "key-rotation" => Some("rotation overdue by 40 s"),
+            "issuer-endpoints" => Some("GET /keys: connection closed"),
+            _ => None,
+        };
+        let not_observed: BTreeMap<String, String> = ["cached-keys", "apiserver-start"]
+            .iter()
+            .map(|id| (id.to_string(), table::not_observed_note("existing", "the API server keeps its own authentication configuration")))
+            .collect();
+        let samples: BTreeMap<String, Vec<Sample>> = suite
+            .spec
+            .operations
+            .iter()
+            .filter(|op| !not_observed.contains_key(&op.id.value))
+            .map(|op| {
+                let s = (0..120u64)
+                    .map(Duration::from_secs)
+                    .map(|at| match failing(&op.id.value) {
+                        Some(why) if at >= t.in_effect && at < Duration::from_secs(83) => Sample::failed(at, why),
+                        _ => Sample::ok(at),
+                    })
+                    .collect();
+                (op.id.value.clone(), s)
+            })
+            .collect();
+        let ops = operations(&suite, sc, &samples, &not_observed, &t).unwrap();
+        recovered(&suite, &ops).unwrap();
+        let mut result = scenario(&suite, sc, ops, vec![], t);
+        let rows = &result.observed.as_ref().unwrap().rows;
+        let cached = rows.iter().find(|r| r.operation == "API server authenticates users with cached keys").unwrap();
+        assert_eq!((cached.impact, cached.glyph()), (None, table::NOT_OBSERVED));
+        assert!(cached.note.starts_with("not observed on the existing backend: "), "{}", cached.note);
+        result.compare_with_snapshot(&root.join("snapshots"), false);
+        assert!(result.verdict.is_match(), "{:?}", result.verdict);
+
+        // An observed row that differs still fails the comparison.
+        let mut samples = samples;
+        samples.get_mut("break-glass").unwrap().iter_mut().for_each(|s| *s = Sample::failed(s.at, "connection refused"));
+        let ops = operations(&suite, sc, &samples, &not_observed, &t).unwrap();
+        let mut result = scenario(&suite, sc, ops, vec![], t);
+        result.compare_with_snapshot(&root.join("snapshots"), false);
+        assert!(matches!(&result.verdict, Verdict::Mismatch { diff } if diff.contains("+| Break-glass")), "{:?}", result.verdict);
     }
 
     #[test]
