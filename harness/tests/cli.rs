@@ -121,15 +121,22 @@ fn a_malformed_suite_is_refused_with_its_location_and_nothing_starts() {
 /// message names what is missing.
 #[test]
 fn a_backend_that_cannot_provision_refuses_before_planning() {
-    for (args, missing) in [
-        (&["--backend", "existing"][..], "--backend existing needs --context ROLE=CONTEXT"),
-        (&["--backend", "existing", "--context", "main=any"][..], "not runnable on existing: the components need hosts outside the clusters (ldap, lb)"),
-        (&["--context", "main=any"][..], "--context, --allow-context, --kubeconfig and --registry belong to --backend existing, not local"),
+    // The identity component's hosts run as pods on existing; the spare host has no such form.
+    let safety = ["safety", "--suites", "harness/tests/data/safety/short"];
+    for (suite, args, missing) in [
+        (&["identity"][..], &["--backend", "existing"][..], "--backend existing needs --context ROLE=CONTEXT"),
+        (
+            &safety[..],
+            &["--backend", "existing", "--context", "east=any"][..],
+            "not runnable on existing: the components need hosts outside the clusters (spare)",
+        ),
+        (&["identity"][..], &["--context", "main=any"][..], "--context, --allow-context, --kubeconfig and --registry belong to --backend existing, not local"),
     ] {
         let backend = args.join(" ");
         let state = tempfile::tempdir().unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
-            .args(["run", "identity"])
+            .arg("run")
+            .args(suite)
             .args(args)
             .current_dir(root())
             .env("FIREDRILL_STATE", state.path())

@@ -14,7 +14,9 @@
 //!   journaled as the runner journals them, are proven in effect and then undone; a fault
 //!   journaled and left in place is reverted by `firedrill recover`; the existing backend,
 //!   given the cluster as a kubeconfig context, scales its workload through the API (the
-//!   table matches) and reports stopping etcd not runnable; `down` leaves no container,
+//!   table matches) and reports stopping etcd not runnable, and runs the identity suite's
+//!   `instances-down` with the identity component's hosts as pods (the API server's rows
+//!   not observed, nothing left after); `down` leaves no container,
 //!   network or volume of the run behind.
 //!
 //! The two share the engine and the machine's two cores, so they take turns.
@@ -378,6 +380,10 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
             .await
             .unwrap();
         assert_eq!(workload.spec.and_then(|s| s.replicas), Some(1), "the Deployment the run found stays, scaled back");
+
+        // The identity suite's `instances-down` there, its hosts as pods of the cluster.
+        let out = common::identity_on_existing(state.path(), &kubeconfig, "kind-lab", env.cluster("main").unwrap().client.clone()).await;
+        assert!(out.contains("context `kind-lab` (created by firedrill run"), "{out}");
     };
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
     let state_dir = state.path().to_path_buf();

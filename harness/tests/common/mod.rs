@@ -97,3 +97,75 @@ pub fn verdicts(report: &Path) -> std::collections::BTreeMap<String, (String, St
         })
         .collect()
 }
+
+/// The identity suite's `instances-down` (suites/identity.yaml, snapshots/), run on the
+/// existing backend against `context` of `kubeconfig` as cluster main, with the state
+/// directory `state`. Checks what such a run must show wherever it runs: the table
+/// matches the document; the API server's two rows are not observed, each saying why in
+/// results.json and in the report; nothing the run deployed is left, dex's own resource
+/// definitions included. Returns the run's output.
+pub async fn identity_on_existing(state: &Path, kubeconfig: &Path, context: &str, client: kube::Client) -> String {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let dex_crds = || async {
+        let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+        let all = crds.list(&Default::default()).await.unwrap().items;
+        // Those being deleted are gone once their objects are.
+        all.into_iter()
+            .filter(|c| c.spec.group == "dex.coreos.com" && c.metadata.deletion_timestamp.is_none())
+            .filter_map(|c| c.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dex_crds().await, Vec::<String>::new(), "no resource definition of dex before the run");
+    let report = state.join("identity-existing-report");
+    let args: Vec<String> = ["run", "--backend", "existing", "--kubeconfig", &kubeconfig.display().to_string(), "--context", &format!("main={context}")]
+        .into_iter()
+        .chain(["--report", &report.display().to_string(), "identity::instances-down"])
+        .map(String::from)
+        .collect();
+    let state_dir = state.to_path_buf();
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(firedrill())
+            .args(&args)
+            .current_dir(paths().root)
+            .env("FIREDRILL_STATE", &state_dir)
+            .env("INSTA_UPDATE", "no")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}");
+    let v = verdicts(&report);
+    assert_eq!(v["identity::instances-down"].0, "match", "{v:?}\n{out}");
+    let results: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap()).unwrap();
+    let ops = results[0]["operations"].as_array().unwrap();
+    let not_observed: Vec<&str> = ops.iter().filter(|o| o["not_observed"].is_string()).map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(not_observed, ["cached-keys", "apiserver-start"], "{out}");
+    for o in ops.iter().filter(|o| o["not_observed"].is_string()) {
+        assert!(o["samples"].is_null() && o["classification"].is_null(), "nothing is sampled of an operation not observed: {o}");
+        let why = o["not_observed"].as_str().unwrap();
+        assert!(why.starts_with("not observed on the existing backend: the API server of cluster main keeps the authentication configuration"), "{why}");
+    }
+    assert!(ops.iter().filter(|o| o["not_observed"].is_null()).all(|o| o["samples"].as_array().is_some_and(|s| !s.is_empty())), "every other row is sampled");
+    assert!(
+        out.contains("not runnable on this backend: partition between main/control-plane and lb"),
+        "a partition with a host for a side is announced as not runnable: {out}"
+    );
+    // The recording judged again without a cluster: the same verdict, the same two rows.
+    let rechecked = state.join("identity-existing-check");
+    let again = std::process::Command::new(firedrill()).arg("check").arg(&report).arg("--report").arg(&rechecked).current_dir(paths().root).output().unwrap();
+    let again_out = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));
+    assert_eq!(again.status.code(), Some(0), "firedrill check: {again_out}");
+    assert!(again_out.contains("=> identity::instances-down: matches the document (as the live run)"), "{again_out}");
+    let md = std::fs::read_to_string(rechecked.join("report.md")).unwrap();
+    assert!(md.contains("| API server authenticates users with cached keys | — | not observed on the existing backend: "), "{md}");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("| API server authenticates users with cached keys | — | not observed on the existing backend: "), "{md}");
+    assert!(md.contains("| Starting an API server that needs the issuer | ❌ | not observed |"), "{md}");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let identity = namespaces.get_opt("identity").await.unwrap();
+    assert!(identity.is_none_or(|n| n.metadata.deletion_timestamp.is_some()), "the identity namespace the run made is removed");
+    assert_eq!(dex_crds().await, Vec::<String>::new(), "the resource definitions dex made are removed");
+    out
+}
