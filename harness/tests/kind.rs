@@ -358,18 +358,7 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         ]
         .map(String::from)
         .to_vec();
-        let state_dir = state.path().to_path_buf();
-        let o = tokio::task::spawn_blocking(move || {
-            Command::new(common::firedrill())
-                .args(&args)
-                .current_dir(common::paths().root)
-                .env("FIREDRILL_STATE", &state_dir)
-                .env("INSTA_UPDATE", "no")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let o = common::firedrill_in(state.path(), args).await;
         assert_eq!(o.status.code(), Some(2), "storage-stopped is not runnable there: {}", text(&o));
         assert!(text(&o).contains("context `kind-lab` (created by firedrill run"), "{}", text(&o));
         let v = common::verdicts(&report);

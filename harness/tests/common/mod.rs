@@ -98,6 +98,17 @@ pub fn verdicts(report: &Path) -> std::collections::BTreeMap<String, (String, St
         .collect()
 }
 
+/// `firedrill ARGS` from the repository's root with the state directory `state`, off the
+/// async runtime; snapshots are never left for review.
+pub async fn firedrill_in(state: &Path, args: Vec<String>) -> std::process::Output {
+    let state = state.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(firedrill()).args(&args).current_dir(paths().root).env("FIREDRILL_STATE", &state).env("INSTA_UPDATE", "no").output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// The identity suite's `instances-down` (suites/identity.yaml, snapshots/), run on the
 /// existing backend against `context` of `kubeconfig` as cluster main, with the state
 /// directory `state`. Checks what such a run must show wherever it runs: the table
@@ -122,18 +133,7 @@ pub async fn identity_on_existing(state: &Path, kubeconfig: &Path, context: &str
         .chain(["--report", &report.display().to_string(), "identity::instances-down"])
         .map(String::from)
         .collect();
-    let state_dir = state.to_path_buf();
-    let o = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(firedrill())
-            .args(&args)
-            .current_dir(paths().root)
-            .env("FIREDRILL_STATE", &state_dir)
-            .env("INSTA_UPDATE", "no")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let o = firedrill_in(state, args).await;
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{out}");
     let v = verdicts(&report);
