@@ -138,6 +138,7 @@ pub async fn identity_on_existing(state: &Path, kubeconfig: &Path, context: &str
     assert!(o.status.success(), "{out}");
     let v = verdicts(&report);
     assert_eq!(v["identity::instances-down"].0, "match", "{v:?}\n{out}");
+    assert!(out.contains("=> identity::instances-down: matches the document in the 7 rows observed (2 of 9 not observable on this backend)"), "{out}");
     let results: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap()).unwrap();
     let ops = results[0]["operations"].as_array().unwrap();
     let not_observed: Vec<&str> = ops.iter().filter(|o| o["not_observed"].is_string()).map(|o| o["id"].as_str().unwrap()).collect();
