@@ -82,7 +82,9 @@ pub fn render(results: &[ScenarioResult], stability: Option<&Stability>) -> Stri
 
 fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioResult]) {
     let _ = writeln!(out, "<h2 id=\"s{i}\">{} — {}</h2>", esc(&super::label(r, results)), esc(&r.title));
-    let _ = writeln!(out, "<p>Verdict: <strong class=\"{}\">{}</strong></p>", verdict_class(&r.verdict), super::markdown::verdict_word(&r.verdict));
+    let partly = if r.verdict.is_match() { super::observed_rows(r) } else { String::new() };
+    let _ =
+        writeln!(out, "<p>Verdict: <strong class=\"{}\">{}</strong>{}</p>", verdict_class(&r.verdict), super::markdown::verdict_word(&r.verdict), esc(&partly));
     match &r.verdict {
         Verdict::Mismatch { diff } => {
             let _ = writeln!(out, "<pre>{}</pre>", esc(diff));

@@ -68,6 +68,9 @@ pub fn reasons(counted: &[(String, usize)]) -> String {
 /// Recovery with its resolution, and whether the MTTR judges it: `2.4 s ±0.3 s`,
 /// `never affected`, `not recovered`; `(not judged: why)` for an excluded operation.
 pub fn recovery_cell(o: &OperationResult) -> String {
+    if o.not_observed.is_some() {
+        return "—".into();
+    }
     let mut s = match (o.recovery, o.resolution) {
         _ if o.never_affected => "never affected".to_string(),
         (Some(t), Some(res)) => format!("{} ±{}", secs(t), secs(res)),
@@ -78,6 +81,14 @@ pub fn recovery_cell(o: &OperationResult) -> String {
         s.push_str(&format!(" (not judged against the MTTR: {why})"));
     }
     s
+}
+
+/// For a match with rows not observed: in how many rows observed, how many not (else empty).
+pub fn observed_rows(r: &ScenarioResult) -> String {
+    match r.operations.iter().filter(|o| o.not_observed.is_some()).count() {
+        0 => String::new(),
+        n => format!(" in the {} rows observed ({n} of {} not observable on this backend)", r.operations.len() - n, r.operations.len()),
+    }
 }
 
 /// When the operation first failed after the fault was in effect.

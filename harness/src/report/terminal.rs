@@ -220,12 +220,7 @@ pub fn print_result(r: &ScenarioResult) {
     }
     match &r.verdict {
         Verdict::Match => {
-            let unobserved = r.operations.iter().filter(|o| o.not_observed.is_some()).count();
-            let partly = match unobserved {
-                0 => String::new(),
-                n => format!(" in the {} rows observed ({n} of {} not observable on this backend)", r.operations.len() - n, r.operations.len()),
-            };
-            let _ = writeln!(out, "=> {}: matches the document{partly}", r.name());
+            let _ = writeln!(out, "=> {}: matches the document{}", r.name(), super::observed_rows(r));
         }
         Verdict::Mismatch { diff } => {
             let _ = writeln!(out, "=> {}: DIFFERS from the document\n{diff}", r.name());
