@@ -17,6 +17,17 @@ cache=${FIREDRILL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/firedrill}
 mkdir -p "$cache"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+
+# What to set up: everything (no argument), or a part. `local`: the Debian packages and the
+# builds the local backend runs (and every test but the kind backend's); `kind`: what only
+# the kind backend's node image adds (kind, containerd, crictl, the CNI plugins). `make
+# test` builds the kind part in the background while the local backend's tests run.
+part=${1:-all}
+case $part in
+  all | local | kind) ;;
+  *) log "unknown part '$part': ci/setup.sh [local|kind]"; exit 2 ;;
+esac
+want() { [[ $part == all || $part == "$1" ]]; }
 # shellcheck source=lib.sh
 . "$root/ci/lib.sh"
 
@@ -121,50 +132,54 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 export k8s_ldflags DEX_VERSION KIND_VERSION DEX_GO_TOOLCHAIN
 # Each command runs with $out (exported by build) naming the directory to fill.
-build kubernetes "$KUBERNETES_VERSION" kubernetes \
-  kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm kubelet kube-proxy -- \
-  sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" ./cmd/...'
+if want local; then
+  build kubernetes "$KUBERNETES_VERSION" kubernetes \
+    kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm kubelet kube-proxy -- \
+    sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" ./cmd/...'
 
-build etcd "$ETCD_VERSION" etcd etcd -- \
-  sh -c 'go build -trimpath -ldflags "-s -w" -o "$out/etcd" .'
+  build etcd "$ETCD_VERSION" etcd etcd -- \
+    sh -c 'go build -trimpath -ldflags "-s -w" -o "$out/etcd" .'
 
-# etcd's own backup tooling, for the DR exercise: etcdctl takes the snapshot, etcdutl
-# checks and restores it.
-build etcd-tools "$ETCD_VERSION" etcd-tools etcdctl etcdutl -- \
-  sh -c 'for t in etcdctl etcdutl; do go build -trimpath -ldflags "-s -w" -o "$out/$t" "go.etcd.io/etcd/$t/v3"; done'
+  # etcd's own backup tooling, for the DR exercise: etcdctl takes the snapshot, etcdutl
+  # checks and restores it.
+  build etcd-tools "$ETCD_VERSION" etcd-tools etcdctl etcdutl -- \
+    sh -c 'for t in etcdctl etcdutl; do go build -trimpath -ldflags "-s -w" -o "$out/$t" "go.etcd.io/etcd/$t/v3"; done'
 
-# dex v2.41 compiles its SQLite storage only with cgo (cmd/dex refers to it either way),
-# and is built with the Go toolchain of its release (see versions.env).
-GOTOOLCHAIN=$DEX_GO_TOOLCHAIN build dex "$DEX_VERSION" dex dex -- \
-  sh -c 'CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" -o "$out/dex" github.com/dexidp/dex/cmd/dex'
+  # dex v2.41 compiles its SQLite storage only with cgo (cmd/dex refers to it either way),
+  # and is built with the Go toolchain of its release (see versions.env).
+  GOTOOLCHAIN=$DEX_GO_TOOLCHAIN build dex "$DEX_VERSION" dex dex -- \
+    sh -c 'CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" -o "$out/dex" github.com/dexidp/dex/cmd/dex'
 
-build kind "$KIND_VERSION" kind kind -- \
-  sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
+  export ACTIONLINT_VERSION
+  build actionlint "$ACTIONLINT_VERSION" actionlint actionlint -- \
+    sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"'
 
-export ACTIONLINT_VERSION
-build actionlint "$ACTIONLINT_VERSION" actionlint actionlint -- \
-  sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"'
+  # The pod sandbox ("pause") program, from the pinned Kubernetes module's source.
+  pause_src=$(cd "$root/fixtures/upstream/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+  export pause_src
+  build pause "$KUBERNETES_VERSION" pause pause -- \
+    sh -c 'gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$out/pause" "$pause_src" && strip "$out/pause"'
+fi
 
 # The kind backend's node image pieces (ci/kind-image.sh assembles them with Debian's userland).
-export CONTAINERD_VERSION CRICTL_VERSION CNI_PLUGINS_VERSION
-build containerd "$CONTAINERD_VERSION" containerd containerd ctr containerd-shim-runc-v2 -- \
-  sh -c 'm=github.com/containerd/containerd/v2; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath \
-    -tags "no_btrfs no_devmapper no_zfs no_aufs" -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
-    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"'
+if want kind; then
+  build kind "$KIND_VERSION" kind kind -- \
+    sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
 
-build crictl "$CRICTL_VERSION" crictl crictl -- \
-  sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
-    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"'
+  export CONTAINERD_VERSION CRICTL_VERSION CNI_PLUGINS_VERSION
+  build containerd "$CONTAINERD_VERSION" containerd containerd ctr containerd-shim-runc-v2 -- \
+    sh -c 'm=github.com/containerd/containerd/v2; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath \
+      -tags "no_btrfs no_devmapper no_zfs no_aufs" -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
+      "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"'
 
-build cni-plugins "$CNI_PLUGINS_VERSION" cni-plugins ptp host-local loopback portmap -- \
-  sh -c 'm=github.com/containernetworking/plugins/plugins; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" \
-    "$m/main/ptp@$CNI_PLUGINS_VERSION" "$m/main/loopback@$CNI_PLUGINS_VERSION" \
-    "$m/ipam/host-local@$CNI_PLUGINS_VERSION" "$m/meta/portmap@$CNI_PLUGINS_VERSION"'
+  build crictl "$CRICTL_VERSION" crictl crictl -- \
+    sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+      "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"'
 
-# The pod sandbox ("pause") program, from the pinned Kubernetes module's source.
-pause_src=$(cd "$root/fixtures/upstream/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
-export pause_src
-build pause "$KUBERNETES_VERSION" pause pause -- \
-  sh -c 'gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$out/pause" "$pause_src" && strip "$out/pause"'
+  build cni-plugins "$CNI_PLUGINS_VERSION" cni-plugins ptp host-local loopback portmap -- \
+    sh -c 'm=github.com/containernetworking/plugins/plugins; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" \
+      "$m/main/ptp@$CNI_PLUGINS_VERSION" "$m/main/loopback@$CNI_PLUGINS_VERSION" \
+      "$m/ipam/host-local@$CNI_PLUGINS_VERSION" "$m/meta/portmap@$CNI_PLUGINS_VERSION"'
+fi
 
 echo "$cache"
