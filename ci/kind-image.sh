@@ -32,7 +32,8 @@ log() { printf 'kind-image: %s\n' "$*" >&2; }
 # nodes use, plus runc (kind builds its own; containerd 2.x drives Debian's 1.1 the same way).
 node_debs=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,curl,jq,procps,runc
 
-for b in kubernetes-$KUBERNETES_VERSION/kubeadm kubernetes-$KUBERNETES_VERSION/kubelet kubernetes-$KUBERNETES_VERSION/kube-proxy \
+for b in kubernetes-node-$KUBERNETES_VERSION/kubeadm kubernetes-node-$KUBERNETES_VERSION/kubelet kubernetes-node-$KUBERNETES_VERSION/kube-proxy \
+  kubernetes-$KUBERNETES_VERSION/kube-apiserver kubernetes-$KUBERNETES_VERSION/kubectl \
   etcd-$ETCD_VERSION/etcd containerd-$CONTAINERD_VERSION/containerd crictl-$CRICTL_VERSION/crictl \
   cni-plugins-$CNI_PLUGINS_VERSION/ptp pause-$KUBERNETES_VERSION/pause; do
   [[ -x $bin/$b ]] || { log "$bin/$b is missing: run ci/setup.sh first"; exit 1; }
@@ -50,7 +51,7 @@ base_files=$kind_src/images/base/files
 hash=$( {
   cat "$0" "$root/fixtures/versions.env"
   find "$root/fixtures/kind" -type f | sort | xargs cat
-  cat "$bin"/{kubernetes-$KUBERNETES_VERSION,etcd-$ETCD_VERSION,containerd-$CONTAINERD_VERSION,crictl-$CRICTL_VERSION,cni-plugins-$CNI_PLUGINS_VERSION,pause-$KUBERNETES_VERSION}/.stamp
+  cat "$bin"/{kubernetes-$KUBERNETES_VERSION,kubernetes-node-$KUBERNETES_VERSION,etcd-$ETCD_VERSION,containerd-$CONTAINERD_VERSION,crictl-$CRICTL_VERSION,cni-plugins-$CNI_PLUGINS_VERSION,pause-$KUBERNETES_VERSION}/.stamp
   find "$base_files" -type f | sort | xargs cat
   dpkg-query -W busybox-static
 } | sha256sum | cut -c1-12)
@@ -111,7 +112,7 @@ cp -r "$root/fixtures/kind/node/." "$rootfs/"
 # --- 3. Binaries ----------------------------------------------------------------------
 install -m 0755 "$bin/containerd-$CONTAINERD_VERSION"/{containerd,ctr,containerd-shim-runc-v2} "$bin/crictl-$CRICTL_VERSION/crictl" "$rootfs/usr/local/bin/"
 install -m 0755 "$bin/cni-plugins-$CNI_PLUGINS_VERSION"/{ptp,host-local,loopback,portmap} "$rootfs/opt/cni/bin/"
-install -m 0755 "$bin/kubernetes-$KUBERNETES_VERSION"/{kubeadm,kubelet,kubectl} "$rootfs/usr/bin/"
+install -m 0755 "$bin/kubernetes-node-$KUBERNETES_VERSION"/{kubeadm,kubelet} "$bin/kubernetes-$KUBERNETES_VERSION/kubectl" "$rootfs/usr/bin/"
 "$bin/containerd-$CONTAINERD_VERSION/ctr" oci spec |
   jq '.hooks.createContainer[.hooks.createContainer|length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' |
   jq 'del(.process.rlimits)' >"$rootfs/etc/containerd/cri-base.json"
@@ -146,7 +147,7 @@ closure() {
     mkdir -p "$to/$(dirname "$p")" && cp -L "$from/$p" "$to/$p"
   done
 }
-mapfile -t wanted < <("$bin/kubernetes-$KUBERNETES_VERSION/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION" 2>/dev/null)
+mapfile -t wanted < <("$bin/kubernetes-node-$KUBERNETES_VERSION/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION" 2>/dev/null)
 # containerd's sandbox image, as kind's containerd configuration names it.
 sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$rootfs/etc/containerd/config.toml")
 for ref in "${wanted[@]}" "$sandbox"; do
@@ -157,7 +158,7 @@ for ref in "${wanted[@]}" "$sandbox"; do
       cp "$bin/kubernetes-$KUBERNETES_VERSION/$name" "$d/usr/local/bin/"
       image "$ref" -- "$d" ;;
     kube-proxy)
-      cp "$bin/kubernetes-$KUBERNETES_VERSION/kube-proxy" "$d/usr/local/bin/"
+      cp "$bin/kubernetes-node-$KUBERNETES_VERSION/kube-proxy" "$d/usr/local/bin/"
       closure "$rootfs" "$d" /usr/sbin/nft /usr/sbin/xtables-nft-multi
       for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do ln -sf xtables-nft-multi "$d/usr/sbin/$t"; done
       image "$ref" -- "$d" ;;

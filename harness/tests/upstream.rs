@@ -40,7 +40,7 @@ fn the_kind_node_images_binaries_print_their_pinned_versions() {
     let paths = Paths::at(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap());
     let v = Versions::load(&paths.fixtures).unwrap();
     let bin = cache_dir().join("bin");
-    let k8s = bin.join(format!("kubernetes-{}", v.kubernetes));
+    let k8s = bin.join(format!("kubernetes-node-{}", v.kubernetes));
     assert_eq!(output(&k8s.join("kubeadm"), &["version", "-o", "short"]).trim(), v.kubernetes);
     for name in ["kubelet", "kube-proxy"] {
         assert_eq!(output(&k8s.join(name), &["--version"]).trim(), format!("Kubernetes {}", v.kubernetes), "{name}");
