@@ -20,6 +20,22 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// `ci/nightly.sh` as the workflow runs it: without the variables Cargo sets for a test.
+/// The script's `make build` would hand them on to Cargo, and a build script that watches
+/// one (ring's watches CARGO_MANIFEST_DIR) would rebuild its crate and every crate above it,
+/// here and again at the next build outside the test.
+fn nightly_sh() -> Command {
+    const SET_BY_CARGO: [&str; 7] =
+        ["CARGO", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR"];
+    let mut c = Command::new(root().join("ci/nightly.sh"));
+    for k in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()) {
+        if SET_BY_CARGO.contains(&k.as_str()) || k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_BIN_EXE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 /// The containers of kind runs on the engine (nodes and hosts are all named `fd-k…`).
 fn kind_containers() -> Vec<String> {
     let o = Command::new("docker").args(["ps", "-a", "--format", "{{.Names}}"]).output().expect("the docker CLI runs (make setup installs an engine)");
@@ -34,7 +50,7 @@ fn bad_arguments_are_refused_before_any_setup() {
         (&["--frobnicate"][..], "unknown option --frobnicate"),
         (&["--report"][..], "--report needs a value"),
     ] {
-        let o = Command::new(root().join("ci/nightly.sh")).args(args).output().unwrap();
+        let o = nightly_sh().args(args).output().unwrap();
         assert_eq!(o.status.code(), Some(3), "{args:?}: {}", text(&o));
         assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
         assert!(!text(&o).contains("set-up"), "{args:?}: nothing may be set up: {}", text(&o));
@@ -49,7 +65,7 @@ fn the_bounded_nightly_drill_runs_on_kind_and_writes_the_job_summary() {
     let summary = out.path().join("summary.md");
     std::fs::write(&summary, "earlier steps' summary\n").unwrap();
     let report = out.path().join("report");
-    let o = Command::new(root().join("ci/nightly.sh"))
+    let o = nightly_sh()
         .args(["--bounded", "--backend", "kind", "--report"])
         .arg(&report)
         .env("FIREDRILL_STATE", state.path())
