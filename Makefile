@@ -44,11 +44,11 @@ build: setup
 # Every test binary runs even after one fails, and the leftover check runs whatever they
 # returned; the exit status is the tests', or the leftover check's when they passed.
 #
-# The kind backend's part of the set-up (kind, containerd, crictl, the CNI plugins, the node
-# image: about 8 minutes of a cold set-up on a slow day) is built in the background, at idle
-# CPU and I/O priority, while the other tests run (they leave more than half of the two
-# cores idle); the kind backend's tests (KIND_TESTS) run after it. A warm set-up takes
-# seconds, and the order of the tests is the same.
+# The kind backend's part of the set-up (kubeadm, kubelet, kube-proxy, kind, containerd,
+# crictl, the CNI plugins, the node image: about 10 minutes of a cold set-up on a slow day)
+# is built in the background, at idle CPU and I/O priority, while the other tests run (they
+# leave about half of the two cores idle); the kind backend's tests (KIND_TESTS) run last,
+# after it. Warm, it takes a second.
 # A truly cold `make test` took 84 minutes on 2026-12-03 (the Go builds 37 of them), over
 # its 60-minute budget; with the kind part in the background and the cuts below, 59 minutes
 # on a day as slow (see the README). So some scenarios run here only as far as firedrill's
