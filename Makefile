@@ -74,17 +74,17 @@ NOT_IN_TEST := identity::ldap-down management::workload-cluster-fails management
 KIND_TESTS := kind nightly upstream
 LOCAL_TESTS := $(filter-out $(KIND_TESTS),$(basename $(notdir $(wildcard harness/tests/*.rs))))
 TEST_ARGS := --no-fail-fast
+SKIP := -- $(addprefix --skip ,$(NOT_IN_TEST))
 test: setup-local
 	@mkdir -p target && ci/leftovers.sh --record target/leftovers.before
 	@echo "make test: the kind backend's set-up, in the background (target/setup-kind.log)"
 	setsid chrt --idle 0 ionice -c 3 bash -c 's=$$SECONDS; ci/setup.sh kind && ci/kind-image.sh; r=$$?; echo "took $$((SECONDS - s)) s, status $$r"; exit $$r' \
 	    </dev/null >target/setup-kind.log 2>&1 & kind=$$!; \
 	  trap 'kill -- -$$kind 2>/dev/null || true' EXIT; \
-	  skip="-- $(addprefix --skip ,$(NOT_IN_TEST))"; status=0; \
-	  $(CARGO) test --workspace $(TEST_ARGS) --lib --bins $(addprefix --test ,$(LOCAL_TESTS)) $$skip || status=$$?; \
+	  status=0; $(CARGO) test --workspace $(TEST_ARGS) --lib --bins $(addprefix --test ,$(LOCAL_TESTS)) $(SKIP) || status=$$?; \
 	  if wait $$kind; then \
 	    echo "make test: the kind backend's set-up $$(tail -n 1 target/setup-kind.log)"; \
-	    $(CARGO) test -p firedrill $(TEST_ARGS) $(addprefix --test ,$(KIND_TESTS)) $$skip || status=$$?; \
+	    $(CARGO) test -p firedrill $(TEST_ARGS) $(addprefix --test ,$(KIND_TESTS)) $(SKIP) || status=$$?; \
 	  else \
 	    echo "make test: the kind backend's set-up failed, so its tests ($(KIND_TESTS)) did not run:" >&2; \
 	    tail -n 30 target/setup-kind.log >&2; status=1; \

@@ -21,8 +21,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # What to set up: everything (no argument), or a part. `local`: the Debian packages and the
 # builds the local backend runs (and every test but the kind backend's); `kind`: what only
 # the kind backend's node image adds (kubeadm, kubelet, kube-proxy, kind, containerd, crictl,
-# the CNI plugins). `make
-# test` builds the kind part in the background while the local backend's tests run.
+# the CNI plugins). `make test` builds the kind part in the background while the local
+# backend's tests run.
 part=${1:-all}
 case $part in
   all | local | kind) ;;
@@ -133,9 +133,16 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 export k8s_ldflags DEX_VERSION KIND_VERSION DEX_GO_TOOLCHAIN
 # Each command runs with $out (exported by build) naming the directory to fill.
+
+# k8s NAME PROGRAM...: Kubernetes' PROGRAMs in one go build of the wrapper module, as build NAME.
+k8s() {
+  local name=$1; shift
+  build "$name" "$KUBERNETES_VERSION" kubernetes "$@" -- \
+    sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" "$@"' sh "${@/#/./cmd/}"
+}
+
 if want local; then
-  build kubernetes "$KUBERNETES_VERSION" kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
-    sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl'
+  k8s kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl
 
   build etcd "$ETCD_VERSION" etcd etcd -- \
     sh -c 'go build -trimpath -ldflags "-s -w" -o "$out/etcd" .'
@@ -164,8 +171,7 @@ fi
 # The kind backend's node image pieces (ci/kind-image.sh assembles them with Debian's userland).
 if want kind; then
   # The node's own Kubernetes programs, from the same wrapper module (and Go build cache).
-  build kubernetes-node "$KUBERNETES_VERSION" kubernetes kubeadm kubelet kube-proxy -- \
-    sh -c 'go build -trimpath -ldflags "-s -w $k8s_ldflags" -o "$out/" ./cmd/kubeadm ./cmd/kubelet ./cmd/kube-proxy'
+  k8s kubernetes-node kubeadm kubelet kube-proxy
 
   build kind "$KIND_VERSION" kind kind -- \
     sh -c 'GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION"'
