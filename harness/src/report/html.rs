@@ -5,17 +5,49 @@ use std::fmt::Write as _;
 
 use super::secs;
 use super::stability::Stability;
+use crate::model::Impact;
 use crate::runner::{ScenarioResult, Verdict};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:72em}\
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}.match{color:#1a7f37}.differs,.error{color:#cf222e}.skipped{color:#9a6700}\
 .cell-differs{background:#ffebe9}pre{background:#f6f8fa;padding:.6em;overflow:auto}\
-figure{margin:1em 0;overflow-x:auto}figcaption{color:#57606a;font-size:.9em}";
+figure{margin:1em 0;overflow-x:auto}figcaption{color:#57606a;font-size:.9em}\
+.impact{white-space:nowrap}.impact svg{vertical-align:-.2em;margin-right:.3em}";
 
 /// `&`, `<`, `>`, `"` and `'` as entities.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// An impact level as it reads in any browser: a coloured mark drawn inline (no font needs
+/// the emoji) and the level's word. Headless Chromium on Debian, without an emoji font,
+/// draws ✅ ⚠️ ❌ as empty boxes.
+pub fn impact_mark(impact: Impact) -> String {
+    let shape = match impact {
+        Impact::Unaffected => {
+            "<circle cx=\"7\" cy=\"7\" r=\"7\" fill=\"#1a7f37\"/><path d=\"M3.5 7.2l2.4 2.4 4.6-4.8\" stroke=\"#fff\" stroke-width=\"1.8\" fill=\"none\"/>"
+        }
+        Impact::Limited => "<path d=\"M7 .6L13.6 13H.4z\" fill=\"#bf8700\"/><path d=\"M7 4.8v4.2M7 10.4v1.4\" stroke=\"#fff\" stroke-width=\"1.6\"/>",
+        Impact::Lost => {
+            "<circle cx=\"7\" cy=\"7\" r=\"7\" fill=\"#cf222e\"/><path d=\"M4.4 4.4l5.2 5.2M9.6 4.4l-5.2 5.2\" stroke=\"#fff\" stroke-width=\"1.8\"/>"
+        }
+    };
+    format!(
+        "<span class=\"impact\"><svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\" aria-hidden=\"true\">{shape}</svg>{word}</span>",
+        word = impact.word()
+    )
+}
+
+/// Escaped text with every impact glyph in it drawn as [`impact_mark`] (a diff, a changed
+/// cell of the stability summary).
+pub fn esc_marked(s: &str) -> String {
+    let mut out = esc(s);
+    // ⚠ first without its variation selector, which `⚠️` carries.
+    for (glyph, impact) in [("⚠️", Impact::Limited), ("⚠", Impact::Limited), ("✅", Impact::Unaffected), ("❌", Impact::Lost)] {
+        out = out.replace(glyph, &impact_mark(impact));
+    }
+    out
 }
 
 fn verdict_class(v: &Verdict) -> &'static str {
@@ -55,7 +87,7 @@ pub fn render(results: &[ScenarioResult], stability: Option<&Stability>) -> Stri
         if !s.changed.is_empty() {
             out.push_str("<ul>");
             for c in &s.changed {
-                let _ = write!(out, "<li>{}</li>", esc(c));
+                let _ = write!(out, "<li>{}</li>", esc_marked(c));
             }
             out.push_str("</ul>\n");
         }
@@ -87,7 +119,7 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
         writeln!(out, "<p>Verdict: <strong class=\"{}\">{}</strong>{}</p>", verdict_class(&r.verdict), super::markdown::verdict_word(&r.verdict), esc(&partly));
     match &r.verdict {
         Verdict::Mismatch { diff } => {
-            let _ = writeln!(out, "<pre>{}</pre>", esc(diff));
+            let _ = writeln!(out, "<pre>{}</pre>", esc_marked(diff));
         }
         Verdict::HarnessError { error } => {
             let _ = writeln!(out, "<p>Harness error: {}</p>", esc(error));
@@ -108,14 +140,14 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
         let o = r.operations.get(k).filter(|o| o.name == row.operation);
         let c = o.and_then(|o| o.classification.as_ref());
         let not_observed = o.and_then(|o| o.not_observed.as_deref());
-        let observed = c.map(|c| c.impact.glyph()).unwrap_or(if not_observed.is_some() { "not observed" } else { "—" });
+        let observed = c.map(|c| impact_mark(c.impact)).unwrap_or_else(|| if not_observed.is_some() { "not observed" } else { "—" }.into());
         let differs = c.is_some_and(|c| Some(c.impact) != row.impact);
         let failures = o.map(super::failures_seen).unwrap_or_default();
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td{}>{observed}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&row.operation),
-            row.glyph(),
+            row.impact.map(impact_mark).unwrap_or_else(|| crate::model::table::NOT_OBSERVED.into()),
             if differs { " class=\"cell-differs\"" } else { "" },
             esc(&row.note),
             c.map(|c| format!("{:.0}%", 100.0 * c.success_ratio())).unwrap_or_else(|| "—".into()),
@@ -171,6 +203,20 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioResult, results: &[ScenarioR
 
 #[cfg(test)]
 mod tests {
+    use crate::model::Impact;
+
+    #[test]
+    fn impacts_are_drawn_with_their_word_never_as_an_emoji() {
+        for impact in [Impact::Unaffected, Impact::Limited, Impact::Lost] {
+            let mark = super::impact_mark(impact);
+            assert!(mark.contains("<svg") && mark.ends_with(&format!("{}</span>", impact.word())), "{mark}");
+            assert!(!mark.contains(impact.glyph()), "{mark}");
+        }
+        let diff = super::esc_marked("-| Op | ❌ |\n+| Op | ⚠️ | <b>");
+        assert!(!diff.contains("| ❌") && !diff.contains("| ⚠"), "{diff}");
+        assert!(diff.contains(">lost</span>") && diff.contains(">limited</span>") && diff.contains("&lt;b&gt;"), "{diff}");
+    }
+
     #[test]
     fn text_from_probes_and_documents_is_escaped() {
         assert_eq!(super::esc("<script>a & 'b'</script>"), "&lt;script&gt;a &amp; &#39;b&#39;&lt;/script&gt;");
