@@ -13,12 +13,14 @@ pub struct Paths {
     pub fixtures: PathBuf,
     pub suites: PathBuf,
     pub snapshots: PathBuf,
+    /// Recordings of live runs, one per scenario and backend (`firedrill record`).
+    pub recordings: PathBuf,
 }
 
 impl Paths {
     pub fn at(root: impl Into<PathBuf>) -> Paths {
         let root = root.into();
-        Paths { fixtures: root.join("fixtures"), suites: root.join("suites"), snapshots: root.join("snapshots"), root }
+        Paths { fixtures: root.join("fixtures"), suites: root.join("suites"), snapshots: root.join("snapshots"), recordings: root.join("recordings"), root }
     }
 
     /// `$FIREDRILL_ROOT`, else the nearest ancestor of the working directory holding

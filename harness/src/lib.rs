@@ -20,6 +20,7 @@ pub mod model;
 pub mod names;
 pub mod objects;
 pub mod probe;
+pub mod recording;
 pub mod report;
 pub mod runner;
 pub mod snapshot;

@@ -33,13 +33,16 @@ impl BackendKind {
         }
     }
 
+    /// The backend `--backend` names so.
+    pub fn from_name(name: &str) -> Option<BackendKind> {
+        [BackendKind::Local, BackendKind::Kind, BackendKind::Existing].into_iter().find(|b| b.name() == name)
+    }
+
     /// `FIREDRILL_BACKEND`, default `local`.
     pub fn from_env() -> Result<BackendKind, String> {
         match std::env::var("FIREDRILL_BACKEND").ok().as_deref() {
-            None | Some("") | Some("local") => Ok(BackendKind::Local),
-            Some("kind") => Ok(BackendKind::Kind),
-            Some("existing") => Ok(BackendKind::Existing),
-            Some(other) => Err(format!("FIREDRILL_BACKEND={other}: expected local, kind or existing")),
+            None | Some("") => Ok(BackendKind::Local),
+            Some(name) => Self::from_name(name).ok_or_else(|| format!("FIREDRILL_BACKEND={name}: expected local, kind or existing")),
         }
     }
 }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::select::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH};
 use crate::fixtures::Paths;
 use crate::model::Sample;
+use crate::recording::{self, Recording};
 use crate::report::markdown::verdict_word;
 use crate::runner::claims::ClaimResult;
 use crate::runner::events::Timeline;
@@ -44,6 +45,83 @@ pub(super) struct Recorded {
     operations: Vec<RecordedOperation>,
     #[serde(default)]
     claims: Vec<RecordedClaim>,
+    #[serde(default)]
+    reverted: Vec<String>,
+    /// Where it was read from: a report's `results.json` or a recording.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// Where a recorded scenario was read from.
+#[derive(Clone, Debug, Default)]
+pub(super) enum Source {
+    /// A report directory's `results.json`.
+    #[default]
+    Report,
+    /// A recording (`firedrill record`), by its file.
+    Recording(PathBuf),
+}
+
+impl From<(PathBuf, Recording)> for Recorded {
+    fn from((path, r): (PathBuf, Recording)) -> Recorded {
+        let b = r.body;
+        let operations = b
+            .operations
+            .iter()
+            .map(|o| RecordedOperation { id: o.id.clone(), samples: recording::Body::samples(o), not_observed: o.not_observed.clone() })
+            .collect();
+        Recorded {
+            suite: b.suite,
+            scenario: b.scenario,
+            verdict: RecordedVerdict { verdict: b.verdict, error: None, reason: None },
+            round: b.round,
+            backend: Some(b.backend),
+            started_at: b.started_at,
+            took: b.took,
+            phases: b.phases,
+            timeline: Some(b.timeline),
+            operations,
+            claims: b.claims.into_iter().map(|c| RecordedClaim { claim: c.claim, holds: c.holds, detail: c.detail }).collect(),
+            reverted: b.reverted,
+            source: Source::Recording(path),
+        }
+    }
+}
+
+impl Recorded {
+    /// The recording of this scenario, when the live run matched its document and left a
+    /// timeline to judge again; else why it cannot be recorded.
+    pub(super) fn to_recording(&self, recorded_from: &str) -> Result<Recording, String> {
+        if self.verdict.verdict != "match" {
+            let why = self.verdict.why().map(|w| format!(": {w}")).unwrap_or_default();
+            return Err(format!("the live run's verdict is `{}`{why}; only a scenario that matched its document is recorded", self.verdict.verdict));
+        }
+        let timeline = self.timeline.clone().ok_or("the run recorded no timeline (a report older than recordings)")?;
+        let backend = self.backend.ok_or("the run does not say which backend it ran on (a report older than recordings)")?;
+        Ok(Recording::new(recording::Body {
+            suite: self.suite.clone(),
+            scenario: self.scenario.clone(),
+            backend,
+            verdict: self.verdict.verdict.clone(),
+            started_at: self.started_at,
+            round: self.round.max(1),
+            recorded_from: recorded_from.to_string(),
+            took: self.took,
+            phases: self.phases.clone(),
+            timeline,
+            operations: self.operations.iter().map(|o| recording::Operation::new(o.id.clone(), o.not_observed.clone(), &o.samples)).collect(),
+            claims: self.claims.iter().map(|c| recording::RecordedClaim { claim: c.claim, holds: c.holds, detail: c.detail.clone() }).collect(),
+            reverted: self.reverted.clone(),
+        }))
+    }
+
+    /// `suite::scenario`, with the backend when it was read from a recording.
+    pub(super) fn name(&self) -> String {
+        match (&self.source, self.backend) {
+            (Source::Recording(_), Some(b)) => format!("{}::{} [{}]", self.suite, self.scenario, b.name()),
+            _ => format!("{}::{}", self.suite, self.scenario),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,6 +143,7 @@ impl Recorded {
         result.started_at = self.started_at;
         result.took = self.took;
         result.phases = self.phases.clone();
+        result.reverted = self.reverted.clone();
     }
 }
 
@@ -75,7 +154,7 @@ impl RecordedVerdict {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct RecordedOperation {
     id: String,
     #[serde(default)]
@@ -121,7 +200,7 @@ pub(super) fn rejudge(r: &Recorded, suites: &[Suite], snapshots: &Path) -> Resul
     if !matches!(r.verdict.verdict.as_str(), "match" | "mismatch") {
         return Ok(None);
     }
-    let Some(timeline) = r.timeline else { return Ok(None) };
+    let Some(timeline) = r.timeline.clone() else { return Ok(None) };
     let suite = suites.iter().find(|s| s.id() == r.suite).ok_or_else(|| format!("no suite `{}` in the suites checked against", r.suite))?;
     let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario).ok_or_else(|| format!("suite {} has no scenario `{}`", r.suite, r.scenario))?;
     let samples: BTreeMap<String, Vec<Sample>> = r.operations.iter().map(|o| (o.id.clone(), o.samples.clone())).collect();
@@ -140,13 +219,49 @@ pub(super) fn results_file(recorded: &Path) -> PathBuf {
     if recorded.is_dir() { recorded.join("results.json") } else { recorded.to_path_buf() }
 }
 
-/// The scenarios a report directory records, or `file: why not`.
+/// The scenarios a report directory records, or a directory of recordings (`recordings/`,
+/// or one backend's part of it), or one recording; else `file: why not`.
 pub(super) fn load_recorded(recorded: &Path) -> Result<Vec<Recorded>, String> {
+    if recorded.is_dir() && !recorded.join("results.json").exists() {
+        return load_recordings(recorded);
+    }
+    if recorded.is_file() && is_recording(recorded) {
+        return Ok(vec![(recorded.to_path_buf(), Recording::read(recorded).map_err(|e| e.to_string())?).into()]);
+    }
     let file = results_file(recorded);
     std::fs::read_to_string(&file)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("{e} (expected the results.json `firedrill run --report` writes)")))
         .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// A recording's JSON is an object with its `format`; a report's `results.json` is a list.
+fn is_recording(file: &Path) -> bool {
+    std::fs::read(file).is_ok_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'))
+}
+
+/// Every recording under `dir`: `BACKEND/SUITE__SCENARIO.json`, or the files of `dir` when
+/// it is one backend's directory.
+fn load_recordings(dir: &Path) -> Result<Vec<Recorded>, String> {
+    let in_backend_dir = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::backend::BackendKind::from_name(n).is_some());
+    let files = if in_backend_dir {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        f.sort();
+        f
+    } else {
+        recording::files(dir).map_err(|e| format!("{}: {e}", dir.display()))?
+    };
+    if files.is_empty() {
+        return Err(format!(
+            "{}: no results.json and no recording (BACKEND/SUITE__SCENARIO.json): expected a report directory or the recordings `firedrill record` writes",
+            dir.display()
+        ));
+    }
+    files.into_iter().map(|f| Recording::read(&f).map(|r| (f, r).into()).map_err(|e| e.to_string())).collect()
 }
 
 /// The recorded verdict of a scenario that is not judged again, as a result for a report.
@@ -194,17 +309,26 @@ pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode
     let mut changed = 0;
     let mut results = Vec::new();
     for r in &recorded {
-        let name = format!("{}::{}{}", r.suite, r.scenario, if recorded.iter().any(|x| x.round > 1) { format!(" (round {})", r.round) } else { String::new() });
+        let repeated = matches!(r.source, Source::Report) && recorded.iter().any(|x| x.round > 1);
+        let name = format!("{}{}", r.name(), if repeated { format!(" (round {})", r.round) } else { String::new() });
         match rejudge(r, &suites, &snapshots) {
             Ok(Some(result)) => {
                 let now = result.verdict.tag();
                 let same = now == r.verdict.verdict;
                 changed += usize::from(!same);
-                println!(
-                    "=> {name}: {}{}",
-                    verdict_word(&result.verdict),
-                    if same { " (as the live run)".to_string() } else { format!(" (the live run: {})", r.verdict.verdict) }
-                );
+                let live = match &r.source {
+                    Source::Report if same => " (as the live run)".to_string(),
+                    Source::Report => format!(" (the live run: {})", r.verdict.verdict),
+                    Source::Recording(_) if same => " (as recorded)".to_string(),
+                    Source::Recording(file) => format!(
+                        " (recorded: {}): re-record {}::{} — run it live and `firedrill record` the report into {}, or the change to its suite or snapshot is wrong",
+                        r.verdict.verdict,
+                        r.suite,
+                        r.scenario,
+                        file.parent().and_then(Path::parent).unwrap_or(Path::new("recordings")).display()
+                    ),
+                };
+                println!("=> {name}: {}{live}", verdict_word(&result.verdict));
                 if let Verdict::Mismatch { diff } = &result.verdict {
                     println!("{diff}");
                 }
@@ -225,7 +349,8 @@ pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode
                 results.extend(as_recorded(r, &suites));
             }
             Err(e) => {
-                println!("=> {name}: cannot be judged again: {e}");
+                let advice = if matches!(r.source, Source::Recording(_)) { format!(" (re-record {}::{})", r.suite, r.scenario) } else { String::new() };
+                println!("=> {name}: cannot be judged again: {e}{advice}");
                 harness += 1;
                 results.extend(as_recorded(r, &suites).map(|mut x| {
                     x.verdict = Verdict::HarnessError { error: format!("cannot be judged again: {e}") };
@@ -235,8 +360,9 @@ pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode
         }
     }
     println!(
-        "firedrill check: {matched} of {} scenarios match; {differs} differ; {harness} without a verdict; {changed} verdict(s) differ from the live run's",
-        recorded.len()
+        "firedrill check: {matched} of {} scenarios match; {differs} differ; {harness} without a verdict; {changed} verdict(s) differ from the live run's{}",
+        recorded.len(),
+        if recorded.iter().any(|r| matches!(r.source, Source::Recording(_))) { " as recorded" } else { "" }
     );
     if let Some(dir) = report {
         match crate::report::write_all(&dir, &results, None) {

@@ -10,6 +10,7 @@ use crate::fixtures::Paths;
 
 mod check;
 mod docs;
+mod record;
 mod run;
 mod select;
 
@@ -119,7 +120,8 @@ pub enum Command {
     /// Revert the faults a killed run left in place, from its journal.
     Recover { run_dir: Option<PathBuf> },
     /// Judge a recorded run again against the current suites and snapshots, touching no
-    /// cluster: its report directory (`run --report DIR`) or that directory's results.json.
+    /// cluster: its report directory (`run --report DIR`) or that directory's results.json,
+    /// or recordings (`recordings/`, one backend's directory of it, or one file).
     Check {
         #[arg(value_name = "REPORT_DIR")]
         recorded: PathBuf,
@@ -136,6 +138,19 @@ pub enum Command {
         /// report.md, junit.xml, results.json) into this directory.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+    },
+    /// Keep each scenario of live runs as a recording (recordings/BACKEND/SUITE__SCENARIO.json),
+    /// which `firedrill check recordings` and `make test` judge again: only a scenario whose
+    /// live run matched, and which judged again still does; of a repeated run, the last
+    /// round that matched.
+    Record {
+        /// Report directories of live runs (`firedrill run --report DIR`, `make drill`'s
+        /// reports/latest, a nightly's artifact).
+        #[arg(value_name = "REPORT_DIR", required = true)]
+        reports: Vec<PathBuf>,
+        /// Where to write (default: the repository's recordings/).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
     },
     /// Write docs/failure-domains.md, the living document: per suite the documented tables,
     /// what the last run observed (judged again as `check` does), on which backend and
@@ -228,6 +243,7 @@ pub fn main() -> ExitCode {
         }
         Command::Recover { run_dir } => block_on(run::recover(paths, run_dir)),
         Command::Check { recorded, suite, suites, snapshots, report } => check::check(paths, check::CheckArgs { recorded, suite, suites, snapshots }, report),
+        Command::Record { reports, into } => record::record(paths, record::RecordArgs { reports, into }),
         Command::Docs { report, out } => docs::docs(paths, docs::DocsArgs { report, out }),
         Command::Daemon { run_dir } => block_on(async move {
             match crate::backend::local::daemon::main(run_dir).await {
