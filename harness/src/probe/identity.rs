@@ -309,6 +309,21 @@ impl KeyRotation {
 }
 
 impl Probe for KeyRotation {
+    /// A rotation that stopped now shows once the key is overdue by `allowed_overdue`: the
+    /// key's `nextRotation` says when that is, and 2 s more keep the attempts that were
+    /// just short of it out of the window. (The suite's `settle` assumes the worst: a key
+    /// just rotated, due one rotation period later.)
+    fn settle(&self) -> BoxFuture<'_, Option<Duration>> {
+        Box::pin(async move {
+            let keys = self.read().await.ok()?;
+            let due: jiff::Timestamp = keys.next_rotation.parse().ok()?;
+            let spare = self.allowed_overdue + Duration::from_secs(2);
+            let shows = due.checked_add(jiff::SignedDuration::try_from(spare).ok()?).ok()?;
+            let from_now = shows.duration_since(jiff::Timestamp::now());
+            Some(if from_now.is_negative() { Duration::ZERO } else { from_now.unsigned_abs() })
+        })
+    }
+
     fn attempt(&self) -> BoxFuture<'_, Attempt> {
         Box::pin(async move {
             let keys = match self.read().await {

@@ -254,13 +254,26 @@ pub struct ManagementWrite {
     pub next: AtomicU64,
 }
 
-impl Probe for ManagementWrite {
+impl ManagementWrite {
     /// A scenario starts with no change of its own.
+    fn forget_changes(&self) {
+        let mut c = self.changes.lock().expect("changes");
+        c.cluster = self.cluster.clone();
+        c.accepted.clear();
+    }
+}
+
+impl Probe for ManagementWrite {
     fn prepare(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let mut c = self.changes.lock().expect("changes");
-            c.cluster = self.cluster.clone();
-            c.accepted.clear();
+            self.forget_changes();
+            Ok(())
+        })
+    }
+
+    fn next_scenario(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.forget_changes();
             Ok(())
         })
     }

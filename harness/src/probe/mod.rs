@@ -31,14 +31,31 @@ pub fn partial(why: impl Into<String>) -> Attempt {
 
 /// An operation performed for real, again and again.
 pub trait Probe: Send + Sync {
-    /// Run once per scenario before sampling starts: whatever "before the fault" means for
-    /// the operation (a login whose tokens are used during the fault). An error here is a
-    /// harness failure, not a sample.
+    /// Run before sampling starts: whatever "before the fault" means for the operation (a
+    /// login whose tokens are used during the fault). An error here is a harness failure,
+    /// not a sample. Sampling goes on across a suite's scenarios, so this runs before the
+    /// first scenario of a run of them; what it prepares must serve them all (dex's ID tokens
+    /// last an hour; a suite's scenarios take minutes).
     fn prepare(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Run before each later scenario, while attempts of the scenario before are still
+    /// being sampled: reset what belongs to one scenario (its own changes), without
+    /// disturbing an attempt in flight. A new login here would: a token minted now may be
+    /// signed by a key the API server has not fetched yet.
+    fn next_scenario(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
     /// Perform the operation once.
     fn attempt(&self) -> BoxFuture<'_, Attempt>;
+    /// Asked once the fault is in effect: how long from now a loss of the operation could
+    /// first show, where the system says so (dex's signing key says when it is due). The
+    /// judged window starts then instead of after the suite's `settle`, its worst case,
+    /// and the fault is held until the window holds the operation's minimum of attempts.
+    /// `None`: the suite's `settle` applies.
+    fn settle(&self) -> BoxFuture<'_, Option<std::time::Duration>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Why the backend cannot observe the operation `spec` names, if it cannot. The API-server

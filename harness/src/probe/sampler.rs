@@ -2,12 +2,15 @@
 //! (from the start of one attempt to the start of the next), with at most `concurrency`
 //! of its attempts in flight (1: one at a time; more lets slow attempts overlap, so a
 //! window holds more of them) and a bound on attempts in flight across operations.
-//! Samples carry their start time relative to the scenario's epoch and are kept in order
-//! of start. An attempt starts when it holds both permits: its start time, its duration and
-//! its timeout are all counted from then, so an attempt that waited for a slot while a fault
-//! was in place and ran after the revert carries the time it really ran.
+//! Samples carry their start time relative to the sampler's epoch (a sampler runs on
+//! across a suite's scenarios, which re-base their part to their own clock) and are kept
+//! in order of start. An attempt starts when it holds both permits: its start time, its
+//! duration and its timeout are all counted from then, so an attempt that waited for a
+//! slot while a fault was in place and ran after the revert carries the time it really
+//! ran. Sampling can be paused (no attempt starts; those in flight end) and resumed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +43,26 @@ pub struct Sampler {
     epoch: Instant,
     store: Store,
     tasks: Vec<(String, JoinHandle<()>)>,
+    pause: Arc<Pause>,
+    /// The longest an attempt may take: how long draining may wait.
+    longest: Duration,
+}
+
+/// Whether attempts may start, and how many are in flight.
+#[derive(Default)]
+struct Pause {
+    paused: AtomicBool,
+    in_flight: AtomicUsize,
+    resumed: tokio::sync::Notify,
+}
+
+/// An attempt's place among those in flight, given back when it ends (or is dropped).
+struct InFlight(Arc<Pause>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A probe task panicked: a harness failure.
@@ -55,11 +78,14 @@ impl Sampler {
         let epoch = Instant::now();
         let store: Store = Arc::new(Mutex::new(ops.iter().map(|o| (o.id.clone(), Vec::new())).collect()));
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let pause = Arc::new(Pause::default());
+        let longest = ops.iter().map(|o| o.timeout).max().unwrap_or_default();
         let tasks = ops
             .into_iter()
             .map(|Sampled { id, probe, interval, concurrency, timeout }| {
                 let store = store.clone();
                 let limit = limit.clone();
+                let pause = pause.clone();
                 let op = id.clone();
                 let task = tokio::spawn(async move {
                     let own = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -67,9 +93,22 @@ impl Sampler {
                     let mut running = tokio::task::JoinSet::new();
                     loop {
                         let mine = own.clone().acquire_owned().await.expect("semaphore never closed");
+                        // Counted in flight before the pause is looked at, so that `pause`
+                        // either sees this attempt or this attempt sees the pause.
+                        pause.in_flight.fetch_add(1, Ordering::SeqCst);
+                        let place = InFlight(pause.clone());
+                        if pause.paused.load(Ordering::SeqCst) {
+                            drop(place);
+                            let resumed = pause.resumed.notified();
+                            if pause.paused.load(Ordering::SeqCst) {
+                                resumed.await;
+                            }
+                            continue;
+                        }
                         let tick = Instant::now();
                         let (probe, limit, store, op) = (probe.clone(), limit.clone(), store.clone(), op.clone());
                         running.spawn(async move {
+                            let _place = place;
                             let permit = limit.acquire().await.expect("semaphore never closed");
                             let start = Instant::now();
                             let (outcome, detail) = match tokio::time::timeout(timeout, probe.attempt()).await {
@@ -98,16 +137,41 @@ impl Sampler {
                 (id, task)
             })
             .collect();
-        Sampler { epoch, store, tasks }
+        Sampler { epoch, store, tasks, pause, longest }
     }
 
-    /// Time since sampling started: the scenario's clock.
+    /// Start no attempt until [`resume`](Self::resume), and wait for those in flight to end
+    /// (at most their timeout): nothing the probes do overlaps what the caller does next.
+    pub async fn pause(&self) -> Result<(), ProbePanic> {
+        self.pause.paused.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + self.longest + Duration::from_secs(1);
+        while self.pause.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            self.check()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.check()
+    }
+
+    /// Attempts start again, on the same clock.
+    pub fn resume(&self) {
+        self.pause.paused.store(false, Ordering::SeqCst);
+        self.pause.resumed.notify_waiters();
+    }
+
+    /// Time since sampling started: the sampler's clock.
     pub fn now(&self) -> Duration {
         Instant::now().duration_since(self.epoch)
     }
 
     pub fn samples(&self) -> BTreeMap<String, Vec<Sample>> {
         self.store.lock().expect("sample store").clone()
+    }
+
+    /// The samples of attempts that started at `from` or later: a scenario's part of a
+    /// sampler that runs on across a suite's scenarios.
+    pub fn samples_since(&self, from: Duration) -> BTreeMap<String, Vec<Sample>> {
+        let store = self.store.lock().expect("sample store");
+        store.iter().map(|(op, v)| (op.clone(), v[v.partition_point(|s| s.at < from)..].to_vec())).collect()
     }
 
     /// A probe task that ended (they only end by panicking) is a harness failure.
@@ -171,6 +235,33 @@ mod tests {
                 (Outcome::Ok, None)
             })
         }
+    }
+
+    /// Paused, the sampler lets the attempt in flight end and starts none; resumed, it goes
+    /// on with the same clock and the samples it had.
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_sampler_ends_what_is_in_flight_and_starts_nothing() {
+        let ops = vec![Sampled {
+            id: "op".into(),
+            probe: Arc::new(Sleeps(Duration::from_millis(400))),
+            interval: Duration::from_millis(100),
+            concurrency: 1,
+            timeout: Duration::from_secs(5),
+        }];
+        let sampler = Sampler::start(ops);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        sampler.pause().await.expect("no panic");
+        let paused_at = sampler.now();
+        let drained = sampler.samples()["op"].clone();
+        assert!(drained.iter().all(|s| s.end() <= paused_at), "an attempt outlived the pause: {drained:?}");
+        assert_eq!(drained.len(), 3, "the attempt in flight at 1 s ended before pause returned: {drained:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sampler.samples()["op"], drained, "nothing starts while paused");
+        sampler.resume();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let all = sampler.stop().await.expect("no panic")["op"].clone();
+        assert!(all.len() >= drained.len() + 2, "sampling goes on after resume: {all:?}");
+        assert!(all[drained.len()].at >= paused_at + Duration::from_secs(2), "on the same clock: {all:?}");
     }
 
     /// Defect: a sample's start was taken before its attempt got a slot among the attempts

@@ -71,7 +71,7 @@ impl Scale {
 
 /// The SVG, or `None` when the scenario has no timeline (it never reached its fault).
 pub fn render(r: &ScenarioResult) -> Option<String> {
-    let t = r.timeline?;
+    let t = r.timeline.clone()?;
     let last_attempt = r.operations.iter().flat_map(|o| o.samples.iter().map(Sample::end)).max().unwrap_or_default();
     let scale = Scale { end: t.end.max(last_attempt).as_secs_f64().max(1.0) };
     let lanes = r.operations.len() as f64;
@@ -293,7 +293,8 @@ mod tests {
     /// A made-up result (no cluster): two operations, one failing through the fault.
     fn made_up() -> ScenarioResult {
         let mut r = result(1, Impact::Lost, Some(1500));
-        r.timeline = Some(Timeline { injected: ms(2000), in_effect: ms(2500), revert_start: ms(8000), reverted: ms(8500), end: ms(12_000) });
+        r.timeline =
+            Some(Timeline { injected: ms(2000), in_effect: ms(2500), revert_start: ms(8000), reverted: ms(8500), end: ms(12_000), ..Default::default() });
         r.mttr = Some(ms(1500));
         r.mttr_bound = Some(Duration::from_secs(60));
         r.phases = vec![("steady state".into(), ms(1000)), ("baseline".into(), ms(1000))];

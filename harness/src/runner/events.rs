@@ -92,8 +92,8 @@ pub struct ScenarioResult {
     pub started_at: Option<jiff::Timestamp>,
 }
 
-/// The moments of one scenario, from the start of sampling.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+/// The moments of one scenario, on its clock (which starts where its samples do).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Timeline {
     /// Injection began.
     pub injected: Duration,
@@ -105,6 +105,11 @@ pub struct Timeline {
     pub reverted: Duration,
     /// Sampling stopped.
     pub end: Duration,
+    /// For an operation whose probe can tell, once the fault was in effect, how long from
+    /// then a loss of the operation could first show (`Probe::settle`): it replaces the
+    /// operation's `settle`, the worst case, when its window is judged.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub settle: std::collections::BTreeMap<String, Duration>,
 }
 
 impl ScenarioResult {

@@ -1,6 +1,7 @@
 //! The runner: environment lifecycle once per suite ([`Session`]), scenario lifecycle
 //! once per scenario ([`Session::run_scenario`]): steady state, fault, revert, recovery,
-//! verdict. Faults are reverted on every way out of a scenario — success, mismatch,
+//! verdict. Sampling goes on from one scenario of a suite to the next: the stable tail
+//! of one scenario's recovery is the next one's steady state and baseline. Faults are reverted on every way out of a scenario — success, mismatch,
 //! error, panic, Ctrl-C, timeout — from the journal, so a revert covers faults that were
 //! only half injected.
 
@@ -62,6 +63,10 @@ pub struct Session {
     not_observed: BTreeMap<String, String>,
     emit: Emit,
     keep: bool,
+    /// The sampler the last scenario left running, once every operation had worked for
+    /// `timing.stable` after its revert: the next scenario's steady state and baseline are
+    /// that tail (`scenario::Carried`).
+    carried: std::sync::Mutex<Option<scenario::Carried>>,
 }
 
 /// Where a session's clusters come from.
@@ -270,10 +275,33 @@ impl Session {
             bring_up,
             deploy,
         });
-        Ok(Session { suite_id: suite.id().into(), env, deployed, probes, not_observed, emit, keep })
+        Ok(Session { suite_id: suite.id().into(), env, deployed, probes, not_observed, emit, keep, carried: Default::default() })
+    }
+
+    /// Stop the sampler the last scenario left running, with any API server one of its
+    /// attempts had started; the next scenario then starts sampling anew. Returns the API
+    /// servers stopped.
+    pub async fn stop_sampling(&self) -> Result<Vec<String>, RunError> {
+        let carried = self.carried.lock().expect("carried sampler").take();
+        match carried {
+            Some(c) => {
+                let stopped = c.sampler.stop().await.map_err(|e| RunError::Setup(e.to_string()));
+                let extras = self.env.stop_extra_apiservers().await.map_err(|e| RunError::Setup(format!("stopping the probes' extra API servers: {e}")));
+                stopped.and(extras)
+            }
+            None => Ok(vec![]),
+        }
     }
 
     pub async fn close(self) -> Result<(), RunError> {
+        // No probe outlives the session.
+        match self.stop_sampling().await {
+            Ok(stopped) if stopped.is_empty() => {}
+            Ok(stopped) => (self.emit)(RunEvent::Warning {
+                message: format!("{}: stopped {} API server(s) a probe's attempt had left running: {}", self.suite_id, stopped.len(), stopped.join(", ")),
+            }),
+            Err(e) => (self.emit)(RunEvent::Warning { message: format!("{}: stopping the sampling: {e}", self.suite_id) }),
+        }
         if self.keep {
             (self.emit)(RunEvent::Warning {
                 message: format!("environment kept at {}; remove it with `firedrill down {}`", self.env.run_dir.display(), self.env.run_dir.display()),

@@ -1,6 +1,14 @@
 //! The scenario lifecycle: prepare, steady state, baseline, inject (and prove the fault in
 //! effect), the fault window, revert, recovery (stable), post-checks, verdict. Faults are
 //! reverted on every way out, from the journal, by [`Session::run_scenario`].
+//!
+//! Sampling is continuous across a suite's scenarios: a scenario that ends with every
+//! operation recovered and stable leaves its sampler running ([`Carried`]), and the next
+//! scenario's steady state and baseline are judged on that tail (its last
+//! `timing.baseline`, with whatever ran since) instead of being waited for again. Only
+//! when the tail is not clean does the next scenario wait for a steady state and a
+//! baseline of its own. Each scenario's samples and timeline are on its own clock, which
+//! starts where its baseline does.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +26,15 @@ use crate::wait::Deadline;
 
 /// How long a fault may take to be proven in effect, or its revert proven.
 const PROOF_DEADLINE: Duration = Duration::from_secs(60);
+
+use crate::suite::MAX_HOLD_BEYOND_FAULT;
+
+/// A sampler a scenario left running for the next one, and when, on its clock, the
+/// scenario judged every operation recovered and stable.
+pub(super) struct Carried {
+    pub sampler: Sampler,
+    pub end: Duration,
+}
 
 /// Phase durations, in order, for the per-phase breakdown.
 struct Phases {
@@ -55,7 +72,10 @@ impl Session {
         // Every way out passes here: revert whatever the journal says is still in place, and
         // stop any API server a probe started (an attempt cut off by an error or Ctrl-C).
         let reverted = self.revert_pending(&journal, &name).await;
-        let extras = self.env.stop_extra_apiservers().await;
+        // A scenario that carried its sampler on keeps its probes' attempts running; one
+        // that did not may have left an attempt's API server behind.
+        let carried = self.carried.lock().expect("carried sampler").is_some();
+        let extras = if carried { Ok(vec![]) } else { self.env.stop_extra_apiservers().await };
         phases.close();
         let mut result = match outcome {
             Some(Ok(Ok(r))) => r,
@@ -109,32 +129,62 @@ impl Session {
             }
         }
 
+        // Probes are prepared before sampling starts; a sampler carried on from the scenario
+        // before runs on probes prepared then, which only forget that scenario's own state.
         phases.enter("prepare");
+        let carried = self.carried.lock().expect("carried sampler").take();
         let prepares = self.observed(suite).map(|op| {
             let p = self.probes[&op.id.value].clone();
             let id = op.id.value.clone();
-            async move { p.prepare().await.map_err(|e| format!("operation `{id}`: {e}")) }
+            let again = carried.is_some();
+            async move { if again { p.next_scenario().await } else { p.prepare().await }.map_err(|e| format!("operation `{id}`: {e}")) }
         });
         for r in futures::future::join_all(prepares).await {
             r.map_err(RunError::Setup)?;
         }
 
-        let sampler = Sampler::start(
-            self.observed(suite)
-                .map(|op| Sampled {
-                    id: op.id.value.clone(),
-                    probe: self.probes[&op.id.value].clone(),
-                    interval: op.interval.0,
-                    concurrency: op.concurrency as usize,
-                    timeout: op.attempt_timeout.0,
-                })
-                .collect(),
-        );
-
-        phases.enter("steady state");
-        self.steady_state(suite, &sampler).await?;
-        phases.enter("baseline");
-        self.baseline(suite, &sampler).await?;
+        // The sampler the scenario before left running, whose stable tail is this one's
+        // steady state and baseline; else a new one, and a steady state waited for.
+        let (sampler, origin) = match carried {
+            Some(Carried { sampler, end }) => {
+                let origin = end.saturating_sub(spec.timing.baseline.0);
+                phases.enter("baseline");
+                match self.baseline(suite, &sampler, Some(origin)).await {
+                    Ok(_) => (sampler, origin),
+                    Err(tail) => {
+                        // Not clean (an operation failed after the last scenario's recovery):
+                        // a steady state and a baseline of this scenario's own, where its
+                        // clock then starts.
+                        (self.emit)(RunEvent::Warning {
+                            message: format!("{name}: the last scenario's tail is no baseline ({tail}); waiting for a steady state"),
+                        });
+                        phases.enter("steady state");
+                        self.steady_state(suite, &sampler).await?;
+                        phases.enter("baseline");
+                        let origin = self.baseline(suite, &sampler, None).await?;
+                        (sampler, origin)
+                    }
+                }
+            }
+            None => {
+                let sampler = Sampler::start(
+                    self.observed(suite)
+                        .map(|op| Sampled {
+                            id: op.id.value.clone(),
+                            probe: self.probes[&op.id.value].clone(),
+                            interval: op.interval.0,
+                            concurrency: op.concurrency as usize,
+                            timeout: op.attempt_timeout.0,
+                        })
+                        .collect(),
+                );
+                phases.enter("steady state");
+                self.steady_state(suite, &sampler).await?;
+                phases.enter("baseline");
+                self.baseline(suite, &sampler, None).await?;
+                (sampler, Duration::ZERO)
+            }
+        };
 
         let before = if sc.documented.recovery.claims.is_empty() {
             claims::Before::default()
@@ -171,11 +221,31 @@ impl Session {
                 .map_err(|e| RunError::NotInEffect(format!("fault `{}`: {}", f.kind(), crate::error::chain(&e))))?;
         }
         let in_effect = sampler.now();
+        let in_effect_i = Instant::now();
         phases.enter("fault");
-        let fault_end = Instant::now() + spec.timing.fault.0;
-        while Instant::now() < fault_end {
+        // Where a probe can tell how soon a loss could show now (`Probe::settle`), its row
+        // is judged from then rather than after the suite's worst case.
+        // A probe says how long from when it was asked; the window counts from `in_effect`.
+        let asked = sampler.now().saturating_sub(in_effect);
+        let settles = futures::future::join_all(self.observed(suite).map(|op| {
+            let p = self.probes[&op.id.value].clone();
+            let id = op.id.value.clone();
+            async move { (id, tokio::time::timeout(Duration::from_secs(5), p.settle()).await.ok().flatten()) }
+        }))
+        .await;
+        let settle: std::collections::BTreeMap<String, Duration> = settles.into_iter().filter_map(|(id, s)| Some((id, asked + s?))).collect();
+        // The window lasts `timing.fault` (or the scenario's `window.at-least`), and then
+        // until every row's judged window holds its minimum of attempts: as long as the
+        // slowest thing it must contain.
+        let floor = in_effect_i + sc.fault_floor(&spec.timing).0;
+        let cap = floor + MAX_HOLD_BEYOND_FAULT;
+        loop {
             check_probes(&sampler)?;
-            tokio::time::sleep(Duration::from_millis(100).min(fault_end.saturating_duration_since(Instant::now()))).await;
+            let now = Instant::now();
+            if now >= cap || (now >= floor && self.every_row_judged(suite, sc, &sampler.samples_since(in_effect), in_effect, sampler.now(), &settle)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let during = claims::during(&sc.documented.recovery.claims, env, &self.deployed, inject_i).await;
 
@@ -191,21 +261,29 @@ impl Session {
         let deadline = Deadline::after(spec.timing.recovery.0);
         loop {
             check_probes(&sampler)?;
-            let samples = sampler.samples();
+            let samples = sampler.samples_since(origin);
             if self.observed(suite).all(|op| impact::recovery(&samples[&op.id.value], injected, reverted, stable).is_some()) || deadline.passed() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The attempts that ended by now are the scenario's; then sampling pauses (those in
+        // flight end, none starts) while the revert is verified and the claims checked, as
+        // nothing the probes do may overlap a post-check (a management write between two
+        // reads of the nothing-lost claim), and resumes for the next scenario.
         let end = sampler.now();
-        let samples = sampler.stop().await.map_err(|e| RunError::Setup(e.to_string()))?;
+        check_probes(&sampler)?;
+        let samples = rebased(ended_by(sampler.samples_since(origin), end), origin);
+        sampler.pause().await.map_err(|e| RunError::Setup(e.to_string()))?;
         for (f, undo) in &planned {
             f.verify(env, undo, crate::fault::Expect::Reverted, Deadline::after(PROOF_DEADLINE))
                 .await
                 .map_err(|e| RunError::NotRecovered(format!("fault `{}` is not undone: {}", f.kind(), crate::error::chain(&e))))?;
         }
 
-        let timeline = Timeline { injected, in_effect, revert_start, reverted, end };
+        let at = |t: Duration| t.saturating_sub(origin);
+        let timeline =
+            Timeline { injected: at(injected), in_effect: at(in_effect), revert_start: at(revert_start), reverted: at(reverted), end: at(end), settle };
         let operations = verdict::operations(suite, sc, &samples, &self.not_observed, &timeline).map_err(RunError::Setup)?;
         verdict::recovered(suite, &operations).map_err(RunError::NotRecovered)?;
 
@@ -228,7 +306,30 @@ impl Session {
             claim_results.push(claims::check(*c, &cx).await.map_err(RunError::Setup)?);
         }
         phases.close();
+        // Every operation recovered and stayed so: sampling goes on into the next scenario.
+        check_probes(&sampler)?;
+        sampler.resume();
+        *self.carried.lock().expect("carried sampler") = Some(Carried { sampler, end });
         Ok(verdict::scenario(suite, sc, operations, claim_results, timeline))
+    }
+
+    /// Every observed row's window, were the fault reverted now, holds the row's minimum
+    /// of attempts (`model::impact::classify`'s selection).
+    fn every_row_judged(
+        &self,
+        suite: &Suite,
+        sc: &ScenarioSpec,
+        samples: &std::collections::BTreeMap<String, Vec<Sample>>,
+        in_effect: Duration,
+        now: Duration,
+        settle: &std::collections::BTreeMap<String, Duration>,
+    ) -> bool {
+        let t = Timeline { in_effect, revert_start: now, settle: settle.clone(), ..Default::default() };
+        self.observed(suite).all(|op| {
+            let (from, to) = verdict::window(op, sc, &t);
+            let judged = samples.get(&op.id.value).map_or(0, |v| v.iter().filter(|s| s.at >= from && s.at + s.took < to).count());
+            judged >= op.min_samples.max(1) as usize
+        })
     }
 
     /// The suite's operations this backend observes: the ones that have a probe.
@@ -263,11 +364,13 @@ impl Session {
     }
 
     /// A clean baseline window of `timing.baseline`: every operation ✅, at least one
-    /// attempt each.
-    async fn baseline(&self, suite: &Suite, sampler: &Sampler) -> Result<(), RunError> {
+    /// attempt each. The window starts now, or at `from` on the sampler's clock (the
+    /// stable tail of the scenario before), and lasts at least `timing.baseline`.
+    /// Returns where the window started.
+    async fn baseline(&self, suite: &Suite, sampler: &Sampler, from: Option<Duration>) -> Result<Duration, RunError> {
         let spec = &suite.spec;
-        let baseline_start = sampler.now();
-        tokio::time::sleep(spec.timing.baseline.0).await;
+        let baseline_start = from.unwrap_or_else(|| sampler.now());
+        tokio::time::sleep((baseline_start + spec.timing.baseline.0).saturating_sub(sampler.now())).await;
         // Every operation needs at least one attempt that ended in the window: what an
         // attempt shows is known when it ends (a slow one may have started before).
         let ended_in = |s: &Sample, end: Duration| s.end() >= baseline_start && s.end() <= end;
@@ -300,7 +403,7 @@ impl Session {
                 )));
             }
         }
-        Ok(())
+        Ok(baseline_start)
     }
 }
 
@@ -361,6 +464,18 @@ impl ScenarioResult {
             self.verdict = Verdict::Mismatch { diff };
         }
     }
+}
+
+/// The attempts that had ended by `end` (those still in flight then are not the scenario's:
+/// they end while sampling pauses, and feed the next scenario's baseline).
+fn ended_by(samples: std::collections::BTreeMap<String, Vec<Sample>>, end: Duration) -> std::collections::BTreeMap<String, Vec<Sample>> {
+    samples.into_iter().map(|(op, v)| (op, v.into_iter().filter(|s| s.end() <= end).collect())).collect()
+}
+
+/// Samples on the scenario's clock, which starts at `origin` on the sampler's (those that
+/// started before it, the scenario before's, are already left out).
+fn rebased(samples: std::collections::BTreeMap<String, Vec<Sample>>, origin: Duration) -> std::collections::BTreeMap<String, Vec<Sample>> {
+    samples.into_iter().map(|(op, v)| (op, v.into_iter().map(|s| Sample { at: s.at.saturating_sub(origin), ..s }).collect())).collect()
 }
 
 fn check_probes(s: &Sampler) -> Result<(), RunError> {

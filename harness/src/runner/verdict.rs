@@ -16,10 +16,13 @@ use crate::model::{Impact, Outcome, Sample};
 use crate::suite::{OperationSpec, ScenarioSpec, Suite};
 
 /// The judged window of `op` in `sc`: from the fault being in effect plus the operation's
-/// settle time (or a recorded onset, when longer) to the start of the revert.
+/// settle time (or a recorded onset, when longer) to the start of the revert. The settle
+/// time is the one its probe found when the fault came into effect, where it could tell
+/// (`Timeline::settle`), else the suite's, which is the worst case.
 pub fn window(op: &OperationSpec, sc: &ScenarioSpec, t: &Timeline) -> (Duration, Duration) {
     let onset = sc.deviation(&op.id.value).and_then(|d| d.onset).map(|o| o.0).unwrap_or_default();
-    (t.in_effect + op.settle.0.max(onset), t.revert_start)
+    let settle = t.settle.get(&op.id.value).copied().unwrap_or(op.settle.0);
+    (t.in_effect + settle.max(onset), t.revert_start)
 }
 
 /// The result of one operation, or why its samples cannot be judged (a harness failure).
@@ -273,6 +276,38 @@ mod tests {
         assert!(u.iter().any(|(r, _)| r == "west: listing endpoints: HTTP 503"));
     }
 
+    /// A row whose probe said, when the fault came into effect, how soon a loss could show
+    /// (dex's key due in 8 s, overdue after 35 more) is judged from then: the suite's
+    /// settle is its worst case, which a 30 s window would not even reach.
+    #[test]
+    fn a_settle_found_when_the_fault_came_into_effect_replaces_the_worst_case() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let suite = crate::suite::load_file(&root.join("suites/identity.yaml"), &root.join("fixtures")).unwrap();
+        let sc = suite.spec.scenarios.iter().find(|s| s.id.value == "instances-down").unwrap();
+        let op = suite.spec.operations.iter().find(|o| o.id.value == "key-rotation").unwrap();
+        let mut t = Timeline {
+            injected: Duration::from_secs(9),
+            in_effect: Duration::from_secs(10),
+            revert_start: Duration::from_secs(60),
+            reverted: Duration::from_secs(61),
+            end: Duration::from_secs(90),
+            settle: Default::default(),
+        };
+        assert_eq!(window(op, sc, &t).0, Duration::from_secs(10) + op.settle.0, "without a settle found, the suite's");
+        t.settle.insert("key-rotation".into(), Duration::from_secs(43));
+        assert_eq!(window(op, sc, &t), (Duration::from_secs(53), Duration::from_secs(60)));
+        // Overdue from 53 s on: every attempt judged fails, none before counts.
+        let samples: Vec<Sample> = (0..85)
+            .map(|s| {
+                let at = Duration::from_secs(s);
+                if (53..61).contains(&s) { Sample::failed(at, "rotation overdue: the signing key was due 36 s ago") } else { Sample::ok(at) }
+            })
+            .collect();
+        let r = operation(op, sc, &samples, &t, Stable::for_span(Duration::from_secs(10))).unwrap();
+        let c = r.classification.unwrap();
+        assert_eq!((c.impact, c.samples), (Impact::Lost, 7));
+    }
+
     /// Made-up samples (no cluster) for the identity suite's `instances-down`, with the two
     /// API-server operations not observed, as on the existing backend: their rows say so and
     /// are left out of the comparison, every other row is still compared with the snapshot.
@@ -287,6 +322,7 @@ mod tests {
             revert_start: Duration::from_secs(80),
             reverted: Duration::from_secs(81),
             end: Duration::from_secs(120),
+            settle: Default::default(),
         };
         let failing = |id: &str| match id {
             "login-local" | "login-ldap" => Some("authorization request: connection closed"),
@@ -317,7 +353,7 @@ mod tests {
             .collect();
         let ops = operations(&suite, sc, &samples, &not_observed, &t).unwrap();
         recovered(&suite, &ops).unwrap();
-        let mut result = scenario(&suite, sc, ops, vec![], t);
+        let mut result = scenario(&suite, sc, ops, vec![], t.clone());
         let rows = &result.observed.as_ref().unwrap().rows;
         let cached = rows.iter().find(|r| r.operation == "API server authenticates users with cached keys").unwrap();
         assert_eq!((cached.impact, cached.glyph()), (None, table::NOT_OBSERVED));

@@ -199,8 +199,18 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         if op.min_samples == 0 {
             return Err(at(&op.id, format!("operation `{id}`: `min-samples` must be at least 1")));
         }
-        if op.settle >= spec.timing.fault {
-            return Err(at(&op.id, format!("operation `{id}`: `settle` ({}) leaves nothing of the fault window ({})", op.settle, spec.timing.fault)));
+        let longest = spec.timing.fault.0 + super::MAX_HOLD_BEYOND_FAULT;
+        if op.settle.0 >= longest {
+            return Err(at(
+                &op.id,
+                format!(
+                    "operation `{id}`: `settle` ({}) leaves nothing of the longest fault window ({}s: `timing.fault` {} and at most {}s held for rows short of attempts)",
+                    op.settle,
+                    longest.as_secs(),
+                    spec.timing.fault,
+                    super::MAX_HOLD_BEYOND_FAULT.as_secs()
+                ),
+            ));
         }
         for cluster in op.probe.clusters() {
             check_cluster(op.id.referenced, &format!("operation `{id}`"), cluster)?;
@@ -257,6 +267,20 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
         }
         if sc.faults.is_empty() {
             return Err(at(&sc.id, format!("scenario `{id}`: `faults` is empty; a scenario injects at least one fault")));
+        }
+        if let Some(w) = &sc.window {
+            if w.at_least <= spec.timing.fault {
+                return Err(at(
+                    &sc.id,
+                    format!(
+                        "scenario `{id}`: `window.at-least` ({}) must be longer than the suite's `timing.fault` ({}), which every window lasts",
+                        w.at_least, spec.timing.fault
+                    ),
+                ));
+            }
+            if w.contains.trim().is_empty() {
+                return Err(at(&sc.id, format!("scenario `{id}`: `window.contains` must say what the window must contain that makes it {} long", w.at_least)));
+            }
         }
         for f in &sc.faults {
             for cluster in f.clusters() {
@@ -381,8 +405,11 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                     format!("scenario `{id}`: `failover` of `{}`, whose cell is ❌: an operation that fails over works again during the fault", op.value),
                 ));
             }
-            if bound.0 >= spec.timing.fault.0 {
-                return Err(at(op, format!("scenario `{id}`: `failover` of `{}` ({bound}) is not shorter than the fault ({})", op.value, spec.timing.fault)));
+            if bound.0 >= sc.fault_floor(&spec.timing).0 {
+                return Err(at(
+                    op,
+                    format!("scenario `{id}`: `failover` of `{}` ({bound}) is not shorter than the fault ({})", op.value, sc.fault_floor(&spec.timing)),
+                ));
             }
         }
         if let Some(message) = check_restore_claims(sc).or_else(|| check_separation_claims(spec, sc)) {
@@ -461,12 +488,14 @@ fn check(spec: &SuiteSpec, stem: &str, fixtures: &Path) -> Check {
                         ));
                     }
                     let settle = spec.operations.iter().find(|o| o.id.value == op.value).map(|o| o.settle).unwrap_or_default();
-                    if onset <= settle || onset >= spec.timing.fault {
+                    let floor = sc.fault_floor(&spec.timing);
+                    if onset <= settle || onset >= floor {
                         return Err(at(
                             op,
                             format!(
-                                "scenario `{id}`: deviation for `{}`: `onset` ({onset}) must be longer than the operation's `settle` ({settle}) and shorter than `timing.fault` ({})",
-                                op.value, spec.timing.fault
+                                "scenario `{id}`: deviation for `{}`: `onset` ({onset}) must be longer than the operation's `settle` ({settle}) and shorter than the fault ({floor}: {})",
+                                op.value,
+                                if sc.window.is_some() { "the scenario's `window.at-least`" } else { "`timing.fault`" }
                             ),
                         ));
                     }

@@ -214,6 +214,32 @@ pub struct ScenarioSpec {
     /// Cells where observation differs from the document, each with its evidence.
     #[serde(default)]
     pub deviations: Vec<Deviation>,
+    /// A fault window longer than the suite's `timing.fault`, for what this scenario's
+    /// window must contain that the suite's does not.
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+}
+
+/// A scenario's own fault window: at least this long, and what it must contain.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WindowSpec {
+    pub at_least: Dur,
+    /// What happens in the window that makes it this long, in a sentence.
+    pub contains: String,
+}
+
+/// How much longer than its `timing.fault` (or its scenario's `window.at-least`) a fault
+/// is held at most while a row's window does not yet hold its `min-samples` (then that row
+/// has too few attempts to judge, a harness failure).
+pub const MAX_HOLD_BEYOND_FAULT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl ScenarioSpec {
+    /// The shortest the fault stays in place: the scenario's `window.at-least`, else the
+    /// suite's `timing.fault`. It is held longer while a row's window lacks attempts.
+    pub fn fault_floor(&self, timing: &Timing) -> Dur {
+        self.window.as_ref().map(|w| w.at_least).unwrap_or(timing.fault)
+    }
 }
 
 /// What the document says happens.
