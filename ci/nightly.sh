@@ -3,7 +3,7 @@
 # what `make test` runs in a bounded form (tests/nightly.rs), so the nightly path is
 # exercised on every change.
 #
-#   ci/nightly.sh [--backend kind|local] [--repeat N] [--report DIR] [--bounded] [FILTER...]
+#   ci/nightly.sh [--backend kind|local | --on RUN_DIR] [--repeat N] [--report DIR] [--bounded] [FILTER...]
 #
 # Sets everything up through the project's own setup (`make build`: Debian packages, the
 # pinned builds, the Docker engine, the kind node image), then runs every suite whose
@@ -11,18 +11,25 @@
 # (default 1), writing the report directory (default reports/nightly). With
 # GITHUB_STEP_SUMMARY set, firedrill appends the tables, the mismatches and the stability
 # figures to that file. --bounded runs identity::single-instance-fails once, whatever the
-# filters and --repeat say. A relative --report is taken from the caller's directory.
+# filters and --repeat say. --on runs on a run already up (`firedrill up`) instead of a
+# new environment, and leaves it up (make test's kind tests share one). A relative
+# --report or --on is taken from the caller's directory.
 #
 # Exit status, kept distinct for the workflow: 0 every table matches, 1 a table differs
 # from its document, 2 the harness failed (set-up included), 3 bad arguments.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-backend=kind repeat=1 report=$root/reports/nightly bounded=0 filters=()
+backend=kind repeat=1 report=$root/reports/nightly bounded=0 filters=() on=
 while (($#)); do
   case $1 in
-    --backend|--repeat|--report)
+    --backend|--repeat|--report|--on)
       (($# >= 2)) || { echo "nightly: $1 needs a value (see --help)" >&2; exit 3; }
-      case $1 in --backend) backend=$2 ;; --repeat) repeat=$2 ;; --report) report=$(realpath -m -- "$2") ;; esac
+      case $1 in
+        --backend) backend=$2 ;;
+        --repeat) repeat=$2 ;;
+        --report) report=$(realpath -m -- "$2") ;;
+        --on) on=$(realpath -m -- "$2") ;;
+      esac
       shift 2 ;;
     --bounded) bounded=1; shift ;;
     --help|-h) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -41,8 +48,10 @@ if ! make -s build >&2; then
   [[ -n ${GITHUB_STEP_SUMMARY:-} ]] && printf '## firedrill nightly: set-up failed\n\nSee the job log.\n' >>"$GITHUB_STEP_SUMMARY"
   exit 2
 fi
-echo "nightly: firedrill run --backend $backend --repeat $repeat --report $report ${filters[*]}" >&2
-target/debug/firedrill run --backend "$backend" --repeat "$repeat" --report "$report" "${filters[@]}"
+where=(--backend "$backend")
+[[ -n $on ]] && where=(--on "$on")
+echo "nightly: firedrill run ${where[*]} --repeat $repeat --report $report ${filters[*]}" >&2
+target/debug/firedrill run "${where[@]}" --repeat "$repeat" --report "$report" "${filters[@]}"
 status=$?
 case $status in
   0) echo "nightly: every table matches its document" >&2 ;;

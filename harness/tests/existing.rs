@@ -14,15 +14,8 @@
 //!   a run SIGKILLed with its fault in place is reverted by `firedrill recover` on its
 //!   directory, and `firedrill down` then removes what it deployed.
 //!
-//! - The identity suite's `instances-down` against the one cluster of another local run
-//!   (dex's two instances need two workers): the identity component's hosts run as pods
-//!   there, the table matches but for the API server's two rows, which say they are not
-//!   observed (firedrill does not reconfigure an API server it did not make), and nothing
-//!   deployed is left, dex's resource definitions included.
-//!
-//! The two tests take turns: each times recoveries on the machine's two cores.
-//!
-//! tests/kind.rs runs the same backend against a kind cluster's kubeconfig.
+//! tests/kind.rs runs the same backend against a kind cluster's kubeconfig, and there the
+//! identity suite's `instances-down` with the identity component's hosts as pods.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -191,30 +184,6 @@ async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_thr
         assert!(o.status.success() && text(&o).contains("down: deleted east: Deployment default/workload"), "{}", text(&o));
         assert!(workload(&run, "east").await.is_none_or(|d| d.metadata.deletion_timestamp.is_some()));
         assert!(existing_runs(state.path()).is_empty());
-    };
-    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-    let down = firedrill(state.path(), &["down", "--all"]).output().unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    assert!(down.status.success(), "firedrill down --all: {}", text(&down));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_identity_suite_runs_on_a_local_cluster_named_by_context_with_its_hosts_as_pods() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = tempfile::tempdir().unwrap();
-    let up = firedrill(state.path(), &["up", "--topology", "single"]).output().unwrap();
-    assert!(up.status.success(), "firedrill up: {}", text(&up));
-    let dir = text(&up).lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).expect("up names its run directory").to_string();
-    let run = firedrill::backend::local::LocalRun::attach(Path::new(&dir)).unwrap();
-    let outcome = async {
-        let kubeconfig = state.path().join("lab.kubeconfig");
-        common::kubeconfig_with_contexts(&[("lab-main", run.info.cluster("main").unwrap().admin_kubeconfig.as_path())], &kubeconfig);
-        let out = common::identity_on_existing(state.path(), &kubeconfig, "lab-main", client(&run, "main").await).await;
-        assert!(out.contains("context `lab-main` (created by firedrill run"), "{out}");
-        assert!(existing_runs(state.path()).is_empty(), "{out}");
     };
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
     let down = firedrill(state.path(), &["down", "--all"]).output().unwrap();

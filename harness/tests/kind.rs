@@ -3,7 +3,7 @@
 //! and `firedrill down`:
 //! - an `up` killed (SIGKILL, its whole process group) while kind is creating nodes leaves
 //!   a plan from which `recover` and `down` remove everything it made;
-//! - `up --topology single --hosts lb` comes up with every node Ready, as the pinned
+//! - `up --topology single --hosts spare` comes up with every node Ready, as the pinned
 //!   kubectl sees it, on the address plan's network and subnets, with the components'
 //!   images loaded: the workload component's Deployment (fixtures/components/workload/)
 //!   becomes available from its offline-built image. On that run: a host is a container
@@ -18,6 +18,11 @@
 //!   `instances-down` with the identity component's hosts as pods (the API server's rows
 //!   not observed, nothing left after); `down` leaves no container,
 //!   network or volume of the run behind.
+//!
+//! Under `make test` the second test works on the kind run `ci/test.sh` brings up for the
+//! kind tests to share (`FIREDRILL_KIND_RUN`, hosts ldap, lb and spare; tests/nightly.rs
+//! runs its drill there after it): `ci/test.sh` takes it down, and its leftover check
+//! fails on anything left. Alone (`cargo test --test kind`) it brings up a run of its own.
 //!
 //! The two share the engine and the machine's two cores, so they take turns.
 
@@ -247,28 +252,36 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
     use firedrill::fault::{Expect, FaultSpec, Signal};
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let paths = common::paths();
-    let state = tempfile::tempdir().unwrap();
+    let own_state = tempfile::tempdir().unwrap();
     let before = volumes();
-    let up = firedrill(state.path(), &["up", "--backend", "kind", "--topology", "single", "--hosts", "lb"]);
-    let out = text(&up);
-    assert!(up.status.success(), "firedrill up --backend kind: {out}");
-    let dir = out.lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).expect("up names its run directory").to_string();
+    let shared = common::shared_kind_run();
+    let (state, dir) = match &shared {
+        Some((dir, state)) => (state.clone(), dir.display().to_string()),
+        None => {
+            let up = firedrill(own_state.path(), &["up", "--backend", "kind", "--topology", "single", "--hosts", HOST]);
+            let out = text(&up);
+            assert!(up.status.success(), "firedrill up --backend kind: {out}");
+            let dir = out.lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).expect("up names its run directory").to_string();
+            (own_state.path().to_path_buf(), dir)
+        }
+    };
     let run = firedrill::backend::kind::KindRun::attach(std::path::Path::new(&dir)).unwrap();
     let number = run.info.number;
+    let host_index = run.info.hosts.iter().position(|h| h.name == HOST).unwrap_or_else(|| panic!("the kind run {dir} has no host {HOST}")) as u8;
     let env = firedrill::env::Env::from_kind(&paths, run).await.unwrap_or_else(|e| panic!("attaching to the kind run: {e}"));
     let outcome = async {
         let info = env.kind().unwrap().info.clone();
         tokio::task::spawn_blocking(move || check_single(&info)).await.unwrap();
 
         // A host at its planned address, running haproxy from its image.
-        let lb = env.host("lb").unwrap();
-        assert_eq!(lb, firedrill::backend::addresses::kind_host(number, 0));
-        let cfg = env.run_dir.join("hosts/lb/haproxy.cfg");
+        let lb = env.host(HOST).unwrap();
+        assert_eq!(lb, firedrill::backend::addresses::kind_host(number, host_index));
+        let cfg = env.run_dir.join(format!("hosts/{HOST}/haproxy.cfg"));
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         std::fs::write(&cfg, format!("defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\nfrontend f\n  bind {lb}:5556\n  default_backend b\nbackend b\n  server s 127.0.0.1:1\n")).unwrap();
         let argv = vec!["/usr/sbin/haproxy".to_string(), "-db".into(), "-f".into(), cfg.display().to_string()];
         // Adding the process (and every start of the host) ends when haproxy accepts connections.
-        env.add_host_process("lb", "haproxy", argv, vec![], &[5556]).await.unwrap_or_else(|e| panic!("haproxy on host lb: {e}"));
+        env.add_host_process(HOST, "haproxy", argv, vec![], &[5556]).await.unwrap_or_else(|e| panic!("haproxy on host {HOST}: {e}"));
         accepts(lb, 5556).await;
 
         // An extra API server in the control-plane node's namespace answers, and is gone once stopped.
@@ -290,8 +303,8 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         assert!(std::fs::read_dir(env.run_dir.join("extra-apiservers")).unwrap().next().is_none(), "a pid file outlived its server");
 
         let faults = [
-            FaultSpec::StopHost { host: "lb".into(), signal: Signal::Term },
-            FaultSpec::Partition { between: vec!["main/control-plane".into(), "lb".into()] },
+            FaultSpec::StopHost { host: HOST.into(), signal: Signal::Term },
+            FaultSpec::Partition { between: vec!["main/control-plane".into(), HOST.into()] },
             FaultSpec::LoseNode { cluster: "main".into(), node: "worker-1".into() },
             FaultSpec::StopStorage { cluster: "main".into(), signal: Signal::Kill },
             FaultSpec::Partition { between: vec!["main/worker-1".into(), "main/worker-2".into()] },
@@ -358,7 +371,7 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         ]
         .map(String::from)
         .to_vec();
-        let o = common::firedrill_in(state.path(), args).await;
+        let o = common::firedrill_in(&state, args).await;
         assert_eq!(o.status.code(), Some(2), "storage-stopped is not runnable there: {}", text(&o));
         assert!(text(&o).contains("context `kind-lab` (created by firedrill run"), "{}", text(&o));
         let v = common::verdicts(&report);
@@ -371,18 +384,28 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         assert_eq!(workload.spec.and_then(|s| s.replicas), Some(1), "the Deployment the run found stays, scaled back");
 
         // The identity suite's `instances-down` there, its hosts as pods of the cluster.
-        let out = common::identity_on_existing(state.path(), &kubeconfig, "kind-lab", env.cluster("main").unwrap().client.clone()).await;
+        let out = common::identity_on_existing(&state, &kubeconfig, "kind-lab", env.cluster("main").unwrap().client.clone()).await;
         assert!(out.contains("context `kind-lab` (created by firedrill run"), "{out}");
     };
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-    let state_dir = state.path().to_path_buf();
-    let down = tokio::task::spawn_blocking(move || firedrill(&state_dir, &["down", &dir])).await.unwrap();
+    if shared.is_some() {
+        // The run is ci/test.sh's, for tests/nightly.rs next; it takes it down.
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+        return;
+    }
+    let down = tokio::task::spawn_blocking(move || firedrill(&state, &["down", &dir])).await.unwrap();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
     assert!(down.status.success(), "firedrill down: {}", text(&down));
     assert_nothing_left(number, &before);
 }
+
+/// The host the test puts its own haproxy on and faults (`lb` and `ldap` of the shared run
+/// are the identity component's, for tests/nightly.rs).
+const HOST: &str = "spare";
 
 /// Wait (up to 120 s) until the workload Service of cluster main has a ready endpoint that
 /// answers `/healthz`, five times in a row a second apart.

@@ -8,9 +8,15 @@
 //! edited snapshot. The report's timeline is laid out by headless Chromium (Debian's),
 //! one lane per operation; `firedrill docs` writes the living document from the recording.
 //! Bad arguments are refused with their own exit status before anything is set up.
+//!
+//! Under `make test` the drill runs `--on` the kind run `ci/test.sh` brought up for the
+//! kind tests to share (tests/kind.rs ran there before): that run stays for `ci/test.sh`
+//! to take down. Alone, it brings up its own and checks it is gone afterwards.
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+mod common;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -49,6 +55,7 @@ fn bad_arguments_are_refused_before_any_setup() {
         (&["--repeat", "0"][..], "--repeat must be a positive number"),
         (&["--frobnicate"][..], "unknown option --frobnicate"),
         (&["--report"][..], "--report needs a value"),
+        (&["--on"][..], "--on needs a value"),
     ] {
         let o = nightly_sh().args(args).output().unwrap();
         assert_eq!(o.status.code(), Some(3), "{args:?}: {}", text(&o));
@@ -65,13 +72,15 @@ fn the_bounded_nightly_drill_runs_on_kind_and_writes_the_job_summary() {
     let summary = out.path().join("summary.md");
     std::fs::write(&summary, "earlier steps' summary\n").unwrap();
     let report = out.path().join("report");
-    let o = nightly_sh()
-        .args(["--bounded", "--backend", "kind", "--report"])
-        .arg(&report)
-        .env("FIREDRILL_STATE", state.path())
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
+    // Under make test, on the kind run the kind tests share (tests/kind.rs ran there first);
+    // alone, on a new kind environment of its own.
+    let shared = common::shared_kind_run();
+    let mut nightly = nightly_sh();
+    match &shared {
+        Some((dir, kind_state)) => nightly.args(["--bounded", "--on"]).arg(dir).env("FIREDRILL_STATE", kind_state),
+        None => nightly.args(["--bounded", "--backend", "kind"]).env("FIREDRILL_STATE", state.path()),
+    };
+    let o = nightly.arg("--report").arg(&report).env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
     let log = text(&o);
     assert_eq!(o.status.code(), Some(0), "ci/nightly.sh --bounded: {log}");
     assert!(log.contains("=> identity::single-instance-fails: matches the document"), "{log}");
@@ -118,16 +127,19 @@ fn the_bounded_nightly_drill_runs_on_kind_and_writes_the_job_summary() {
     timeline_in_chromium(&report, out.path());
     living_document(&report, out.path());
 
-    // The run's environment is gone: its kind run directory, its containers (nodes and
-    // hosts), its extra API servers.
+    // No extra API server is left; and the run's environment, when it was its own, is gone:
+    // its kind run directory, its containers (nodes and hosts).
+    let extra = Command::new("pgrep").args(["-af", "kube-apiserver .*--endpoint-reconciler-type=none"]).output().unwrap();
+    assert!(extra.stdout.is_empty(), "extra API servers left: {}", String::from_utf8_lossy(&extra.stdout));
+    if shared.is_some() {
+        return;
+    }
     let runs = state.path().join("kind-runs");
     assert!(runs.is_dir(), "the drill made no kind run under {}", state.path().display());
     let left: Vec<_> = std::fs::read_dir(&runs).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
     assert!(left.is_empty(), "kind runs left: {left:?}");
     let ours: Vec<String> = kind_containers().into_iter().filter(|c| !before.contains(c)).collect();
     assert!(ours.is_empty(), "containers left: {ours:?}");
-    let extra = Command::new("pgrep").args(["-af", "kube-apiserver .*--endpoint-reconciler-type=none"]).output().unwrap();
-    assert!(extra.stdout.is_empty(), "extra API servers left: {}", String::from_utf8_lossy(&extra.stdout));
 }
 
 /// The recording's operations per scenario with a timeline: (scenario, operation names).

@@ -1,10 +1,17 @@
-//! Faults always revert. For every fault kind, on a real local `multi` run:
+//! Faults always revert. On a real local `multi` run:
 //!
-//! - firedrill is SIGKILLed while the fault is in place; `firedrill run` then refuses to
-//!   start, `firedrill recover` reverts from the journal, a second `recover` does nothing;
+//! - for every fault kind, firedrill is SIGKILLed while the fault is in place; `firedrill
+//!   run` then refuses to start, `firedrill recover` reverts from the journal, a second
+//!   `recover` does nothing;
+//! - for every fault kind, scenarios complete, matching their snapshots or not: the fault
+//!   is reverted;
 //! - firedrill gets SIGINT while the fault is in place: it reverts and exits 2;
-//! - a probe panics while the fault is in place: the fault is reverted;
-//! - scenarios complete, matching their snapshots or not: the fault is reverted.
+//! - a probe panics while the fault is in place: the fault is reverted.
+//!
+//! The last two are ways out of a scenario, and every way out reverts through the same
+//! journal revert the completed scenarios take (`Session::run_scenario`): they run for one
+//! fault of each way a revert works (`WAYS_OUT_KINDS`: an API object, the kernel's
+//! nftables, a process, an etcd member's data), not for all fourteen again.
 //!
 //! Each time the environment must end exactly as it was before: replicas, bindings,
 //! nftables rulesets, the set of processes, nodes Ready, etcd healthy.
@@ -50,6 +57,10 @@ const KINDS: [&str; 14] = [
     "lose-etcd-data",
     "drain-node",
 ];
+
+/// One fault kind of each way a revert works, for the ways out of a scenario that do not
+/// depend on the fault's kind (SIGINT, a probe's panic).
+const WAYS_OUT_KINDS: [&str; 4] = ["scale", "partition", "stop-control-plane", "lose-etcd-data"];
 
 /// A killed pod is an event, not a state: its Deployment has replaced it within seconds,
 /// so the environment may already look as before while the journal still holds the fault.
@@ -273,25 +284,38 @@ fn dir(run: &LocalRun) -> String {
     run.info.dir.display().to_string()
 }
 
+/// The four ways a scenario can end with its fault in place, one after the other on one
+/// environment: each must leave it exactly as it was (`assert_restored`), so the next
+/// starts from the same state as the first.
 #[tokio::test(flavor = "multi_thread")]
-async fn sigkill_mid_fault_then_recover_restores_everything() {
+async fn every_way_out_of_a_scenario_reverts_its_fault() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let run = setup().await;
     let _down = DownOnDrop(run.info.dir.clone());
     let before = fingerprint(&run).await;
+    sigkill_mid_fault_then_recover_restores_everything(&run, &before).await;
+    sigint_mid_fault_reverts_and_exits_2(&run, &before).await;
+    a_probe_panicking_during_a_fault_leaves_nothing_in_place(&run, &before).await;
+    completed_scenarios_revert_whether_their_table_matches_or_not(&run, &before).await;
+    run.down().await.unwrap();
+}
+
+/// For every fault kind: SIGKILLed mid-fault, `run` refuses, `recover` reverts, a second
+/// `recover` does nothing.
+async fn sigkill_mid_fault_then_recover_restores_everything(run: &LocalRun, before: &Fingerprint) {
     for (i, kind) in KINDS.iter().enumerate() {
-        let (mut child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", &format!("safety-long::{kind}")]);
+        let (mut child, rx) = start(&["run", "--on", &dir(run), "--suites", "harness/tests/data/safety/long", &format!("safety-long::{kind}")]);
         wait_for(&rx, "injected", Duration::from_secs(120));
         child.kill().unwrap();
         child.wait().unwrap();
         let pending = Journal::at(&run.info.dir).pending();
         assert_eq!(pending.len(), 1, "{kind}: the journal holds the fault");
         if !SELF_HEALING.contains(kind) {
-            assert_ne!(fingerprint(&run).await, before, "{kind}: the fault was in place when firedrill died");
+            assert_ne!(&fingerprint(run).await, before, "{kind}: the fault was in place when firedrill died");
         }
         if i == 0 {
             let o = Command::new(bin())
-                .args(["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"])
+                .args(["run", "--on", &dir(run), "--suites", "harness/tests/data/safety/long", "safety-long::scale"])
                 .current_dir(root())
                 .output()
                 .unwrap();
@@ -299,25 +323,20 @@ async fn sigkill_mid_fault_then_recover_restores_everything() {
             assert_eq!(o.status.code(), Some(2), "{text}");
             assert!(text.contains("unreverted fault") && text.contains("firedrill recover"), "{text}");
         }
-        let o = Command::new(bin()).args(["recover", &dir(&run)]).output().unwrap();
+        let o = Command::new(bin()).args(["recover", &dir(run)]).output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "{kind}: {text}{}", String::from_utf8_lossy(&o.stderr));
         assert!(text.contains("recover: reverted: "), "{kind}: {text}");
-        assert_restored(&run, &before, &format!("{kind} after SIGKILL and recover")).await;
-        let o = Command::new(bin()).args(["recover", &dir(&run)]).output().unwrap();
+        assert_restored(run, before, &format!("{kind} after SIGKILL and recover")).await;
+        let o = Command::new(bin()).args(["recover", &dir(run)]).output().unwrap();
         assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to revert"), "{kind}: a second recover is a no-op");
     }
-    run.down().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigint_mid_fault_reverts_and_exits_2() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let run = setup().await;
-    let _down = DownOnDrop(run.info.dir.clone());
-    let before = fingerprint(&run).await;
-    for kind in KINDS {
-        let (child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/long", &format!("safety-long::{kind}")]);
+/// SIGINT mid-fault: firedrill reverts and exits 2.
+async fn sigint_mid_fault_reverts_and_exits_2(run: &LocalRun, before: &Fingerprint) {
+    for kind in WAYS_OUT_KINDS {
+        let (child, rx) = start(&["run", "--on", &dir(run), "--suites", "harness/tests/data/safety/long", &format!("safety-long::{kind}")]);
         wait_for(&rx, "injected", Duration::from_secs(120));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
         let (code, out) = run_to_end(child, rx);
@@ -326,43 +345,36 @@ async fn sigint_mid_fault_reverts_and_exits_2() {
         let interrupted = firedrill::runner::RunError::Interrupted.to_string();
         assert!(out.contains(&interrupted) && out.contains("reverted:"), "{kind}: {out}");
         assert!(Journal::at(&run.info.dir).pending().is_empty(), "{kind}: nothing left pending");
-        assert_restored(&run, &before, &format!("{kind} after SIGINT")).await;
+        assert_restored(run, before, &format!("{kind} after SIGINT")).await;
     }
-    run.down().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_probe_panicking_during_a_fault_leaves_nothing_in_place() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let run = setup().await;
-    let _down = DownOnDrop(run.info.dir.clone());
-    let before = fingerprint(&run).await;
-    let (child, rx) = start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/panic"]);
+/// A probe panics mid-fault: the fault is reverted.
+async fn a_probe_panicking_during_a_fault_leaves_nothing_in_place(run: &LocalRun, before: &Fingerprint) {
+    let filters: Vec<String> = WAYS_OUT_KINDS.iter().map(|k| format!("safety-panic::{k}")).collect();
+    let d = dir(run);
+    let mut args = vec!["run", "--on", d.as_str(), "--suites", "harness/tests/data/safety/panic"];
+    args.extend(filters.iter().map(String::as_str));
+    let (child, rx) = start(&args);
     let (code, out) = run_to_end(child, rx);
     assert_eq!(code, Some(2), "{out}");
-    assert_eq!(verdicts(&out, "panicked"), KINDS.len(), "every scenario reports the panic: {out}");
-    assert_eq!(out.matches("reverted:").count(), KINDS.len(), "every fault reverted: {out}");
+    assert_eq!(verdicts(&out, "panicked"), WAYS_OUT_KINDS.len(), "every scenario reports the panic: {out}");
+    assert_eq!(out.matches("reverted:").count(), WAYS_OUT_KINDS.len(), "every fault reverted: {out}");
     assert!(Journal::at(&run.info.dir).pending().is_empty());
-    assert_restored(&run, &before, "after probe panics").await;
-    run.down().await.unwrap();
+    assert_restored(run, before, "after probe panics").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn completed_scenarios_revert_whether_their_table_matches_or_not() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let run = setup().await;
-    let _down = DownOnDrop(run.info.dir.clone());
-    let before = fingerprint(&run).await;
+/// For every fault kind, scenarios that complete, matching their snapshots or not, revert.
+async fn completed_scenarios_revert_whether_their_table_matches_or_not(run: &LocalRun, before: &Fingerprint) {
     let (child, rx) =
-        start(&["run", "--on", &dir(&run), "--suites", "harness/tests/data/safety/short", "--snapshots", "harness/tests/data/safety/snapshots-mixed"]);
+        start(&["run", "--on", &dir(run), "--suites", "harness/tests/data/safety/short", "--snapshots", "harness/tests/data/safety/snapshots-mixed"]);
     let (code, out) = run_to_end(child, rx);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(verdicts(&out, ": matches the document"), KINDS.len() - 3, "{out}");
     assert_eq!(verdicts(&out, ": DIFFERS from the document"), 3, "{out}");
     assert_eq!(out.matches("reverted:").count(), KINDS.len(), "{out}");
     assert!(Journal::at(&run.info.dir).pending().is_empty());
-    assert_restored(&run, &before, "after complete scenarios").await;
-    run.down().await.unwrap();
+    assert_restored(run, before, "after complete scenarios").await;
 }
 
 /// What broke CI once: a session ended mid-fault and took the run's daemon with it. Such

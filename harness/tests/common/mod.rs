@@ -18,6 +18,15 @@ pub fn firedrill() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_firedrill"))
 }
 
+/// The kind run `ci/test.sh` brought up for the kind tests to share (`FIREDRILL_KIND_RUN`:
+/// topology single, hosts ldap, lb and spare), with the state directory that knows it
+/// (`FIREDRILL_KIND_STATE`); `None` when a test runs alone and brings up its own.
+pub fn shared_kind_run() -> Option<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os("FIREDRILL_KIND_RUN").filter(|d| !d.is_empty())?;
+    let state = std::env::var_os("FIREDRILL_KIND_STATE").filter(|d| !d.is_empty()).expect("FIREDRILL_KIND_RUN comes with FIREDRILL_KIND_STATE");
+    Some((PathBuf::from(dir), PathBuf::from(state)))
+}
+
 /// The local environment the repository's suite `suite` plans (its topology and its
 /// components' hosts). `checks` runs on it in a task of its own; the environment is torn
 /// down whatever happened, then a panic in `checks` is the test's.
