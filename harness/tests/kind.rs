@@ -88,6 +88,10 @@ fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let state = tempfile::tempdir().unwrap();
     let before = volumes();
+    // Under `make test` the kind tests' shared run is up meanwhile: only what this `up`
+    // makes counts.
+    let (nodes_before, nets_before) = (containers("fd-k"), networks());
+    let new = |now: Vec<String>, before: &[String]| now.into_iter().filter(|c| !before.contains(c)).collect::<Vec<_>>();
     // Its output is kept, to say why if it ends on its own.
     let log = state.path().join("up.log");
     let mut child = {
@@ -102,7 +106,7 @@ fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
             .unwrap()
     };
     let start = Instant::now();
-    while containers_in("fd-k", &["--filter", "status=running"]).is_empty() {
+    while new(containers_in("fd-k", &["--filter", "status=running"]), &nodes_before).is_empty() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("firedrill up ended ({status}) before kind started a node: {}", std::fs::read_to_string(&log).unwrap_or_default());
         }
@@ -112,7 +116,7 @@ fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
     // The whole group: firedrill and the kind it runs.
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     child.wait().unwrap();
-    let (left, nets) = (containers("fd-k"), networks());
+    let (left, nets) = (new(containers("fd-k"), &nodes_before), new(networks(), &nets_before));
     assert!(!left.is_empty() && !nets.is_empty(), "the killed run left its network and nodes (what down must remove): {left:?} {nets:?}");
 
     let runs: Vec<_> = std::fs::read_dir(state.path().join("kind-runs")).unwrap().map(|e| e.unwrap().path()).collect();

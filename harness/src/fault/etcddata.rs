@@ -126,8 +126,16 @@ pub struct Write {
     pub accepted: bool,
 }
 
+/// A directory of its own for each injection: `tag`'s, or `tag-2`, `tag-3`… where an
+/// earlier injection's is kept (its record is that scenario's evidence). Inject skips each
+/// step whose record exists, so a directory used before would restore an older snapshot
+/// (a scenario run again on the same environment rewound the cluster to its first run).
 pub fn dir_for(c: &ClusterInfo, tag: &str) -> PathBuf {
-    c.dir.join("dr").join(tag)
+    unused_dir(&c.dir.join("dr"), tag)
+}
+
+fn unused_dir(base: &Path, tag: &str) -> PathBuf {
+    (1..).map(|n| if n == 1 { base.join(tag) } else { base.join(format!("{tag}-{n}")) }).find(|d| !d.exists()).expect("an unused name")
 }
 
 fn now() -> f64 {
@@ -456,8 +464,10 @@ pub async fn revert(env: &Env, cluster: &str, dir: &Path) -> Result<(), FaultErr
     let etcd_healthy_at = start_all(env, c).await?;
     let apiservers_started_at = now();
     // The runbook: controller-managers and schedulers restarted, so none acts on a cache of
-    // the state before the restore.
+    // the state before the restore; once the API servers are ready, as a controller-manager
+    // started before exits and is left to its supervisor's back-off.
     if outcome == "restored" {
+        crate::backend::local::daemon::wait_apiserver(c).await.map_err(backend_err(format!("waiting for the API servers of cluster {cluster}")))?;
         for component in ["kube-controller-manager", "kube-scheduler"] {
             let names = processes(c, component);
             controlplane::stop(env, &names, Signal::Term).await?;
@@ -535,5 +545,21 @@ pub async fn check(env: &Env, cluster: &str, expect: Expect) -> Result<(), Strin
             let names: Vec<String> = c.etcd_nodes.iter().map(|n| format!("{cluster}/etcd-{n}")).chain(processes(c, "kube-apiserver")).collect();
             controlplane::check(env, cluster, &names, Signal::Term, expect).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_injection_gets_a_directory_no_earlier_one_used() {
+        let base = tempfile::tempdir().unwrap();
+        let first = unused_dir(base.path(), "s_1");
+        assert_eq!(first, base.path().join("s_1"));
+        std::fs::create_dir_all(first.join("snapshot.db")).unwrap();
+        assert_eq!(unused_dir(base.path(), "s_1"), base.path().join("s_1-2"), "the first injection's snapshot is never restored again");
+        std::fs::create_dir_all(base.path().join("s_1-2")).unwrap();
+        assert_eq!(unused_dir(base.path(), "s_1"), base.path().join("s_1-3"));
     }
 }

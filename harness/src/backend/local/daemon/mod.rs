@@ -408,7 +408,8 @@ async fn wait_etcd(c: &ClusterInfo) -> Result<(), BackendError> {
     Ok(())
 }
 
-async fn wait_apiserver(c: &ClusterInfo) -> Result<(), BackendError> {
+/// Until the cluster's API server front answers `/readyz` (at most 120 s).
+pub async fn wait_apiserver(c: &ClusterInfo) -> Result<(), BackendError> {
     let http = controlplane::admin_http(c)?;
     let url = format!("{}/readyz", c.server);
     wait::until(Deadline::after(Duration::from_secs(120)), &format!("kube-apiserver of cluster {} to be ready at {url}", c.name), || {

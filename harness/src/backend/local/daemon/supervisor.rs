@@ -28,12 +28,19 @@ pub(super) struct Managed {
     /// Set when the process exited on its own: it is restarted then, as the kubelet
     /// restarts a crashed static pod. A process stopped on request is not.
     restart_at: Option<tokio::time::Instant>,
+    /// Exits on its own in a row, each doubling the back-off; a start asked for, or a run
+    /// of [`CRASH_FORGOTTEN`], begins again at 1 s.
     crashes: u32,
+    since: tokio::time::Instant,
 }
+
+/// A process that ran this long before it exited has its earlier crashes forgotten (the
+/// kubelet forgets a container's after 10 min; a drill's faults come seconds apart).
+const CRASH_FORGOTTEN: Duration = Duration::from_secs(60);
 
 impl Managed {
     pub(super) fn new(spec: ExecSpec, cgroup: PathBuf, log: PathBuf, group: Group) -> Managed {
-        Managed { spec, cgroup, log, group, proc: None, restart_at: None, crashes: 0 }
+        Managed { spec, cgroup, log, group, proc: None, restart_at: None, crashes: 0, since: tokio::time::Instant::now() }
     }
 }
 
@@ -58,6 +65,8 @@ impl Daemon {
             }
             let p = process::spawn(&self.run.firedrill, &self.run.dir, name, &m.cgroup, m.spec.clone(), &m.log)?;
             m.proc = Some(p);
+            m.crashes = 0;
+            m.since = tokio::time::Instant::now();
             started.push(name.clone());
         }
         Ok(started)
@@ -117,7 +126,7 @@ impl Daemon {
     }
 
     /// Restart processes that exit without being asked to, with a back-off doubling from
-    /// 1 s to 30 s (extra API servers are the cold-start probe's to manage: not restarted).
+    /// 1 s to 30 s (from 1 s again after a start asked for or a run of [`CRASH_FORGOTTEN`]) (extra API servers are the cold-start probe's to manage: not restarted).
     pub(super) async fn monitor(&self) {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -133,6 +142,9 @@ impl Daemon {
                     if matches!(m.group, Group::Extra(_)) {
                         continue;
                     }
+                    if m.since.elapsed() >= CRASH_FORGOTTEN {
+                        m.crashes = 0;
+                    }
                     let backoff = Duration::from_secs(1 << m.crashes.min(5)).min(Duration::from_secs(30));
                     m.crashes += 1;
                     m.restart_at = Some(tokio::time::Instant::now() + backoff);
@@ -141,7 +153,10 @@ impl Daemon {
                 if m.proc.is_none() && m.restart_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
                     m.restart_at = None;
                     match process::spawn(&self.run.firedrill, &self.run.dir, name, &m.cgroup, m.spec.clone(), &m.log) {
-                        Ok(p) => m.proc = Some(p),
+                        Ok(p) => {
+                            m.proc = Some(p);
+                            m.since = tokio::time::Instant::now();
+                        }
                         Err(e) => tracing::error!(name, error = %e, "restart failed"),
                     }
                 }
