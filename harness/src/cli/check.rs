@@ -328,7 +328,9 @@ pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode
                         file.parent().and_then(Path::parent).unwrap_or(Path::new("recordings")).display()
                     ),
                 };
-                println!("=> {name}: {}{live}", verdict_word(&result.verdict));
+                // As the live run says it: a match in the rows this backend observes.
+                let rows = if matches!(result.verdict, Verdict::Match) { crate::report::observed_rows(&result) } else { String::new() };
+                println!("=> {name}: {}{rows}{live}", verdict_word(&result.verdict));
                 if let Verdict::Mismatch { diff } = &result.verdict {
                     println!("{diff}");
                 }
