@@ -143,10 +143,15 @@ pub struct TooFewSamples {
     pub needed: usize,
 }
 
-/// Apply the rule to the samples of one operation that started at or after `window.0` and
-/// ended before `window.1`.
+/// The samples a window judges: those that started at or after `window.0` and ended
+/// before `window.1`.
+pub fn in_window(samples: &[Sample], window: (Duration, Duration)) -> impl Iterator<Item = &Sample> {
+    samples.iter().filter(move |s| s.at >= window.0 && s.end() < window.1)
+}
+
+/// Apply the rule to the samples of one operation in `window` ([`in_window`]).
 pub fn classify(samples: &[Sample], window: (Duration, Duration), min_samples: usize) -> Result<Classification, TooFewSamples> {
-    judge(samples.iter().filter(|s| s.at >= window.0 && s.at + s.took < window.1), min_samples)
+    judge(in_window(samples, window), min_samples)
 }
 
 /// Apply the rule to samples already selected (the baseline selects by end time).

@@ -327,7 +327,7 @@ impl Session {
         let t = Timeline { in_effect, revert_start: now, settle: settle.clone(), ..Default::default() };
         self.observed(suite).all(|op| {
             let (from, to) = verdict::window(op, sc, &t);
-            let judged = samples.get(&op.id.value).map_or(0, |v| v.iter().filter(|s| s.at >= from && s.at + s.took < to).count());
+            let judged = samples.get(&op.id.value).map_or(0, |v| impact::in_window(v, (from, to)).count());
             judged >= op.min_samples.max(1) as usize
         })
     }

@@ -221,7 +221,7 @@ pub fn findings(sc: &ScenarioSpec, ops: &[OperationResult]) -> Vec<String> {
 pub fn unexplained(samples: &[Sample], window: (Duration, Duration), causes: &[String]) -> Vec<(String, usize)> {
     let patterns: Vec<Regex> = causes.iter().filter_map(|c| Regex::new(c).ok()).collect();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for s in judged(samples, window).filter(|s| s.outcome != Outcome::Ok) {
+    for s in crate::model::impact::in_window(samples, window).filter(|s| s.outcome != Outcome::Ok) {
         let detail = s.detail.clone().unwrap_or_default();
         let explained = !detail.is_empty() && detail.split("; ").all(|part| patterns.iter().any(|p| p.is_match(part)));
         if !explained {
@@ -238,10 +238,6 @@ pub fn reasons(samples: &[Sample], window: (Duration, Duration)) -> Vec<(String,
         *counts.entry(s.detail.clone().unwrap_or_default()).or_default() += 1;
     }
     most_frequent(counts)
-}
-
-fn judged(samples: &[Sample], window: (Duration, Duration)) -> impl Iterator<Item = &Sample> {
-    samples.iter().filter(move |s| s.at >= window.0 && s.end() < window.1)
 }
 
 fn most_frequent(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
