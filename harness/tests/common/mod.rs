@@ -167,7 +167,11 @@ pub async fn identity_on_existing(state: &Path, kubeconfig: &Path, context: &str
     let again = std::process::Command::new(firedrill()).arg("check").arg(&report).arg("--report").arg(&rechecked).current_dir(paths().root).output().unwrap();
     let again_out = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));
     assert_eq!(again.status.code(), Some(0), "firedrill check: {again_out}");
-    assert!(again_out.contains("=> identity::instances-down: matches the document in the 7 rows observed (2 of 9 not observable on this backend) (as the live run)"), "{again_out}");
+    assert!(
+        again_out
+            .contains("=> identity::instances-down: matches the document in the 7 rows observed (2 of 9 not observable on this backend) (as the live run)"),
+        "{again_out}"
+    );
     let md = std::fs::read_to_string(rechecked.join("report.md")).unwrap();
     assert!(md.contains("| API server authenticates users with cached keys | — | not observed on the existing backend: "), "{md}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
