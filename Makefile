@@ -14,7 +14,7 @@ help:
 	@echo "make review  review snapshot changes (cargo insta review)"
 	@echo "make bench   every benchmark figure against its target (bring-up local and kind, MTTR accuracy, overhead, Chaos Toolkit, whole drill)"
 	@echo "make fuzz    fuzz the suite loader for 10 minutes (nightly toolchain, cargo-fuzz)"
-	@echo "make down    tear down every local cluster firedrill created on this machine"
+	@echo "make down    tear down every run of the state directory (firedrill down --all)"
 	@echo "make clean   make down, then cargo clean"
 
 # $(call beside,PART,CARGO-BUILDS): ci/setup.sh's PART (empty: all of it) and Cargo's builds

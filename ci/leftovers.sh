@@ -41,7 +41,7 @@ if [[ $mode == --since ]]; then
     if grep -qxF -- "$key" <(sed 's/ ([0-9]* processes)$//' "$baseline" 2>/dev/null); then old+=("$f"); else new+=("$f"); fi
   done
   if ((${#old[@]})); then
-    printf 'there before the tests (not theirs; `firedrill down --all` removes it):\n' >&2
+    printf 'there before the tests (not theirs; `firedrill sweep` lists what no run records):\n' >&2
     printf '  %s\n' "${old[@]}" >&2
   fi
   found=("${new[@]}")

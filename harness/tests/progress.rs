@@ -18,8 +18,7 @@ fn text(o: &Output) -> String {
 /// `firedrill up --topology single` with its output on a pseudo-terminal (or piped, with
 /// `pty` false), then `firedrill down` of the run it made; the output of `up`.
 fn up(pty: bool, ci: bool) -> String {
-    // Local runs of different state directories would take the same run number (its lock is
-    // in the state directory): one at a time.
+    // The runs share two cores: one at a time.
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let state = tempfile::tempdir().unwrap();
     let mut cmd = if pty {

@@ -7,9 +7,19 @@ pub mod existing;
 pub mod images;
 pub mod kind;
 pub mod local;
+pub mod numbers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Something on this machine that carries firedrill's names and no run of the state
+/// directory records (`firedrill sweep`): another state directory's run, a run whose
+/// directory was removed by hand, or someone else's that happens to match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stray {
+    pub kind: &'static str,
+    pub name: String,
+}
 
 /// Which backend a run uses (`FIREDRILL_BACKEND`, `--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]

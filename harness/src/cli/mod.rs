@@ -62,7 +62,8 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
     },
-    /// Tear down a run (the only one, or RUN_DIR), or every run of every backend with --all.
+    /// Tear down a run (the only one, or RUN_DIR), or with --all every run this state
+    /// directory records, of every backend. Nothing it does not record is touched.
     Down {
         run_dir: Option<PathBuf>,
         #[arg(long)]
@@ -119,6 +120,15 @@ pub enum Command {
     },
     /// Revert the faults a killed run left in place, from its journal.
     Recover { run_dir: Option<PathBuf> },
+    /// List what carries firedrill's names on this machine (namespaces and links `fd<N>…`,
+    /// process groups, kind clusters `fd-k<N>-…`, their containers and networks) and no
+    /// run of this state directory records; with --yes, remove it. Another state
+    /// directory's runs are listed too: `FIREDRILL_STATE=DIR firedrill down --all` is the
+    /// way to take those down.
+    Sweep {
+        #[arg(long)]
+        yes: bool,
+    },
     /// Judge a recorded run again against the current suites and snapshots, touching no
     /// cluster: its report directory (`run --report DIR`) or that directory's results.json,
     /// or recordings (`recordings/`, one backend's directory of it, or one file).
@@ -242,6 +252,7 @@ pub fn main() -> ExitCode {
             ))
         }
         Command::Recover { run_dir } => block_on(run::recover(paths, run_dir)),
+        Command::Sweep { yes } => block_on(sweep(yes)),
         Command::Check { recorded, suite, suites, snapshots, report } => check::check(paths, check::CheckArgs { recorded, suite, suites, snapshots }, report),
         Command::Record { reports, into } => record::record(paths, record::RecordArgs { reports, into }),
         Command::Docs { report, out } => docs::docs(paths, docs::DocsArgs { report, out }),
@@ -447,6 +458,35 @@ async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_MATCH),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+async fn sweep(yes: bool) -> ExitCode {
+    use crate::backend::{kind, local, state_root};
+    let (local_strays, kind_strays) = (local::strays(), kind::strays());
+    if local_strays.is_empty() && kind_strays.is_empty() {
+        println!("sweep: nothing carries firedrill's names that no run of {} records", state_root().display());
+        return ExitCode::from(EXIT_MATCH);
+    }
+    println!("sweep: these carry firedrill's names and no run of {} records them:", state_root().display());
+    for s in local_strays.iter().chain(&kind_strays) {
+        println!("  {} {}", s.kind, s.name);
+    }
+    if !yes {
+        println!(
+            "sweep: nothing removed. They may be another state directory's runs (FIREDRILL_STATE=DIR firedrill down --all takes those down) or not firedrill's at all; `firedrill sweep --yes` removes them"
+        );
+        return ExitCode::from(EXIT_MATCH);
+    }
+    match local::remove_strays(&local_strays).await.and(kind::remove_strays(&kind_strays).await) {
+        Ok(()) => {
+            println!("sweep: removed");
+            ExitCode::from(EXIT_MATCH)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_HARNESS)

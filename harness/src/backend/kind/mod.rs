@@ -505,12 +505,19 @@ fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
         .map_err(|(_, e)| BackendError::Setup(format!("locking {}: {e}", lock_path.display())))?;
     let used: Vec<u8> = std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok()).filter_map(|e| reserved_number(&e.path())).collect();
     let networks = run("docker", &["network", "ls", "--format", "{{.Name}}"]).unwrap_or_default();
-    let free = addresses::KIND_RUNS
-        .clone()
-        .find(|n| !used.contains(n) && !networks.lines().any(|l| l == format!("fd-kind-{n}")))
-        .ok_or_else(|| BackendError::Setup(format!("all {} kind run numbers are in use; run `firedrill down --all`", addresses::KIND_RUNS.count())))?;
     let dir = runs_dir().join(id);
     std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
+    // Machine-wide: a run of another state directory holds its number too.
+    let claimed = super::numbers::claim("kind", addresses::KIND_RUNS.clone().filter(|n| !used.contains(n)), &dir, |n| {
+        networks.lines().any(|l| l == format!("fd-kind-{n}"))
+    });
+    let Some(free) = claimed.inspect_err(|_| drop(std::fs::remove_dir(&dir)))? else {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(BackendError::Setup(format!(
+            "all {} kind run numbers are in use on this machine; `firedrill down --all` takes down this state directory's runs, `firedrill sweep` lists what no run records",
+            addresses::KIND_RUNS.count()
+        )));
+    };
     let placeholder = serde_json::json!({ "id": id, "number": free, "reserved": true });
     let path = dir.join("kind-run.json");
     std::fs::write(&path, placeholder.to_string()).map_err(|e| BackendError::io(&path, e))?;
@@ -546,7 +553,9 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
         hosts::remove(Some(n)).await?;
         remove_network(&format!("fd-kind-{n}"))?;
     }
-    std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))
+    std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
+    super::numbers::release(dir);
+    Ok(())
 }
 
 /// Remove every node container whose kind cluster label `matches`, with its volumes.
@@ -573,8 +582,9 @@ fn remove_network(name: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Tear down every kind run on this machine, then whatever carries firedrill's kind names
-/// without a run recording it.
+/// Tear down every kind run this state directory records, reservations included. Nothing
+/// else: a kind cluster, container or network of another state directory's run, or of
+/// the user's, is theirs; `sweep` lists what carries firedrill's names.
 pub async fn down_all() -> Result<Vec<PathBuf>, BackendError> {
     let mut done = Vec::new();
     for dir in std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
@@ -584,14 +594,77 @@ pub async fn down_all() -> Result<Vec<PathBuf>, BackendError> {
             done.push(dir);
         }
     }
-    if run("docker", &["info"]).is_ok() {
-        remove_clusters(|name| name.starts_with(PREFIX)).await?;
-        hosts::remove(None).await?;
-        for n in addresses::KIND_RUNS {
-            remove_network(&format!("fd-kind-{n}"))?;
+    Ok(done)
+}
+
+/// Whether a kind cluster's name is one firedrill gives (`fd-k<N>-<cluster>`).
+fn is_firedrill_cluster(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(n, cluster)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !cluster.is_empty())
+}
+
+/// What carries the kind backend's names and no kind run of this state directory records:
+/// kind clusters named `fd-k<N>-…`, host containers and networks labelled with a kind run
+/// number. Nothing when no Docker engine answers.
+pub fn strays() -> Vec<super::Stray> {
+    if run("docker", &["info"]).is_err() {
+        return vec![];
+    }
+    let mut numbers = Vec::new();
+    let mut clusters = Vec::new();
+    for dir in std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+        numbers.extend(reserved_number(&dir));
+        if let Ok(info) = KindRunInfo::load(&dir) {
+            clusters.extend(info.clusters.into_iter().map(|c| c.kind_name));
         }
     }
-    Ok(done)
+    let ours = |n: u8| numbers.contains(&n);
+    let mut out = Vec::new();
+    let listing = run("docker", &["ps", "-a", "--filter", &format!("label={CLUSTER_LABEL}"), "--format", &format!("{{{{.Label \"{CLUSTER_LABEL}\"}}}}")])
+        .unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for cluster in listing.lines().filter(|c| is_firedrill_cluster(c)) {
+        let number = cluster[PREFIX.len()..].split_once('-').and_then(|(n, _)| n.parse().ok());
+        if !clusters.iter().any(|c| c == cluster) && !number.is_some_and(ours) && seen.insert(cluster.to_string()) {
+            out.push(super::Stray { kind: "kind cluster", name: cluster.to_string() });
+        }
+    }
+    let hosts = run(
+        "docker",
+        &["ps", "-a", "--filter", &format!("label={}", hosts::RUN_LABEL), "--format", &format!("{{{{.Names}}}}\t{{{{.Label \"{}\"}}}}", hosts::RUN_LABEL)],
+    )
+    .unwrap_or_default();
+    for (name, number) in hosts.lines().filter_map(|l| l.split_once('\t')) {
+        if !number.parse().is_ok_and(ours) {
+            out.push(super::Stray { kind: "host container", name: name.to_string() });
+        }
+    }
+    let networks = run("docker", &["network", "ls", "--filter", "label=firedrill.run", "--format", "{{.Name}}"]).unwrap_or_default();
+    for name in networks.lines() {
+        if name.strip_prefix("fd-kind-").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| !ours(n)) {
+            out.push(super::Stray { kind: "docker network", name: name.to_string() });
+        }
+    }
+    out
+}
+
+/// Remove what [`strays`] listed: clusters and containers (with their volumes), then networks.
+pub async fn remove_strays(strays: &[super::Stray]) -> Result<(), BackendError> {
+    let clusters: Vec<&str> = strays.iter().filter(|s| s.kind == "kind cluster").map(|s| s.name.as_str()).collect();
+    if !clusters.is_empty() {
+        remove_clusters(|name| clusters.contains(&name)).await?;
+    }
+    let containers: Vec<String> = strays.iter().filter(|s| s.kind == "host container").map(|s| s.name.clone()).collect();
+    if !containers.is_empty() {
+        let mut args = vec!["rm".to_string(), "--force".into(), "--volumes".into()];
+        args.extend(containers);
+        run_async("docker", args, vec![]).await?;
+    }
+    for s in strays.iter().filter(|s| s.kind == "docker network") {
+        remove_network(&s.name)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -175,7 +175,9 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
         }
     }
     daemon::sweep(dir).await;
-    std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))
+    std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
+    crate::backend::numbers::release(dir);
+    Ok(())
 }
 
 /// Whether the daemon of the run in `dir` is running.
@@ -196,30 +198,56 @@ fn is_daemon(pid: i32, dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Tear down every local run on this machine, then remove anything carrying firedrill's
-/// names that no run recorded (left by a crash between recording and creating).
+/// Tear down every local run this state directory records, reservations of runs cut short
+/// included (what they created is in their ledger). Nothing else: a namespace, link or
+/// process group of another state directory's run is that run's; `sweep` lists them.
 pub async fn down_all() -> Result<Vec<PathBuf>, BackendError> {
     let mut done = Vec::new();
-    for dir in state::all_runs() {
-        down(&dir).await?;
-        done.push(dir);
-    }
-    // Reservations of runs that never got further.
     for dir in std::fs::read_dir(state::runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let (netns, links) = net::firedrill_names();
-    for n in netns {
-        net::delete_netns(&n)?;
-    }
-    for l in links {
-        net::delete_link(&l)?;
-    }
-    if let Ok(root) = process::cgroup_root() {
-        process::kill_cgroup(&root).await;
-        process::remove_cgroup(&root).await;
+        let recorded = RunInfo::load(&dir).is_ok();
+        down(&dir).await?;
+        if recorded {
+            done.push(dir);
+        }
     }
     Ok(done)
+}
+
+/// What carries the local backend's names on this machine and no run of this state
+/// directory records in its ledger: namespaces and links `fd<N>…`, and process groups
+/// under firedrill's cgroup.
+pub fn strays() -> Vec<super::Stray> {
+    let mut recorded = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(state::runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+        recorded.extend(state::Ledger::at(&dir).entries().into_iter().map(|e| e.name));
+    }
+    let (netns, links) = net::firedrill_names();
+    let mut out: Vec<super::Stray> = netns.into_iter().filter(|n| !recorded.contains(n)).map(|name| super::Stray { kind: "namespace", name }).collect();
+    out.extend(links.into_iter().filter(|n| !recorded.contains(n)).map(|name| super::Stray { kind: "link", name }));
+    if let Ok(root) = process::cgroup_root() {
+        for group in std::fs::read_dir(&root).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
+            if !recorded.iter().any(|r| Path::new(r).starts_with(&group)) {
+                out.push(super::Stray { kind: "process group", name: group.display().to_string() });
+            }
+        }
+    }
+    out
+}
+
+/// Remove what [`strays`] listed: the processes of a group first, then namespaces, links.
+pub async fn remove_strays(strays: &[super::Stray]) -> Result<(), BackendError> {
+    for s in strays.iter().filter(|s| s.kind == "process group") {
+        process::kill_cgroup(Path::new(&s.name)).await;
+        process::remove_cgroup(Path::new(&s.name)).await;
+    }
+    for s in strays {
+        match s.kind {
+            "namespace" => net::delete_netns(&s.name)?,
+            "link" => net::delete_link(&s.name)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn tail(path: &Path, n: usize) -> String {
