@@ -29,14 +29,16 @@ beside = ci/setup.sh $(1) >/dev/null & setup=$$!; \
 # one already running, or dockerd started with the address plan's configuration); then the
 # kind backend's node image, built offline (ci/kind-image.sh; cached by a hash of its inputs).
 setup:
-	$(call beside,,$(CARGO) build -q -p firedrill --bin firedrill)
+	$(call beside,,CARGO=$(CARGO) ci/cargo-cache.sh restore && $(CARGO) build -q -p firedrill --bin firedrill)
 	ci/docker.sh $(FIREDRILL)
 	ci/kind-image.sh >/dev/null
 
 # make test's foreground set-up: the part every test but the kind backend's needs, beside
-# the Cargo build of the whole workspace, its test binaries included.
+# the Cargo build of the whole workspace, its test binaries included. A fresh checkout takes
+# the compiled dependencies from the per-user cache (ci/cargo-cache.sh, keyed by Cargo.lock,
+# the manifests and the toolchain), and saves them there when the key is new.
 setup-local:
-	$(call beside,local,$(CARGO) build -q --workspace --bins && $(CARGO) test -q --workspace --no-run)
+	$(call beside,local,CARGO=$(CARGO) ci/cargo-cache.sh restore && $(CARGO) build -q --workspace --bins && $(CARGO) test -q --workspace --no-run && CARGO=$(CARGO) ci/cargo-cache.sh save)
 	ci/docker.sh $(FIREDRILL)
 
 build: setup
