@@ -114,10 +114,10 @@ spec:
             periodSeconds: 1
 "#;
 
-fn workload_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+/// The run's own workload processes (other runs on the machine have theirs).
+fn workload_pids(cgroup: &Path) -> Vec<i32> {
+    local::process::cgroup_pids(cgroup)
+        .into_iter()
         .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "workload")))
         .collect()
 }
@@ -165,7 +165,7 @@ async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() 
         let body = http.get(format!("http://{ip}:8080/")).send().await.unwrap().text().await.unwrap();
         assert_eq!(body.trim(), format!("{} ok", p.metadata.name.as_ref().unwrap()));
     }
-    assert_eq!(workload_pids().len(), 2, "two workload processes run");
+    assert_eq!(workload_pids(&run.info.cgroup).len(), 2, "two workload processes run");
 
     init_containers_run_first_and_to_completion(&client).await;
 
@@ -174,9 +174,10 @@ async fn single_runs_a_deployment_as_real_processes_and_leaves_nothing_behind() 
     deployments.patch_scale("workload", &PatchParams::default(), &Patch::Merge(&serde_json::json!({"spec": {"replicas": 0}}))).await.unwrap();
     wait::until(Deadline::after(Duration::from_secs(60)), "workload processes to exit and pods to be deleted", || {
         let pods = pods.clone();
+        let cgroup = run.info.cgroup.clone();
         async move {
             let left = pods.list(&ListParams::default().labels("app=workload")).await.ok()?.items.len();
-            (left == 0 && workload_pids().is_empty()).then_some(())
+            (left == 0 && workload_pids(&cgroup).is_empty()).then_some(())
         }
     })
     .await
