@@ -277,8 +277,10 @@ impl Env {
     }
 
     /// Apply a component's manifests to `cluster`. On the existing backend the images are
-    /// renamed for `--registry`, and every object that does not exist yet is written to
-    /// the run's ledger before it is created, so that `down` removes it.
+    /// renamed for `--registry`, an object of the same name that is not the run's (no label
+    /// of it) is refused before anything is applied, every object is labelled with the
+    /// run, and every object that does not exist yet is written to the run's ledger before
+    /// it is created, so that `down` removes it.
     pub async fn apply(&self, cluster: &ClusterHandle, name: &str, yaml: &str) -> Result<Vec<String>, String> {
         let Some(run) = self.existing() else {
             return crate::apply::apply(&cluster.client, name, yaml).await;
@@ -288,7 +290,7 @@ impl Env {
             None => yaml.to_string(),
         };
         let note = |obj: &crate::apply::Created| run.note_created(&cluster.name, obj).map_err(|e| e.to_string());
-        crate::apply::apply_noting(&cluster.client, name, &yaml, Some(&note)).await
+        crate::apply::apply_as(&cluster.client, name, &yaml, Some(&crate::apply::Guest { run: &run.info.id, note: &note })).await
     }
 
     /// The run's harness CA directory (signs components' serving certificates).

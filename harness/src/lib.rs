@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod env;
 pub mod error;
 pub mod fault;
+pub mod files;
 pub mod fixtures;
 pub mod journal;
 pub mod model;

@@ -103,3 +103,22 @@ fn a_privileged_container_starts_with_every_capability_the_host_can_give() {
         assert!(!plain.status.success() && err.contains("caps"), "plain runc should fail to apply capabilities here: {err}");
     }
 }
+
+/// A partition on kind is reverted in each node container's namespace, skipped only where
+/// the container (and so its namespace and table) is gone. Before, any failure of `docker
+/// inspect` (an engine that does not answer) counted as gone and the partition as
+/// reverted.
+#[test]
+fn a_container_that_cannot_be_inspected_is_not_taken_for_gone() {
+    use firedrill::backend::kind::ops;
+    engine();
+    assert!(!ops::has_netns("fd-no-such-container-of-the-tests").unwrap(), "a container that does not exist has no namespace left");
+    let o = Command::new("docker")
+        .args(["inspect", "--type", "container", "fd-no-such-container-of-the-tests"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(!ops::is_no_such_container(&stderr), "an engine that does not answer read as a container gone: {stderr}");
+}

@@ -4,6 +4,9 @@
 //! - Contexts whose clusters firedrill does not know (a state directory without the run)
 //!   are refused, naming each context, its server and the faults the suite would put
 //!   there; nothing is deployed.
+//! - Named in `--allow-context`, but with a Service of the user's where the workload's
+//!   would go: refused before anything is applied, naming it; the Service is exactly as it
+//!   was (its whole object compared), nothing of the run is left.
 //! - Named in `--allow-context`, the same contexts are used: a scale fault matches its
 //!   table; a partition is NetworkPolicies, which the local backend's network does not
 //!   enforce, so the canary pods get through and the scenario is a harness error "fault not
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use kube::api::ListParams;
@@ -123,6 +126,66 @@ async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_thr
         assert!(workload(&run, "east").await.is_none(), "nothing is deployed to a refused context");
         assert!(existing_runs(stranger.path()).is_empty());
 
+        // East's CA at another server (here, another port of east's address): the CA alone
+        // does not make it firedrill's cluster, even with the state directory that holds
+        // the run. Refused before anything is sent to it.
+        let mixed = state.path().join("mixed.kubeconfig");
+        common::kubeconfig_with_contexts(
+            &[
+                ("lab-directory", run.info.cluster("directory").unwrap().admin_kubeconfig.as_path()),
+                ("lab-mixed", run.info.cluster("east").unwrap().admin_kubeconfig.as_path()),
+                ("lab-west", run.info.cluster("west").unwrap().admin_kubeconfig.as_path()),
+            ],
+            &mixed,
+        );
+        let elsewhere = east.rsplit_once(':').map(|(host, _)| format!("{host}:6444")).unwrap();
+        let text_of = std::fs::read_to_string(&mixed).unwrap();
+        let east_at = format!("\"server\": \"{east}\"");
+        assert!(text_of.contains(&east_at), "{text_of}");
+        std::fs::write(&mixed, text_of.replace(&east_at, &format!("\"server\": \"{elsewhere}\""))).unwrap();
+        let args: Vec<String> = ["run", "--backend", "existing", "--kubeconfig", &mixed.display().to_string()]
+            .into_iter()
+            .chain(["--context", "directory=lab-directory", "--context", "east=lab-mixed", "--context", "west=lab-west"])
+            .chain(["--suites", SUITES, "--snapshots", SNAPSHOTS, "existing-multi::east-scaled-down"])
+            .map(String::from)
+            .collect();
+        let o = firedrill(state.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        assert!(out.contains(&format!("context `lab-mixed` (cluster east, server {elsewhere}) was not created by firedrill")), "{out}");
+
+        // Allowed, but east holds a Service of the user's named as the workload's: refused
+        // before anything is applied over it, and the Service is exactly as it was.
+        let services = Api::<Service>::namespaced(client(&run, "east").await, "default");
+        let users: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "workload", "labels": {"owner": "the-user"}},
+            "spec": {"selector": {"app": "the-users-app"}, "ports": [{"name": "web", "port": 9999, "targetPort": 9999}]}
+        }))
+        .unwrap();
+        services.create(&Default::default(), &users).await.unwrap();
+        let before = serde_json::to_string(&services.get("workload").await.unwrap()).unwrap();
+        let mut args = contexts_args(&kubeconfig);
+        args.extend(["--allow-context".into(), "lab-directory,lab-east,lab-west".into(), "existing-multi::east-scaled-down".into()]);
+        let o = firedrill(stranger.path(), &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains("refusing to apply over objects that exist on this cluster and are not this run's") && out.contains("Service default/workload"),
+            "{out}"
+        );
+        let after = serde_json::to_string(&services.get("workload").await.unwrap()).unwrap();
+        assert_eq!(after, before, "the user's Service is exactly as it was");
+        assert!(workload(&run, "east").await.is_none_or(|d| d.metadata.deletion_timestamp.is_some()), "nothing of the refused component is left: {out}");
+        assert!(existing_runs(stranger.path()).is_empty());
+        services.delete("workload", &Default::default()).await.unwrap();
+        firedrill::wait::until(firedrill::wait::Deadline::after(std::time::Duration::from_secs(30)), "the test's Service to be gone", || {
+            let services = services.clone();
+            async move { matches!(services.get_opt("workload").await, Ok(None)).then_some(()) }
+        })
+        .await
+        .unwrap();
+
         // Allowed by name, the same strangers: the whole suite, with a report.
         let report = state.path().join("report");
         let mut args = contexts_args(&kubeconfig);
@@ -173,7 +236,7 @@ async fn contexts_of_a_local_run_are_refused_unless_allowed_or_known_faulted_thr
         let dirs = existing_runs(state.path());
         assert_eq!(dirs.len(), 1, "{dirs:?}");
         let dir = dirs[0].display().to_string();
-        assert_eq!(firedrill::journal::Journal::at(&dirs[0]).pending().len(), 1);
+        assert_eq!(firedrill::journal::Journal::at(&dirs[0]).pending().unwrap().len(), 1);
         assert_eq!(workload(&run, "east").await.and_then(|d| d.spec?.replicas), Some(0), "the fault is in place");
         let o = firedrill(state.path(), &["down", &dir]).output().unwrap();
         assert!(!o.status.success() && text(&o).contains("firedrill recover"), "down refuses while a fault is in place: {}", text(&o));

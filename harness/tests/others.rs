@@ -1,7 +1,8 @@
 //! Nothing of another's is ours (needs root, `make setup`'s Docker engine). On a machine
 //! with a kept local run of another state directory and a kind cluster of the user's named
-//! `fd-keycloak` (its node container as kind labels it: created, never started, from an
-//! image this test imports and removes):
+//! `fd-keycloak` (a node container as kind labels it, under a name of the test's own:
+//! created, never started, from an image this test imports; both removed by their ids, so
+//! that a real `fd-keycloak` of the user's is never touched):
 //!
 //! - `firedrill down --all` of an empty state directory removes nothing: the other run's
 //!   daemon, namespaces and links are there, and so is the user's container;
@@ -9,6 +10,9 @@
 //!   machine-wide), never the kept run's;
 //! - `firedrill sweep` lists the kept run's namespaces as recorded by no run of its state
 //!   directory, not the user's cluster, and removes nothing without `--yes`.
+//!
+//! And `firedrill recover` of a journal whose newest undo fails still tries the older ones:
+//! each failure is named, and only what was reverted is marked so.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -16,7 +20,22 @@ use std::process::{Command, Output};
 use firedrill::backend::local;
 
 fn firedrill(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_firedrill")).args(args).env("FIREDRILL_STATE", state).env("CI", "true").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .env("FIREDRILL_STATE", state)
+        .env("CI", "true")
+        .output()
+        .unwrap()
+}
+
+/// Takes down a state directory's runs, whatever the test did.
+struct DownAll(std::path::PathBuf);
+
+impl Drop for DownAll {
+    fn drop(&mut self) {
+        let _ = firedrill(&self.0, &["down", "--all"]);
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -28,21 +47,33 @@ fn docker(args: &[&str]) -> Output {
 }
 
 const USERS_CLUSTER: &str = "fd-keycloak";
-const USERS_NODE: &str = "fd-keycloak-control-plane";
-const IMAGE: &str = "firedrill-test/others:scratch";
 
-/// Removes the user's stand-in container and image, and takes down a state directory's
-/// runs, whatever the test did.
-struct CleanUp(Vec<std::path::PathBuf>);
+/// Removes what the test created in the engine (by id: the image, then the container) and
+/// takes down a state directory's runs, whatever the test did.
+struct CleanUp {
+    image: Option<String>,
+    container: Option<String>,
+    states: Vec<std::path::PathBuf>,
+}
 
 impl Drop for CleanUp {
     fn drop(&mut self) {
-        let _ = docker(&["rm", "--force", "--volumes", USERS_NODE]);
-        let _ = docker(&["rmi", "--force", IMAGE]);
-        for state in &self.0 {
+        if let Some(c) = &self.container {
+            let _ = docker(&["rm", "--force", "--volumes", c]);
+        }
+        if let Some(i) = &self.image {
+            let _ = docker(&["rmi", i]);
+        }
+        for state in &self.states {
             let _ = firedrill(state, &["down", "--all"]);
         }
     }
+}
+
+/// The id an engine command printed.
+fn id(o: &Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}: {}", text(o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// The run directory `up` printed.
@@ -55,16 +86,17 @@ fn run_dir(up: &Output) -> std::path::PathBuf {
 #[test]
 fn down_all_and_sweep_leave_what_another_state_directory_or_the_user_has() {
     let (kept, empty, third) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let _clean = CleanUp(vec![kept.path().to_path_buf(), third.path().to_path_buf()]);
+    let mut clean = CleanUp { image: None, container: None, states: vec![kept.path().to_path_buf(), third.path().to_path_buf()] };
 
     // The user's kind cluster, as kind labels its node container.
     let tar = tempfile::NamedTempFile::new().unwrap();
     let st = Command::new("tar").args(["-cf"]).arg(tar.path()).args(["--files-from", "/dev/null"]).status().unwrap();
     assert!(st.success());
-    let o = docker(&["import", &tar.path().display().to_string(), IMAGE]);
-    assert!(o.status.success(), "docker import: {}", text(&o));
-    let o = docker(&["create", "--name", USERS_NODE, "--label", &format!("io.x-k8s.kind.cluster={USERS_CLUSTER}"), IMAGE, "/none"]);
-    assert!(o.status.success(), "docker create: {}", text(&o));
+    let image = id(&docker(&["import", &tar.path().display().to_string()]), "docker import");
+    clean.image = Some(image.clone());
+    let name = format!("firedrill-test-others-{}", std::process::id());
+    let node = id(&docker(&["create", "--name", &name, "--label", &format!("io.x-k8s.kind.cluster={USERS_CLUSTER}"), &image, "/none"]), "docker create");
+    clean.container = Some(node.clone());
 
     let kept_dir = run_dir(&firedrill(kept.path(), &["up", "--topology", "single"]));
     let kept_run = local::LocalRun::attach(&kept_dir).unwrap();
@@ -78,7 +110,7 @@ fn down_all_and_sweep_leave_what_another_state_directory_or_the_user_has() {
     assert!(text(&o).contains("down: no run"), "{}", text(&o));
     assert!(kept_run.alive(), "down --all of another state directory stopped the kept run's daemon");
     assert_eq!(kept_netns(), netns_before, "down --all of another state directory removed the kept run's namespaces");
-    let o = docker(&["inspect", "--format", "{{.Name}}", USERS_NODE]);
+    let o = docker(&["inspect", "--format", "{{.Name}}", &node]);
     assert!(o.status.success(), "down --all removed the user's kind node container: {}", text(&o));
 
     let third_dir = run_dir(&firedrill(third.path(), &["up", "--topology", "single"]));
@@ -98,4 +130,47 @@ fn down_all_and_sweep_leave_what_another_state_directory_or_the_user_has() {
     let o = firedrill(kept.path(), &["down", "--all"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!kept_dir.exists());
+}
+
+/// Before, `revert_journal` stopped at the first undo that failed: the older faults were
+/// never tried, and stayed in place.
+#[test]
+fn recover_tries_every_undo_and_marks_reverted_only_what_it_reverted() {
+    use firedrill::fault::{FaultSpec, Undo};
+    use firedrill::journal::Journal;
+    let state = tempfile::tempdir().unwrap();
+    let _down = DownAll(state.path().to_path_buf());
+    let dir = run_dir(&firedrill(state.path(), &["up", "--topology", "single"]));
+    let run = local::LocalRun::attach(&dir).unwrap();
+    let netns = run.info.clusters[0].nodes[0].netns.clone();
+    let table = "fd-others-revert";
+    let nft = |args: &[&str]| Command::new("ip").args(["netns", "exec", &netns, "nft"]).args(args).status().unwrap().success();
+    assert!(nft(&["add", "table", "inet", table]));
+
+    let journal = Journal::at(&dir);
+    let older = journal
+        .plan(
+            &run.info.id,
+            "others::older",
+            &FaultSpec::UnreachableHost { host: "a-host".into() },
+            &Undo::Unpartition { table: table.into(), netns: vec![netns.clone()] },
+        )
+        .unwrap();
+    let newer = journal
+        .plan(
+            &run.info.id,
+            "others::newer",
+            &FaultSpec::StopHost { host: "no-such-host".into(), signal: Default::default() },
+            &Undo::StartHost { host: "no-such-host".into() },
+        )
+        .unwrap();
+
+    let o = firedrill(state.path(), &["recover", &dir.display().to_string()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains(&format!("(journal #{newer}) failed")), "the failed undo is named: {out}");
+    assert!(out.contains(&format!("reverted: delete nftables table {table}")), "the older undo was tried and said so: {out}");
+    assert!(!nft(&["list", "table", "inet", table]), "the older fault is still in place: {out}");
+    let pending: Vec<u64> = journal.pending().unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(pending, vec![newer], "only #{older} is marked reverted: {out}");
 }

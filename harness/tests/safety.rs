@@ -308,7 +308,7 @@ async fn sigkill_mid_fault_then_recover_restores_everything(run: &LocalRun, befo
         wait_for(&rx, "injected", Duration::from_secs(120));
         child.kill().unwrap();
         child.wait().unwrap();
-        let pending = Journal::at(&run.info.dir).pending();
+        let pending = Journal::at(&run.info.dir).pending().unwrap();
         assert_eq!(pending.len(), 1, "{kind}: the journal holds the fault");
         if !SELF_HEALING.contains(kind) {
             assert_ne!(&fingerprint(run).await, before, "{kind}: the fault was in place when firedrill died");
@@ -344,7 +344,7 @@ async fn sigint_mid_fault_reverts_and_exits_2(run: &LocalRun, before: &Fingerpri
         // The harness's own words, so the test cannot drift from them.
         let interrupted = firedrill::runner::RunError::Interrupted.to_string();
         assert!(out.contains(&interrupted) && out.contains("reverted:"), "{kind}: {out}");
-        assert!(Journal::at(&run.info.dir).pending().is_empty(), "{kind}: nothing left pending");
+        assert!(Journal::at(&run.info.dir).pending().unwrap().is_empty(), "{kind}: nothing left pending");
         assert_restored(run, before, &format!("{kind} after SIGINT")).await;
     }
 }
@@ -360,7 +360,7 @@ async fn a_probe_panicking_during_a_fault_leaves_nothing_in_place(run: &LocalRun
     assert_eq!(code, Some(2), "{out}");
     assert_eq!(verdicts(&out, "panicked"), WAYS_OUT_KINDS.len(), "every scenario reports the panic: {out}");
     assert_eq!(out.matches("reverted:").count(), WAYS_OUT_KINDS.len(), "every fault reverted: {out}");
-    assert!(Journal::at(&run.info.dir).pending().is_empty());
+    assert!(Journal::at(&run.info.dir).pending().unwrap().is_empty());
     assert_restored(run, before, "after probe panics").await;
 }
 
@@ -373,7 +373,7 @@ async fn completed_scenarios_revert_whether_their_table_matches_or_not(run: &Loc
     assert_eq!(verdicts(&out, ": matches the document"), KINDS.len() - 3, "{out}");
     assert_eq!(verdicts(&out, ": DIFFERS from the document"), 3, "{out}");
     assert_eq!(out.matches("reverted:").count(), KINDS.len(), "{out}");
-    assert!(Journal::at(&run.info.dir).pending().is_empty());
+    assert!(Journal::at(&run.info.dir).pending().unwrap().is_empty());
     assert_restored(run, before, "after complete scenarios").await;
 }
 
@@ -398,7 +398,7 @@ async fn an_environment_whose_daemon_died_mid_fault_is_named_and_removed_by_down
     })
     .await
     .unwrap();
-    assert_eq!(Journal::at(&run.info.dir).pending().len(), 1);
+    assert_eq!(Journal::at(&run.info.dir).pending().unwrap().len(), 1);
 
     let o = Command::new(bin()).args(["recover", &dir(&run)]).output().unwrap();
     let text = String::from_utf8_lossy(&o.stderr);

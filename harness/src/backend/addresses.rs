@@ -170,7 +170,10 @@ pub fn describe() -> String {
         (format!("{s1} … {sn}"), format!("local runs {first}–{last}: their clusters' service ranges")),
     ];
     let (k1, kn) = (*KIND_RUNS.start(), *KIND_RUNS.end());
-    rows.push((format!("{} … {}", kind_network(k1), kind_network(kn)), format!("kind runs {k1}–{kn}: the Docker network of each: nodes in its lower /25, hosts from .200")));
+    rows.push((
+        format!("{} … {}", kind_network(k1), kind_network(kn)),
+        format!("kind runs {k1}–{kn}: the Docker network of each: nodes in its lower /25, hosts from .200"),
+    ));
     rows.extend(SHARED.iter().map(|(name, b)| (b.to_string(), name.to_string())));
     let mut out = format!("every address lies in {TEST_RANGE}\n");
     for (block, what) in rows {

@@ -161,6 +161,14 @@ pub fn roles(spec: &Spec, topology: &Topology) -> Result<Vec<(String, String)>, 
         if pairs.iter().any(|(r, _)| r == role) {
             return Err(BackendError::Setup(format!("--context {given}: cluster `{role}` is named twice")));
         }
+        // One cluster in two roles: a partition between them would fence it off from
+        // itself, its own control plane included.
+        if let Some((other, _)) = pairs.iter().find(|(_, c)| c == context) {
+            return Err(BackendError::Setup(format!(
+                "--context {given}: context `{context}` is already cluster `{other}`; each cluster of topology {} needs a cluster of its own",
+                topology.topology
+            )));
+        }
         pairs.push((role.to_string(), context.to_string()));
     }
     let missing: Vec<&str> = names.iter().filter(|n| !pairs.iter().any(|(r, _)| r == *n)).copied().collect();
@@ -176,7 +184,9 @@ pub fn roles(spec: &Spec, topology: &Topology) -> Result<Vec<(String, String)>, 
 }
 
 /// Read `spec`'s kubeconfig and resolve every role's context; the contexts' clusters are
-/// matched by CA against the local and kind runs on this machine.
+/// matched by CA and server against the local and kind runs of this state directory. A
+/// context that skips TLS verification is refused (what it talks to cannot be known), and
+/// so are two roles whose contexts reach one server.
 pub fn resolve(spec: &Spec, topology: &Topology) -> Result<(PathBuf, Vec<Resolved>), BackendError> {
     let pairs = roles(spec, topology)?;
     let path = spec.kubeconfig.clone().unwrap_or_else(default_kubeconfig);
@@ -212,8 +222,23 @@ pub fn resolve(spec: &Spec, topology: &Topology) -> Result<(PathBuf, Vec<Resolve
         let (cluster, user) = inline_files(cluster, user, base)?;
         let c = cluster.cluster.as_ref().ok_or_else(|| BackendError::Setup(format!("{}: cluster `{}` is empty", path.display(), cluster.name)))?;
         let server = c.server.clone().ok_or_else(|| BackendError::Setup(format!("{}: cluster `{}` has no server", path.display(), cluster.name)))?;
+        if c.insecure_skip_tls_verify == Some(true) {
+            return Err(BackendError::Setup(format!(
+                "--context {role}={context}: cluster `{}` of {} skips TLS verification (insecure-skip-tls-verify): which cluster it reaches cannot be known, so firedrill does not fault it; give the context its cluster's certificate-authority-data",
+                cluster.name,
+                path.display()
+            )));
+        }
+        if let Some(other) = out.iter().find(|r: &&Resolved| same_server(&r.server, &server)) {
+            return Err(BackendError::Setup(format!(
+                "--context {role}={context}: server {server} is already cluster `{}` (context `{}`); each cluster of the topology needs a cluster of its own",
+                other.role, other.context
+            )));
+        }
         let ca_pem = c.certificate_authority_data.as_deref().and_then(|d| super::ca_data_pem(d).ok());
-        let created_by = ca_pem.as_deref().and_then(|pem| known.iter().find(|(ca, _)| same_pem(ca, pem)).map(|(_, run)| run.clone()));
+        let created_by = ca_pem
+            .as_deref()
+            .and_then(|pem| known.iter().find(|(ca, known_server, _)| same_pem(ca, pem) && same_server(known_server, &server)).map(|(_, _, run)| run.clone()));
         let config = Kubeconfig {
             clusters: vec![cluster],
             auth_infos: user,
@@ -257,19 +282,24 @@ fn inline_files(mut cluster: NamedCluster, mut users: Vec<NamedAuthInfo>, base: 
     Ok((cluster, users))
 }
 
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 fn same_pem(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.split_whitespace().collect::<String>();
     norm(a) == norm(b)
 }
 
-/// The CA of every cluster a local or kind run on this machine created, with the run.
-fn firedrill_cas() -> Vec<(String, PathBuf)> {
+/// The CA and server of every cluster a local or kind run of this state directory
+/// created, with the run.
+fn firedrill_cas() -> Vec<(String, String, PathBuf)> {
     let mut out = Vec::new();
     for dir in super::local::state::all_runs() {
         if let Ok(run) = super::local::LocalRun::attach(&dir) {
             for c in &run.info.clusters {
                 if let Ok(pem) = std::fs::read_to_string(&c.ca) {
-                    out.push((pem, dir.clone()));
+                    out.push((pem, c.server.clone(), dir.clone()));
                 }
             }
         }
@@ -278,8 +308,9 @@ fn firedrill_cas() -> Vec<(String, PathBuf)> {
         if let Ok(info) = super::kind::KindRunInfo::load(&dir) {
             for c in &info.clusters {
                 let ca = super::kubeconfig_ca(&c.kubeconfig).ok().flatten();
-                if let Some(pem) = ca {
-                    out.push((pem, dir.clone()));
+                let server = kube::config::Kubeconfig::read_from(&c.kubeconfig).ok().and_then(|kc| kc.clusters.into_iter().next()?.cluster?.server);
+                if let (Some(pem), Some(server)) = (ca, server) {
+                    out.push((pem, server, dir.clone()));
                 }
             }
         }
@@ -425,6 +456,56 @@ mod tests {
         assert!(e.contains("no cluster `north`") && e.contains("directory, east, west"), "{e}");
         let e = roles(&spec(&["east"]), &t).unwrap_err().to_string();
         assert!(e.contains("expected ROLE=CONTEXT"), "{e}");
+    }
+
+    /// Before, one context could stand for two clusters: a partition between them would
+    /// fence that cluster off from itself.
+    #[test]
+    fn one_context_for_two_clusters_is_refused() {
+        let spec = |c: &[&str]| Spec { contexts: c.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let e = roles(&spec(&["directory=a", "east=b", "west=b"]), &multi()).unwrap_err().to_string();
+        assert!(e.contains("context `b` is already cluster `east`"), "{e}");
+    }
+
+    fn kubeconfig(dir: &Path, clusters: &[(&str, &str, bool)]) -> PathBuf {
+        let mut y = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+        for (name, server, insecure) in clusters {
+            y.push_str(&format!("  - name: {name}\n    cluster:\n      server: {server}\n"));
+            if *insecure {
+                y.push_str("      insecure-skip-tls-verify: true\n");
+            }
+        }
+        y.push_str("contexts:\n");
+        for (name, _, _) in clusters {
+            y.push_str(&format!("  - name: {name}\n    context:\n      cluster: {name}\n"));
+        }
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, y).unwrap();
+        path
+    }
+
+    /// Before, a context that skips TLS verification was taken as it came (its CA, absent,
+    /// simply matched nothing), and two roles could reach one server.
+    #[test]
+    fn a_context_that_skips_tls_verification_or_shares_a_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = multi();
+        let spec = |kc: PathBuf| Spec { kubeconfig: Some(kc), contexts: vec!["directory=d".into(), "east=e".into(), "west=w".into()], ..Default::default() };
+        let kc =
+            kubeconfig(dir.path(), &[("d", "https://198.18.9.1:6443", false), ("e", "https://198.18.9.2:6443", true), ("w", "https://198.18.9.3:6443", false)]);
+        let e = resolve(&spec(kc), &t).unwrap_err().to_string();
+        assert!(e.contains("--context east=e") && e.contains("insecure-skip-tls-verify"), "{e}");
+        let kc = kubeconfig(
+            dir.path(),
+            &[("d", "https://198.18.9.1:6443", false), ("e", "https://198.18.9.2:6443", false), ("w", "https://198.18.9.2:6443/", false)],
+        );
+        let e = resolve(&spec(kc), &t).unwrap_err().to_string();
+        assert!(e.contains("--context west=w") && e.contains("is already cluster `east`"), "{e}");
+        let kc = kubeconfig(
+            dir.path(),
+            &[("d", "https://198.18.9.1:6443", false), ("e", "https://198.18.9.2:6443", false), ("w", "https://198.18.9.3:6443", false)],
+        );
+        assert_eq!(resolve(&spec(kc), &t).unwrap().1.len(), 3);
     }
 
     #[test]

@@ -101,7 +101,10 @@ impl ImageMap {
     /// The host image whose binary is `binary` (a host process's argv[0]).
     pub fn for_host_binary(&self, binary: &Path) -> Result<(&str, &Image), String> {
         self.iter().find(|(_, i)| i.runs_on == RunsOn::Host && i.binary == binary).ok_or_else(|| {
-            format!("no image in fixtures/images.yaml runs {} on a host (`runs-on: host`); the kind backend runs hosts' processes from images only", binary.display())
+            format!(
+                "no image in fixtures/images.yaml runs {} on a host (`runs-on: host`); the kind backend runs hosts' processes from images only",
+                binary.display()
+            )
         })
     }
 
@@ -141,7 +144,10 @@ mod tests {
 
     fn map() -> ImageMap {
         let mut images = BTreeMap::new();
-        images.insert("x.local/dex:pinned".to_string(), Image { binary: PathBuf::from("/bin/true"), path: "/usr/local/bin/dex".into(), files: vec![], runs_on: RunsOn::Cluster });
+        images.insert(
+            "x.local/dex:pinned".to_string(),
+            Image { binary: PathBuf::from("/bin/true"), path: "/usr/local/bin/dex".into(), files: vec![], runs_on: RunsOn::Cluster },
+        );
         ImageMap { images }
     }
 
@@ -159,7 +165,10 @@ mod tests {
     #[test]
     fn a_host_process_finds_the_host_image_of_its_binary_only() {
         let mut m = map();
-        m.images.insert("x.local/lb:debian".into(), Image { binary: PathBuf::from("/usr/sbin/haproxy"), path: "/usr/sbin/haproxy".into(), files: vec![], runs_on: RunsOn::Host });
+        m.images.insert(
+            "x.local/lb:debian".into(),
+            Image { binary: PathBuf::from("/usr/sbin/haproxy"), path: "/usr/sbin/haproxy".into(), files: vec![], runs_on: RunsOn::Host },
+        );
         assert_eq!(m.for_host_binary(Path::new("/usr/sbin/haproxy")).unwrap().0, "x.local/lb:debian");
         // A pod's image is not a host's, even for the same binary.
         assert!(m.for_host_binary(Path::new("/bin/true")).unwrap_err().contains("runs-on: host"));

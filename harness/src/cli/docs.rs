@@ -63,11 +63,9 @@ pub fn docs(paths: Paths, args: DocsArgs) -> ExitCode {
             return ExitCode::from(EXIT_HARNESS);
         }
     }
-    // Written whole or not at all: a temporary file next to it, renamed over it.
-    let tmp = out.with_extension("md.tmp");
-    if let Err(e) = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &out)) {
+    // Written whole or not at all.
+    if let Err(e) = crate::files::write_atomic(&out, text.as_bytes(), 0o644) {
         eprintln!("error: {}: {e}", out.display());
-        let _ = std::fs::remove_file(&tmp);
         return ExitCode::from(EXIT_HARNESS);
     }
     let observed = suites.iter().flat_map(|s| s.spec.scenarios.iter().map(move |sc| (s, sc))).filter(|(s, sc)| last(&recorded, s, sc).is_some()).count();

@@ -392,7 +392,7 @@ async fn up_kind(paths: &Paths, topo: &crate::topology::Topology, hosts: &[Strin
 /// Remove what an existing run deployed (its clusters stay), then its directory.
 async fn existing_down(dir: &std::path::Path) -> Result<(), crate::backend::BackendError> {
     let run = crate::backend::existing::ExistingRun::attach(dir)?;
-    let pending = crate::journal::Journal::at(dir).pending();
+    let pending = crate::journal::Journal::at(dir).pending().map_err(|e| crate::backend::BackendError::Setup(crate::error::chain(&e)))?;
     if let Some(e) = pending.first() {
         return Err(crate::backend::BackendError::Setup(format!(
             "{}: a fault is still in place ({}, journal #{}); run `firedrill recover {}` first",

@@ -196,7 +196,14 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
         }
     }
     let journal = crate::journal::Journal::at(&dir);
-    if journal.pending().is_empty() {
+    let pending = match journal.pending() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}", crate::error::chain(&e));
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    if pending.is_empty() {
         println!("recover: {}: nothing to revert", dir.display());
         return ExitCode::from(EXIT_MATCH);
     }
@@ -205,7 +212,7 @@ pub async fn recover(paths: Paths, run_dir: Option<PathBuf>) -> ExitCode {
     } else if crate::backend::kind::is_run(&dir) {
         attach_kind(&paths, &dir).await
     } else {
-        attach_local(&paths, &dir, &journal).await
+        attach_local(&paths, &dir, &pending[0]).await
     };
     let env = match attached {
         Ok(env) => env,
@@ -253,7 +260,7 @@ async fn attach_kind(paths: &Paths, dir: &std::path::Path) -> Result<crate::env:
 }
 
 /// The environment of the local run in `dir`, whose daemon must still run.
-async fn attach_local(paths: &Paths, dir: &std::path::Path, journal: &crate::journal::Journal) -> Result<crate::env::Env, ExitCode> {
+async fn attach_local(paths: &Paths, dir: &std::path::Path, e: &crate::journal::Entry) -> Result<crate::env::Env, ExitCode> {
     let run = match crate::backend::local::LocalRun::attach(dir) {
         Ok(r) => r,
         Err(e) => {
@@ -262,7 +269,6 @@ async fn attach_local(paths: &Paths, dir: &std::path::Path, journal: &crate::jou
         }
     };
     if !run.alive() {
-        let e = &journal.pending()[0];
         eprintln!(
             "error: {} is no longer running (its daemon is gone, so are its clusters): the fault from {} (journal #{}: {}) has nothing left to revert in place; run `firedrill down {}` to remove what remains",
             dir.display(),

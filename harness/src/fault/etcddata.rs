@@ -155,9 +155,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>,
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), FaultError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v).expect("serialises")).map_err(io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))
+    crate::files::write_atomic(path, &serde_json::to_vec_pretty(v).expect("serialises"), 0o644).map_err(io(format!("writing {}", path.display())))
 }
 
 pub fn data_dir(c: &ClusterInfo, member: &str) -> PathBuf {

@@ -7,7 +7,6 @@
 //! where the CNI does not enforce, the canary gets through and the scenario ends "fault not
 //! in effect", never with a table.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -90,45 +89,56 @@ async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
     for n in nodes.items {
         let spec = n.spec.unwrap_or_default();
         for cidr in spec.pod_cidrs.unwrap_or_default().into_iter().chain(spec.pod_cidr) {
-            if is_ipv4_cidr(&cidr) {
+            if is_cidr(&cidr) {
                 out.push(cidr);
             }
         }
         for a in n.status.and_then(|s| s.addresses).unwrap_or_default() {
-            if let Ok(ip) = a.address.parse::<Ipv4Addr>() {
-                out.push(format!("{ip}/32"));
+            match a.address.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(ip)) => out.push(format!("{ip}/32")),
+                Ok(std::net::IpAddr::V6(ip)) => out.push(format!("{ip}/128")),
+                Err(_) => {}
             }
         }
     }
     let (host, port) = api_address(c).map_err(FaultError::Invalid)?;
-    let ips: Vec<Ipv4Addr> = match host.parse::<Ipv4Addr>() {
+    let ips: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| FaultError::Invalid(format!("resolving the API server of cluster {} ({host}): {e}", c.name)))?
-            .filter_map(|a| match a.ip() {
-                std::net::IpAddr::V4(ip) => Some(ip),
-                std::net::IpAddr::V6(_) => None,
-            })
+            .map(|a| a.ip())
             .collect(),
     };
-    out.extend(ips.iter().map(|ip| format!("{ip}/32")));
+    out.extend(ips.iter().map(|ip| match ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}/32"),
+        std::net::IpAddr::V6(ip) => format!("{ip}/128"),
+    }));
     out.sort();
     out.dedup();
     if out.is_empty() {
-        return Err(FaultError::Invalid(format!("partition: cluster {} has no IPv4 address to cut off", c.name)));
+        return Err(FaultError::Invalid(format!("partition: cluster {} has no address to cut off", c.name)));
     }
     Ok(out)
 }
 
-/// Whether `s` is an IPv4 range `a.b.c.d/n` (only those go in an ipBlock here).
-fn is_ipv4_cidr(s: &str) -> bool {
-    s.split_once('/').is_some_and(|(ip, len)| ip.parse::<Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32))
+/// Whether `s` is an address range `ip/n` of either family.
+fn is_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, len)| match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len.parse::<u8>().is_ok_and(|l| l <= 32),
+        Ok(std::net::IpAddr::V6(_)) => len.parse::<u8>().is_ok_and(|l| l <= 128),
+        Err(_) => false,
+    })
 }
 
+/// Every pod of `namespace` talks to anywhere, of both address families, except the other
+/// side's ranges (each family's in its own block): traffic that does not cross the
+/// partition, IPv6 included, is kept.
 fn policy(name: &str, namespace: &str, except: &[String]) -> serde_json::Value {
+    let (v6, v4): (Vec<&String>, Vec<&String>) = except.iter().partition(|c| c.contains(':'));
     let anywhere_but = serde_json::json!([
-        { "ipBlock": { "cidr": "0.0.0.0/0", "except": except } },
+        { "ipBlock": { "cidr": "0.0.0.0/0", "except": v4 } },
+        { "ipBlock": { "cidr": "::/0", "except": v6 } },
         { "namespaceSelector": {} }
     ]);
     serde_json::json!({
@@ -252,9 +262,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_ipv4_ranges_are_cut_off() {
-        assert!(is_ipv4_cidr("198.19.128.0/24"));
-        assert!(!is_ipv4_cidr("fd00::/64") && !is_ipv4_cidr("198.19.128.0/33") && !is_ipv4_cidr("198.19.128.0"));
+    fn ranges_of_both_families_are_cut_off_and_nothing_else() {
+        assert!(is_cidr("198.19.128.0/24") && is_cidr("fd00::/64"));
+        assert!(!is_cidr("198.19.128.0/33") && !is_cidr("198.19.128.0") && !is_cidr("fd00::/129"));
     }
 
     #[test]
@@ -271,5 +281,17 @@ mod tests {
         assert_eq!(p["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
         assert_eq!(p["spec"]["egress"][0]["to"][0]["ipBlock"]["except"], serde_json::json!(["198.18.64.5/32"]));
         assert_eq!(p["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"], "0.0.0.0/0");
+    }
+
+    /// Before, only `0.0.0.0/0` was allowed: every IPv6 peer outside the cluster was cut
+    /// off too, not only the other side.
+    #[test]
+    fn ipv6_that_does_not_cross_the_partition_is_kept_and_the_other_sides_is_cut() {
+        let p = policy("firedrill-partition-x", "default", &["198.18.64.0/24".into(), "fd00:1::/64".into(), "fd00:2::5/128".into()]);
+        for rule in [&p["spec"]["egress"][0]["to"], &p["spec"]["ingress"][0]["from"]] {
+            assert_eq!(rule[0]["ipBlock"], serde_json::json!({"cidr": "0.0.0.0/0", "except": ["198.18.64.0/24"]}));
+            assert_eq!(rule[1]["ipBlock"], serde_json::json!({"cidr": "::/0", "except": ["fd00:1::/64", "fd00:2::5/128"]}));
+        }
+        assert!(!is_cidr("nonsense/8"));
     }
 }

@@ -39,9 +39,8 @@ fn kind_side(run: &crate::backend::kind::KindRun, name: &str) -> Result<Side, Fa
         let ip = h.ip.parse().map_err(|_| FaultError::Invalid(format!("partition: host {name} has no valid address ({})", h.ip)))?;
         return Ok(Side { name: name.into(), netns: vec![format!("{CONTAINER}{}", h.container)], ips: vec![ip] });
     }
-    let c = run
-        .kind_cluster(cluster)
-        .map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster, a node nor a host of this kind run")))?;
+    let c =
+        run.kind_cluster(cluster).map_err(|_| FaultError::Invalid(format!("partition: `{name}` is neither a cluster, a node nor a host of this kind run")))?;
     let nodes = match node {
         Some(n) => vec![run.node(cluster, n).map_err(super::backend_err(format!("partition: node {name}")))?],
         None => c.nodes.iter().collect(),
@@ -173,8 +172,10 @@ pub async fn isolate(env: &Env, host: &str, table: &str) -> Result<(), FaultErro
 pub async fn revert(table: &str, netns: &[String]) -> Result<(), FaultError> {
     for ns in netns {
         let present = match ns.strip_prefix(CONTAINER) {
-            // A stopped or removed container's namespace, and its table, are gone with it.
-            Some(container) => crate::backend::kind::ops::running(container).unwrap_or(false),
+            // A stopped or removed container's namespace, and its table, are gone with it;
+            // an engine that does not answer says nothing of the kind.
+            Some(container) => crate::backend::kind::ops::has_netns(container)
+                .map_err(|e| FaultError::Invalid(format!("whether the table {table} in container {container} is still there: {e}")))?,
             None => crate::backend::local::net::netns_exists(ns),
         };
         if !present {

@@ -127,7 +127,16 @@ impl Session {
             refuse_unrecovered(dir)?;
         }
         for dir in crate::backend::local::state::all_runs() {
-            if let Some(e) = Journal::at(&dir).pending().first() {
+            let pending = match Journal::at(&dir).pending() {
+                Ok(p) => p,
+                Err(e) => {
+                    emit(RunEvent::Warning {
+                        message: format!("another environment, {}: {}; this run does not touch it", dir.display(), crate::error::chain(&e)),
+                    });
+                    continue;
+                }
+            };
+            if let Some(e) = pending.first() {
                 emit(RunEvent::Warning {
                     message: format!(
                         "another environment, {}, has a fault in place ({}, journal #{}): a drill in progress, or one that was killed (`firedrill recover {}`); this run does not touch it",
@@ -381,11 +390,14 @@ async fn interruptible<T>(body: impl Future<Output = T>) -> Option<T> {
     }
 }
 
-/// Undo pending journal entries (of `scenario`, or all), newest first. A second Ctrl-C
-/// while reverting sets the environment's hurry flag; the revert still completes.
+/// Undo pending journal entries (of `scenario`, or all), newest first. Every one is tried
+/// even when an undo before it failed; only an undo that succeeded is marked reverted, and
+/// the error names each one that failed (and what was reverted). A second Ctrl-C while
+/// reverting sets the environment's hurry flag; the revert still completes.
 pub async fn revert_journal(env: &Env, journal: &Journal, scenario: Option<&str>, emit: &Emit) -> Result<Vec<String>, RunError> {
     let mut done = Vec::new();
-    let mut pending = journal.pending();
+    let mut failed = Vec::new();
+    let mut pending = journal.pending().map_err(|e| RunError::Revert(format!("{}; nothing was reverted", crate::error::chain(&e))))?;
     pending.retain(|e| scenario.is_none_or(|s| e.scenario == s));
     for e in pending.into_iter().rev() {
         let what = e.undo.describe();
@@ -400,20 +412,29 @@ pub async fn revert_journal(env: &Env, journal: &Journal, scenario: Option<&str>
                 }
             }
         };
-        result.map_err(|err| {
-            RunError::Revert(format!("reverting `{what}` failed: {}; run `firedrill recover {}`", crate::error::chain(&err), env.run_dir.display()))
-        })?;
-        journal.reverted(e.seq).map_err(|err| RunError::Revert(crate::error::chain(&err)))?;
+        if let Err(err) = result {
+            failed.push(format!("reverting `{what}` (journal #{}) failed: {}", e.seq, crate::error::chain(&err)));
+            continue;
+        }
+        if let Err(err) = journal.reverted(e.seq) {
+            failed.push(format!("`{what}` (journal #{}) was reverted, but recording it failed: {}", e.seq, crate::error::chain(&err)));
+            continue;
+        }
         emit(RunEvent::FaultReverted { name: e.scenario.clone(), undo: what.clone() });
         done.push(what);
     }
-    Ok(done)
+    if failed.is_empty() {
+        return Ok(done);
+    }
+    let reverted = if done.is_empty() { String::new() } else { format!(" (reverted: {})", done.join("; ")) };
+    Err(RunError::Revert(format!("{}{reverted}; run `firedrill recover {}`", failed.join("; "), env.run_dir.display())))
 }
 
 /// Refuse to run on the environment in `dir` while its journal says a fault is still in
 /// place. (Other environments' journals do not matter: their clusters are not this run's.)
 pub fn refuse_unrecovered(dir: &std::path::Path) -> Result<(), RunError> {
-    match Journal::at(dir).pending().first() {
+    let pending = Journal::at(dir).pending().map_err(|e| RunError::Revert(format!("run {}: {}", dir.display(), crate::error::chain(&e))))?;
+    match pending.first() {
         Some(e) => Err(RunError::Revert(format!(
             "run {} has an unreverted fault from {} (journal #{}: {}); run `firedrill recover {}` first (or `firedrill down {}`)",
             dir.display(),

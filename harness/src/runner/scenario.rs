@@ -115,7 +115,8 @@ impl Session {
     async fn scenario_body(&self, suite: &Suite, sc: &ScenarioSpec, name: &str, journal: &Journal, phases: &mut Phases) -> Result<ScenarioResult, RunError> {
         let env = &self.env;
         let spec = &suite.spec;
-        if let Some(e) = journal.pending().first() {
+        let pending = journal.pending().map_err(|e| RunError::Revert(crate::error::chain(&e)))?;
+        if let Some(e) = pending.first() {
             return Err(RunError::Revert(format!(
                 "the journal still holds an unreverted fault from {} (#{}); run `firedrill recover {}`",
                 e.scenario,
@@ -197,7 +198,7 @@ impl Session {
         let inject_wall = std::time::SystemTime::now();
         let inject_i = Instant::now();
         let injected = sampler.now();
-        let tag = format!("{}_{}", sc.id.value, journal.pending().len() + 1);
+        let tag = format!("{}_{}", sc.id.value, pending.len() + 1);
         let mut planned = Vec::new();
         for f in &sc.faults {
             let undo = f.plan(env, &tag).await.map_err(|e| match e {

@@ -316,7 +316,7 @@ impl KindRunInfo {
     fn save(&self) -> Result<(), BackendError> {
         let path = self.dir.join("kind-run.json");
         let text = serde_json::to_string_pretty(self).expect("a kind run serialises");
-        std::fs::write(&path, text).map_err(|e| BackendError::io(&path, e))
+        crate::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| BackendError::io(&path, e))
     }
 
     pub fn cluster(&self, name: &str) -> Result<&KindCluster, BackendError> {
@@ -520,7 +520,7 @@ fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
     };
     let placeholder = serde_json::json!({ "id": id, "number": free, "reserved": true });
     let path = dir.join("kind-run.json");
-    std::fs::write(&path, placeholder.to_string()).map_err(|e| BackendError::io(&path, e))?;
+    crate::files::write_atomic(&path, placeholder.to_string().as_bytes(), 0o644).map_err(|e| BackendError::io(&path, e))?;
     Ok((dir, free))
 }
 

@@ -169,6 +169,22 @@ pub fn running(container: &str) -> Result<bool, BackendError> {
     Ok(state.trim() == "true false")
 }
 
+/// Whether a container's network namespace still exists: the container runs, paused or
+/// not. A container that is stopped or removed has none (`false`); any other failure to
+/// tell (the engine not answering) is an error, never taken for "gone".
+pub fn has_netns(container: &str) -> Result<bool, BackendError> {
+    match run("docker", &["inspect", "--type", "container", "--format", "{{.State.Running}}", container]) {
+        Ok(state) => Ok(state.trim() == "true"),
+        Err(BackendError::Command { stderr, .. }) if is_no_such_container(&stderr) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Docker's answer to `inspect` of a container that does not exist.
+pub fn is_no_such_container(stderr: &str) -> bool {
+    stderr.contains("No such container") || stderr.contains("No such object")
+}
+
 /// The process id of a running container's first process, whose network namespace is the
 /// container's.
 pub fn pid(container: &str) -> Result<i32, BackendError> {

@@ -4,9 +4,7 @@
 //! components' serving certificates (dex, the load balancers). Keys are ECDSA P-256.
 //! Private keys and kubeconfigs are written 0600 and never logged.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -124,16 +122,9 @@ pub fn write_public(path: &Path, contents: &str) -> Result<(), BackendError> {
     write_mode(path, contents.as_bytes(), 0o644)
 }
 
+// Replace rather than truncate: a reader never sees a half-written key.
 fn write_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), BackendError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
-    }
-    // Replace rather than truncate: a reader never sees a half-written key.
-    let tmp = path.with_extension("tmp-write");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(|e| BackendError::io(&tmp, e))?;
-    f.write_all(contents).map_err(|e| BackendError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| BackendError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| BackendError::io(path, e))
+    crate::files::write_atomic(path, contents, mode).map_err(|e| BackendError::io(path, e))
 }
 
 /// A kubeconfig with one cluster, one client-certificate user and one context, all

@@ -6,7 +6,6 @@
 //! decides what this node may read, as it does for a kubelet.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -168,13 +167,7 @@ fn write_file(path: &Path, data: &[u8], mode: i32) -> Result<(), String> {
     if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(format!("path {} leaves the volume", path.display()));
     }
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    }
-    let tmp = path.with_extension("firedrill-tmp");
-    std::fs::write(&tmp, data).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode as u32 & 0o777)).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    crate::files::write_atomic(path, data, mode as u32 & 0o777).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The value of a downward-API field of the pod (the fields the kubelet supports in
