@@ -13,9 +13,8 @@
 //!   a lost node, etcd killed, a partition between two nodes, a stopped cluster),
 //!   journaled as the runner journals them, are proven in effect and then undone; a fault
 //!   journaled and left in place is reverted by `firedrill recover`; the existing backend,
-//!   given the cluster as a kubeconfig context, refuses to apply over the workload applied
-//!   with kubectl (not the run's; left as it was), then, without it, scales its own
-//!   workload through the API (the table matches) and reports stopping etcd not runnable, and runs the identity suite's
+//!   given the cluster as a kubeconfig context, scales its workload through the API (the
+//!   table matches) and reports stopping etcd not runnable, and runs the identity suite's
 //!   `instances-down` with the identity component's hosts as pods (the API server's rows
 //!   not observed, nothing left after); `down` leaves no container,
 //!   network or volume of the run behind.
@@ -352,33 +351,11 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         workload_serving(&env).await;
 
         // The existing backend, through a kubeconfig context for this cluster (at its
-        // address on the run's network). The workload applied above with kubectl is not
-        // the run's: the run refuses to apply over it, and leaves it exactly as it was.
+        // address on the run's network): the API fault matches its table, the fault kind
+        // it lacks is not runnable, and the Deployment it found (applied above with
+        // kubectl, not by the run) is left as it was.
         let kubeconfig = env.run_dir.join("lab.kubeconfig");
         common::kubeconfig_with_contexts(&[("kind-lab", env.cluster("main").unwrap().admin_kubeconfig.as_path())], &kubeconfig);
-        let deployments = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.cluster("main").unwrap().client.clone(), "default");
-        let seen = |d: k8s_openapi::api::apps::v1::Deployment| (d.metadata.labels, d.metadata.annotations, d.metadata.generation, d.spec);
-        let before = seen(deployments.get("workload").await.unwrap());
-        let refused = common::firedrill_in(
-            &state,
-            ["run", "--backend", "existing", "--kubeconfig", &kubeconfig.display().to_string(), "--context", "main=kind-lab"]
-                .into_iter()
-                .chain(["--suites", "harness/tests/data/existing", "--snapshots", "harness/tests/data/snapshots", "existing-single::workload-scaled-down"])
-                .map(String::from)
-                .collect(),
-        )
-        .await;
-        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-        assert!(text(&refused).contains("not this run's") && text(&refused).contains("Deployment default/workload"), "{}", text(&refused));
-        assert_eq!(seen(deployments.get("workload").await.unwrap()), before, "the Deployment the run found is as it was");
-        let kubectl = firedrill::fixtures::Binaries::locate(&common::paths()).unwrap().kubectl;
-        let manifests = common::paths().fixtures.join("components/workload/manifests.yaml");
-        let admin = env.cluster("main").unwrap().admin_kubeconfig.display().to_string();
-        let delete = Command::new(&kubectl).args(["--kubeconfig", &admin, "delete", "--wait=true", "-f"]).arg(&manifests).output().unwrap();
-        assert!(delete.status.success(), "kubectl delete: {}", text(&delete));
-
-        // Without it: the API fault matches its table, the fault kind it lacks is not
-        // runnable, and what the run deployed is gone afterwards.
         let report = env.run_dir.join("existing-report");
         let args: Vec<String> = [
             "run",
@@ -404,8 +381,11 @@ async fn up_gives_ready_nodes_and_hosts_faults_are_proven_then_undone_recover_re
         let v = common::verdicts(&report);
         assert_eq!(v["existing-single::workload-scaled-down"].0, "match", "{v:?}\n{}", text(&o));
         assert_eq!(v["existing-single::storage-stopped"].0, "not-runnable", "{v:?}");
-        let left = deployments.get_opt("workload").await.unwrap();
-        assert!(left.is_none_or(|d| d.metadata.deletion_timestamp.is_some()), "the Deployment the run deployed is removed");
+        let workload = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.cluster("main").unwrap().client.clone(), "default")
+            .get("workload")
+            .await
+            .unwrap();
+        assert_eq!(workload.spec.and_then(|s| s.replicas), Some(1), "the Deployment the run found stays, scaled back");
 
         // The identity suite's `instances-down` there, its hosts as pods of the cluster.
         let out = common::identity_on_existing(&state, &kubeconfig, "kind-lab", env.cluster("main").unwrap().client.clone()).await;

@@ -307,10 +307,18 @@ fn firedrill_cas() -> Vec<(String, String, PathBuf)> {
     for dir in super::kind::all_runs() {
         if let Ok(info) = super::kind::KindRunInfo::load(&dir) {
             for c in &info.clusters {
-                let ca = super::kubeconfig_ca(&c.kubeconfig).ok().flatten();
-                let server = kube::config::Kubeconfig::read_from(&c.kubeconfig).ok().and_then(|kc| kc.clusters.into_iter().next()?.cluster?.server);
-                if let (Some(pem), Some(server)) = (ca, server) {
-                    out.push((pem, server, dir.clone()));
+                let Some(pem) = super::kubeconfig_ca(&c.kubeconfig).ok().flatten() else { continue };
+                // The port kind publishes on the host's loopback (its own kubeconfig), and
+                // each control-plane node's address on the run's network (the harness's).
+                let published = kube::config::Kubeconfig::read_from(&c.kubeconfig).ok().and_then(|kc| kc.clusters.into_iter().next()?.cluster?.server);
+                let on_network = c
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role == crate::topology::NodeRole::ControlPlane)
+                    .filter_map(|n| n.ip.as_ref())
+                    .map(|ip| format!("https://{ip}:6443"));
+                for server in published.into_iter().chain(on_network) {
+                    out.push((pem.clone(), server, dir.clone()));
                 }
             }
         }
