@@ -27,13 +27,33 @@ pub fn claim(backend: &str, candidates: impl Iterator<Item = u8>, run_dir: &Path
     claim_in(&machine_dir(), backend, candidates, run_dir, taken)
 }
 
-fn claim_in(dir: &Path, backend: &str, candidates: impl Iterator<Item = u8>, run_dir: &Path, taken: impl Fn(u8) -> bool) -> Result<Option<u8>, BackendError> {
-    std::fs::create_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, BackendError> {
     std::fs::create_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
     let lock_path = dir.join("lock");
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| BackendError::io(&lock_path, e))?;
-    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| BackendError::Setup(format!("locking {}: {e}", lock_path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| BackendError::Setup(format!("locking {}: {e}", lock_path.display())))
+}
+
+/// `f`, holding the lock claims are made under (not to be nested with [`claim`]).
+pub fn locked<T>(f: impl FnOnce() -> T) -> Result<T, BackendError> {
+    let _lock = lock(&machine_dir())?;
+    Ok(f())
+}
+
+/// How many numbers of `backend` live runs hold on this machine.
+pub fn held(backend: &str) -> usize {
+    let prefix = format!("{backend}-");
+    std::fs::read_dir(machine_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|holder| holder.exists()))
+        .count()
+}
+
+fn claim_in(dir: &Path, backend: &str, candidates: impl Iterator<Item = u8>, run_dir: &Path, taken: impl Fn(u8) -> bool) -> Result<Option<u8>, BackendError> {
+    let _lock = lock(dir)?;
     for n in candidates {
         let link = dir.join(format!("{backend}-{n}"));
         if let Ok(holder) = std::fs::read_link(&link) {

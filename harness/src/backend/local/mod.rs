@@ -55,7 +55,6 @@ pub fn preflight(paths: &Paths) -> Result<Binaries, BackendError> {
     }
     process::cgroup2_mount()?;
     let binaries = Binaries::locate(paths).map_err(|e| BackendError::Setup(e.to_string()))?;
-    net::ensure_test_range_blackhole()?;
     Ok(binaries)
 }
 
@@ -85,6 +84,12 @@ impl LocalRun {
         let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
         let id = format!("{}-{stamp}-{:04x}", opts.topology.topology, std::process::id() % 0x10000);
         let (dir, subnet) = state::allocate(&id)?;
+        // After the claim: a `down` of the machine's last other run, which removes the
+        // blackhole under the same lock, sees this run's number held.
+        if let Err(e) = crate::backend::numbers::locked(net::ensure_test_range_blackhole).and_then(|r| r) {
+            let _ = down(&dir).await;
+            return Err(e);
+        }
         let cgroup_root = process::cgroup_root()?;
         let info = RunInfo::plan(&id, &dir, opts.topology, &opts.hosts, subnet, &opts.firedrill, &cgroup_root);
         info.save()?;
@@ -177,7 +182,7 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
     daemon::sweep(dir).await;
     std::fs::remove_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
     crate::backend::numbers::release(dir);
-    Ok(())
+    crate::backend::numbers::locked(net::release_test_range_blackhole)?
 }
 
 /// Whether the daemon of the run in `dir` is running.

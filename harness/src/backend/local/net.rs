@@ -54,16 +54,39 @@ impl Subnet {
 /// The whole test range, blackholed on the host: traffic to an address of 198.18.0.0/15 that
 /// no run's bridge serves (a run already torn down) is dropped here instead of following
 /// the default route out of the machine. Bridges' own /24 routes are more specific and win.
-/// Installed once and left in place (it only concerns the test range).
+/// Added by the first local run on the machine (with a marker saying firedrill added it),
+/// removed by `down` of the last one; a route of the same kind that was there before is
+/// the machine's, and stays. Both under the lock run numbers are claimed under.
 pub const TEST_RANGE: &str = "198.18.0.0/15";
 const _: () = assert!(crate::backend::addresses::TEST_RANGE.prefix == 15);
 
+fn blackhole_marker() -> std::path::PathBuf {
+    crate::backend::numbers::machine_dir().join("blackhole-route")
+}
+
+pub fn blackhole_present() -> Result<bool, BackendError> {
+    Ok(!run("ip", &["route", "show", "type", "blackhole", TEST_RANGE])?.trim().is_empty())
+}
+
 pub fn ensure_test_range_blackhole() -> Result<(), BackendError> {
-    let routes = run("ip", &["route", "show", "type", "blackhole", TEST_RANGE])?;
-    if routes.trim().is_empty() {
+    if !blackhole_present()? {
+        let marker = blackhole_marker();
+        std::fs::write(&marker, format!("firedrill added `ip route add blackhole {TEST_RANGE}`\n")).map_err(|e| BackendError::io(&marker, e))?;
         run("ip", &["route", "add", "blackhole", TEST_RANGE])?;
     }
     Ok(())
+}
+
+/// Remove the blackhole when firedrill added it and no local run holds a number any more.
+pub fn release_test_range_blackhole() -> Result<(), BackendError> {
+    let marker = blackhole_marker();
+    if crate::backend::numbers::held("local") > 0 || !marker.exists() {
+        return Ok(());
+    }
+    if blackhole_present()? {
+        run("ip", &["route", "del", "blackhole", TEST_RANGE])?;
+    }
+    std::fs::remove_file(&marker).map_err(|e| BackendError::io(&marker, e))
 }
 
 pub fn netns_exists(name: &str) -> bool {
