@@ -2,7 +2,7 @@
 # usage: ci/test.sh   (what `make test` runs after `make setup-local`; CARGO=… for another cargo)
 #
 # Every test binary, layer by layer (docs/testing.md says which layer checks what), the
-# local layer in two lanes side by side, with the kind backend's set-up built in the
+# local layer in three lanes side by side, with the kind backend's set-up built in the
 # background at idle CPU and I/O priority meanwhile and its tests last, on one kind run
 # they share. Every binary runs even after
 # one fails; the leftover check runs whatever they returned. The exit status is the
@@ -24,17 +24,19 @@ live_drills=(
   separation::drain-worker
 )
 kind_tests=(kind nightly upstream)
-# The local layer in two lanes side by side, each test binary bringing up environments of
-# its own (run numbers are claimed machine-wide, `down --all` of a test's state directory
-# takes down only its runs): safety's fault kinds, about 4 minutes alone, beside the rest.
-# The timings of both lanes go to target/lanes.log. coexistence runs alone after them: it
-# sets the machine's FORWARD policy to drop, which a run brought up before would not pass.
-lane_safety=(safety cold_start progress others)
-alone=(coexistence)
+# The local layer in three lanes side by side, each test binary bringing up environments
+# of its own (run numbers are claimed machine-wide, `down --all` of a test's state
+# directory takes down only its runs): safety's fault kinds (about 4 minutes alone), the
+# existing backend and the CLI, and the rest. Their timings go to target/lanes.log.
+# coexistence and host run alone after them: the first sets the machine's FORWARD policy
+# to drop, which a run brought up before would not pass; the second watches the blackhole
+# route go with the machine's last local run.
+lanes=("safety" "existing cli cold_start progress")
+alone=(coexistence host)
 local_tests=()
 for f in harness/tests/*.rs; do
   t=$(basename "$f" .rs)
-  [[ " ${kind_tests[*]} ${lane_safety[*]} ${alone[*]} drills " == *" $t "* ]] || local_tests+=("$t")
+  [[ " ${kind_tests[*]} ${lanes[*]} ${alone[*]} drills " == *" $t "* ]] || local_tests+=("$t")
 done
 
 mkdir -p target
@@ -45,14 +47,15 @@ echo "make test: the kind backend's set-up, in the background (target/setup-kind
 setsid chrt --idle 0 ionice -c 3 bash -c 's=$SECONDS; ci/setup.sh kind && ci/kind-image.sh; r=$?; echo "took $((SECONDS - s)) s, status $r"; exit $r' \
   </dev/null >target/setup-kind.log 2>&1 &
 kind=$!
-lane=
+lane_pids=()
 # The kind tests' shared run is recorded in a state directory of its own, so that
 # whatever `up` made of it, even interrupted, `down` of each run there removes that.
 kind_state=$(mktemp -d)
 # shellcheck disable=SC2317 # run by the trap
 cleanup() {
   if [[ -n $kind ]]; then kill -- -"$kind" 2>/dev/null || true; fi
-  if [[ -n $lane ]]; then kill -INT -- -"$lane" 2>/dev/null || true; fi
+  local l
+  for l in "${lane_pids[@]}"; do kill -INT -- -"$l" 2>/dev/null || true; done
   local left=0 run
   for run in "$kind_state"/kind-runs/*; do
     [[ -e $run ]] || continue
@@ -64,18 +67,22 @@ trap cleanup EXIT
 
 status=0
 # Pure logic, every scenario's verdict from its recording, the CLI, each fault kind live:
-# the second lane's output is shown when both are done.
-lane_log=target/test-lane-safety.log
-# shellcheck disable=SC2016 # expanded by the inner shell
-setsid bash -c 's=$SECONDS; "$0" test -p firedrill --no-fail-fast "${@/#/--test=}"; r=$?; echo "lane safety: took $((SECONDS - s)) s, status $r" >>target/lanes.log; exit $r' \
-  "$cargo" "${lane_safety[@]}" </dev/null >"$lane_log" 2>&1 &
-lane=$!
+# the other lanes' output is shown when all are done.
+for i in "${!lanes[@]}"; do
+  read -ra tests <<<"${lanes[$i]}"
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  setsid bash -c 's=$SECONDS; "$0" test -p firedrill --no-fail-fast "${@/#/--test=}"; r=$?; echo "lane ${*}: took $((SECONDS - s)) s, status $r" >>target/lanes.log; exit $r' \
+    "$cargo" "${tests[@]}" </dev/null >"target/test-lane-$i.log" 2>&1 &
+  lane_pids+=($!)
+done
 s=$SECONDS
 "$cargo" test --workspace --no-fail-fast --lib --bins "${local_tests[@]/#/--test=}" || status=$?
-echo "lane rest: took $((SECONDS - s)) s" >>target/lanes.log
-wait "$lane" || status=$?
-lane=
-cat "$lane_log"
+echo "lane ${local_tests[*]}: took $((SECONDS - s)) s" >>target/lanes.log
+for i in "${!lane_pids[@]}"; do
+  wait "${lane_pids[$i]}" || status=$?
+  cat "target/test-lane-$i.log"
+done
+lane_pids=()
 "$cargo" test -p firedrill --no-fail-fast "${alone[@]/#/--test=}" || status=$?
 # One live scenario per suite: every other trial of tests/drills.rs skipped by name.
 mapfile -t trials < <("$cargo" test -q -p firedrill --test drills -- --list | sed -n 's/: test$//p')
