@@ -4,21 +4,13 @@
 //! machine's last local run removes it when firedrill added it. A route that was there
 //! before firedrill's (no marker of firedrill's), or that another run still needs, stays.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use firedrill::backend::local::net;
 use firedrill::backend::numbers;
 
-fn firedrill(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .env("FIREDRILL_STATE", state)
-        .env("CI", "true")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::firedrill_at as firedrill;
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

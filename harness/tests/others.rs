@@ -14,20 +14,12 @@
 //! And `firedrill recover` of a journal whose newest undo fails still tries the older ones:
 //! each failure is named, and only what was reverted is marked so.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use firedrill::backend::local;
 
-fn firedrill(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .env("FIREDRILL_STATE", state)
-        .env("CI", "true")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::firedrill_at as firedrill;
 
 /// Takes down a state directory's runs, whatever the test did.
 struct DownAll(std::path::PathBuf);

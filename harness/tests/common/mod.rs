@@ -18,6 +18,12 @@ pub fn firedrill() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_firedrill"))
 }
 
+/// `firedrill ARGS…` from the repository's root with the state directory `state`, plain
+/// output (`CI`), to its end.
+pub fn firedrill_at(state: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(firedrill()).args(args).current_dir(paths().root).env("FIREDRILL_STATE", state).env("CI", "true").output().unwrap()
+}
+
 /// The kind run `ci/test.sh` brought up for the kind tests to share (`FIREDRILL_KIND_RUN`:
 /// topology single, hosts ldap, lb and spare), with the state directory that knows it
 /// (`FIREDRILL_KIND_STATE`); `None` when a test runs alone and brings up its own.
