@@ -66,8 +66,14 @@ fi
 start=$SECONDS
 work=$(mktemp -d "$cache/kind/build.XXXXXX")
 builder=fd-kind-build-$$
+# The node's images are built under names of this build's own (firedrill.local/node-build-HASH/…)
+# and take the names kubeadm asks for (registry.k8s.io/…) only inside the node's containerd:
+# an image of the user's engine with one of those names is never overwritten or removed.
+staging=firedrill.local/node-build-$hash
 cleanup() {
   docker rm -f -v "$builder" >/dev/null 2>&1 || true
+  docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$staging/" | xargs -r docker rmi >/dev/null 2>&1 || true
+  docker rmi "firedrill.local/kind-base:$hash" "firedrill.local/kind-preloaded:$hash" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -124,17 +130,16 @@ tar -C "$rootfs" -c . | docker import \
   - "firedrill.local/kind-base:$hash" >/dev/null
 
 # --- 4. The images a node runs --------------------------------------------------------
-# image NAME... -- DIR [ENTRYPOINT-JSON]: import DIR as every NAME.
-images=()
+# image REF -- DIR [ENTRYPOINT-JSON]: import DIR for the node as REF: in Docker under this
+# build's staging name (images: the staging names; refs: what each is called in the node).
+images=() refs=()
 image() {
-  local names=()
-  while [[ $1 != -- ]]; do names+=("$1"); shift; done
-  local dir=$2 entrypoint=${3:-}
+  local ref=$1 dir=$3 entrypoint=${4:-}
+  local staged=$staging/${ref##*/}
   local changes=(--change 'ENV PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin')
   [[ -n $entrypoint ]] && changes+=(--change "ENTRYPOINT $entrypoint")
-  tar -C "$dir" -c . | docker import "${changes[@]}" - "${names[0]}" >/dev/null
-  for n in "${names[@]:1}"; do docker tag "${names[0]}" "$n"; done
-  images+=("${names[@]}")
+  tar -C "$dir" -c . | docker import "${changes[@]}" - "$staged" >/dev/null
+  images+=("$staged") refs+=("$ref")
 }
 # closure ROOT DEST PATH...: copy each PATH of ROOT, and the shared libraries it loads, to DEST.
 closure() {
@@ -194,10 +199,17 @@ docker exec "$builder" ctr info >/dev/null 2>&1 || { docker exec "$builder" cat 
 docker save "${images[@]}" | docker exec -i "$builder" \
   ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null 2>"$work/import.log" ||
   { cat "$work/import.log" >&2; exit 1; }
+# Each takes its name in the node (kubeadm's, or firedrill.local's), the staging name goes.
+for i in "${!images[@]}"; do
+  docker exec "$builder" ctr --namespace=k8s.io images tag --force "${images[$i]}" "${refs[$i]}" >/dev/null &&
+    docker exec "$builder" ctr --namespace=k8s.io images rm "${images[$i]}" >/dev/null ||
+    { log "naming ${images[$i]} ${refs[$i]} in the node's containerd failed"; exit 1; }
+done
 loaded=$(docker exec "$builder" ctr --namespace=k8s.io images ls -q 2>/dev/null)
-for ref in "${images[@]}"; do
+for ref in "${refs[@]}"; do
   grep -qx "$ref\|docker.io/$ref" <<<"$loaded" || { log "$ref is not in the node's containerd after the import"; exit 1; }
 done
+if grep -q "^$staging/" <<<"$loaded"; then log "a staging name is left in the node's containerd"; exit 1; fi
 docker exec "$builder" pkill containerd
 for _ in $(seq 100); do docker exec "$builder" pgrep -x containerd >/dev/null || break; sleep 0.1; done
 docker commit "$builder" "firedrill.local/kind-preloaded:$hash" >/dev/null
