@@ -22,29 +22,52 @@ fn nft(args: &[&str]) -> (bool, String) {
 }
 
 /// What the test changed, undone when dropped: the table it created, or the policy it set
-/// on an engine's chain.
+/// on an engine's chain. Written down before the change (a file in `/run/firedrill`), so
+/// that a test killed before its undo ran (SIGKILL, a lost session) is undone by the next
+/// run of the test before it looks at the chain.
 struct DockerLikeForwardPolicy {
     created: bool,
     set_drop: bool,
 }
 
+fn journal() -> PathBuf {
+    firedrill::backend::numbers::machine_dir().join("coexistence-forward-policy")
+}
+
 impl DockerLikeForwardPolicy {
+    fn note(self) -> DockerLikeForwardPolicy {
+        let dir = firedrill::backend::numbers::machine_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(journal(), if self.created { "created" } else { "set-drop" }).unwrap();
+        self
+    }
+
+    /// Undo what a killed run of this test left, from its note.
+    fn undo_left() {
+        if let Ok(what) = std::fs::read_to_string(journal()) {
+            drop(DockerLikeForwardPolicy { created: what == "created", set_drop: what == "set-drop" });
+        }
+    }
+
     fn ensure() -> DockerLikeForwardPolicy {
+        Self::undo_left();
         let (exists, chain) = nft(&["list", "chain", "ip", "filter", "FORWARD"]);
         if exists {
             if chain.contains("policy drop") {
                 return DockerLikeForwardPolicy { created: false, set_drop: false };
             }
+            let changed = DockerLikeForwardPolicy { created: false, set_drop: true }.note();
             let (ok, _) = nft(&["chain", "ip", "filter", "FORWARD", "{ policy drop; }"]);
             assert!(ok, "setting the FORWARD policy to drop");
-            return DockerLikeForwardPolicy { created: false, set_drop: true };
+            return changed;
         }
+        let changed = DockerLikeForwardPolicy { created: true, set_drop: false }.note();
         let script = "table ip filter {\n  chain FORWARD { type filter hook forward priority filter; policy drop; }\n}\n";
         let mut child = Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().expect("nft runs");
         use std::io::Write;
         child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
         assert!(child.wait().unwrap().success(), "creating a FORWARD chain with a drop policy");
-        DockerLikeForwardPolicy { created: true, set_drop: false }
+        changed
     }
 }
 
@@ -56,6 +79,7 @@ impl Drop for DockerLikeForwardPolicy {
         if self.set_drop {
             let _ = nft(&["chain", "ip", "filter", "FORWARD", "{ policy accept; }"]);
         }
+        let _ = std::fs::remove_file(journal());
     }
 }
 
