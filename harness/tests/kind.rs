@@ -193,21 +193,26 @@ fn freeze_a_pod_container(node: &str) -> Option<std::path::PathBuf> {
     let at = path.find(&id).unwrap_or_else(|| panic!("the node's freezer cgroup {path} does not name its id {id}"));
     let root = std::path::Path::new("/sys/fs/cgroup/freezer").join(&path[1..at + id.len()]);
     // The node's pods may still be starting again after the earlier faults: wait for one.
-    // A cgroup stays FREEZING while one of its tasks cannot be stopped yet (in
-    // uninterruptible sleep): it is thawed, and freezing is tried again a second later.
+    // A container may also end between being found and being frozen (its cgroup is gone):
+    // another is looked for. A cgroup stays FREEZING while one of its tasks cannot be
+    // stopped yet (in uninterruptible sleep): it is thawed, and freezing is tried again a
+    // second later.
     let mut stuck = Vec::new();
     for _ in 0..120 {
         if let Some(scope) = pod_container_scope(&root) {
             let state = scope.join("freezer.state");
-            std::fs::write(&state, "FROZEN").unwrap();
-            for _ in 0..50 {
-                if std::fs::read_to_string(&state).unwrap().trim() == "FROZEN" {
-                    return Some(scope);
+            if std::fs::write(&state, "FROZEN").is_ok() {
+                for _ in 0..50 {
+                    match std::fs::read_to_string(&state) {
+                        Ok(s) if s.trim() == "FROZEN" => return Some(scope),
+                        Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+                        Err(_) => break,
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                if std::fs::write(&state, "THAWED").is_ok() {
+                    stuck.push(scope.display().to_string());
+                }
             }
-            std::fs::write(&state, "THAWED").unwrap();
-            stuck.push(scope.display().to_string());
         }
         std::thread::sleep(Duration::from_secs(1));
     }
