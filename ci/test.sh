@@ -41,22 +41,16 @@ done
 
 mkdir -p target
 ci/leftovers.sh --record target/leftovers.before
-rm -f target/lanes.log target/kind-up.log
-# The kind tests' shared run is recorded in a state directory of its own, so that
-# whatever `up` made of it, even interrupted, `down` of each run there removes that.
-kind_state=$(mktemp -d)
-# The kind backend's set-up, then the kind tests' shared run (topology single; hosts ldap
-# and lb for the identity component the nightly drill deploys, spare for tests/kind.rs's
-# own), in the background while the local lanes run: it idles through the drills (an idle
-# kind control plane takes about 6 % of this machine), and is taken down at the end.
-echo "make test: the kind backend's set-up and the kind tests' run, in the background (target/setup-kind.log, target/kind-up.log)"
+rm -f target/lanes.log
+echo "make test: the kind backend's set-up, in the background (target/setup-kind.log)"
 # shellcheck disable=SC2016 # expanded by the inner shell
-setsid chrt --idle 0 ionice -c 3 bash -c 's=$SECONDS; ci/setup.sh kind && ci/kind-image.sh; r=$?; echo "set-up took $((SECONDS - s)) s, status $r"; ((r == 0)) || exit $r
-  s=$SECONDS; FIREDRILL_STATE=$0 "$1" up --backend kind --topology single --hosts ldap,lb,spare >target/kind-up.log 2>&1; r=$?
-  echo "the kind run came up in $((SECONDS - s)) s, status $r"; exit $r' "$kind_state" "$firedrill" \
+setsid chrt --idle 0 ionice -c 3 bash -c 's=$SECONDS; ci/setup.sh kind && ci/kind-image.sh; r=$?; echo "took $((SECONDS - s)) s, status $r"; exit $r' \
   </dev/null >target/setup-kind.log 2>&1 &
 kind=$!
 lane_pids=()
+# The kind tests' shared run is recorded in a state directory of its own, so that
+# whatever `up` made of it, even interrupted, `down` of each run there removes that.
+kind_state=$(mktemp -d)
 # shellcheck disable=SC2317 # run by the trap
 cleanup() {
   if [[ -n $kind ]]; then kill -- -"$kind" 2>/dev/null || true; fi
@@ -111,16 +105,23 @@ kind_setup=0
 wait "$kind" || kind_setup=$?
 kind=
 if ((kind_setup)); then
-  echo "make test: the kind backend's set-up or the kind tests' run failed, so its tests (${kind_tests[*]}) did not run:" >&2
+  echo "make test: the kind backend's set-up failed, so its tests (${kind_tests[*]}) did not run:" >&2
   tail -n 30 target/setup-kind.log >&2
-  tail -n 30 target/kind-up.log >&2 2>/dev/null || true
   status=1
 else
-  sed 's/^/make test: the kind backend: /' target/setup-kind.log | tail -n 2
-  kind_run=$(sed -n 's/^tear down with: firedrill down //p' target/kind-up.log)
-  FIREDRILL_KIND_RUN=$kind_run FIREDRILL_KIND_STATE=$kind_state \
-    "$cargo" test -p firedrill --no-fail-fast "${kind_tests[@]/#/--test=}" || status=$?
-  FIREDRILL_STATE=$kind_state "$firedrill" down "$kind_run" || status=1
+  echo "make test: the kind backend's set-up $(tail -n 1 target/setup-kind.log)"
+  # The kind tests share one run (topology single; hosts ldap and lb for the identity
+  # component the nightly drill deploys, spare for tests/kind.rs's own), taken down here.
+  if up=$(FIREDRILL_STATE=$kind_state "$firedrill" up --backend kind --topology single --hosts ldap,lb,spare 2>&1); then
+    kind_run=$(sed -n 's/^tear down with: firedrill down //p' <<<"$up")
+    FIREDRILL_KIND_RUN=$kind_run FIREDRILL_KIND_STATE=$kind_state \
+      "$cargo" test -p firedrill --no-fail-fast "${kind_tests[@]/#/--test=}" || status=$?
+    FIREDRILL_STATE=$kind_state "$firedrill" down "$kind_run" || status=1
+  else
+    echo "make test: the kind tests' shared run did not come up, so they did not run:" >&2
+    echo "$up" >&2
+    status=1
+  fi
 fi
 ci/leftovers.sh --since target/leftovers.before || { [[ $status != 0 ]] || status=1; }
 exit "$status"
