@@ -46,6 +46,12 @@ pub struct JournalError {
     pub source: std::io::Error,
 }
 
+/// How many bytes of `bytes` are complete lines: everything up to the last newline (a torn
+/// last line is what follows it).
+fn complete(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+}
+
 fn invalid(what: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
@@ -79,8 +85,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(self.error(e)),
         };
-        let complete = &bytes[..bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)];
-        let text = std::str::from_utf8(complete).map_err(|e| self.error(invalid(format!("not UTF-8 at byte {}", e.valid_up_to()))))?;
+        let text = std::str::from_utf8(&bytes[..complete(&bytes)]).map_err(|e| self.error(invalid(format!("not UTF-8 at byte {}", e.valid_up_to()))))?;
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
@@ -96,12 +101,11 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(err)?;
         let created = !self.path.exists();
         let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path).map_err(err)?;
-        let len = f.metadata().map_err(err)?.len();
-        if len > 0 {
+        if f.metadata().map_err(err)?.len() > 0 {
             let bytes = std::fs::read(&self.path).map_err(err)?;
-            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) as u64;
-            if keep < len {
-                f.set_len(keep).map_err(err)?;
+            let keep = complete(&bytes);
+            if keep < bytes.len() {
+                f.set_len(keep as u64).map_err(err)?;
             }
         }
         let mut text = serde_json::to_string(line).expect("journal lines serialise");

@@ -192,7 +192,7 @@ pub fn resolve(spec: &Spec, topology: &Topology) -> Result<(PathBuf, Vec<Resolve
     let path = spec.kubeconfig.clone().unwrap_or_else(default_kubeconfig);
     let kc = Kubeconfig::read_from(&path).map_err(|e| BackendError::Setup(format!("reading kubeconfig {}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let known = firedrill_cas();
+    let known = firedrill_clusters();
     let mut out = Vec::new();
     for (role, context) in pairs {
         let named = kc.contexts.iter().find(|c| c.name == context).ok_or_else(|| {
@@ -293,7 +293,7 @@ fn same_pem(a: &str, b: &str) -> bool {
 
 /// The CA and server of every cluster a local or kind run of this state directory
 /// created, with the run.
-fn firedrill_cas() -> Vec<(String, String, PathBuf)> {
+fn firedrill_clusters() -> Vec<(String, String, PathBuf)> {
     let mut out = Vec::new();
     for dir in super::local::state::all_runs() {
         if let Ok(run) = super::local::LocalRun::attach(&dir) {

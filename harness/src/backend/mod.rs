@@ -17,8 +17,31 @@ use std::time::Duration;
 /// directory was removed by hand, or someone else's that happens to match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stray {
-    pub kind: &'static str,
+    pub kind: StrayKind,
     pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrayKind {
+    Namespace,
+    Link,
+    ProcessGroup,
+    KindCluster,
+    HostContainer,
+    DockerNetwork,
+}
+
+impl std::fmt::Display for StrayKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StrayKind::Namespace => "namespace",
+            StrayKind::Link => "link",
+            StrayKind::ProcessGroup => "process group",
+            StrayKind::KindCluster => "kind cluster",
+            StrayKind::HostContainer => "host container",
+            StrayKind::DockerNetwork => "docker network",
+        })
+    }
 }
 
 /// Which backend a run uses (`FIREDRILL_BACKEND`, `--backend`).

@@ -27,6 +27,23 @@ pub fn claim(backend: &str, candidates: impl Iterator<Item = u8>, run_dir: &Path
     claim_in(&machine_dir(), backend, candidates, run_dir, taken)
 }
 
+/// Create `run_dir` and [`claim`] a number for it; when none is free (or the claim fails)
+/// the directory is removed again and the error says so, `what` naming the numbers
+/// (`backend`: "local", "kind") and `count` how many there are.
+pub fn reserve(backend: &str, count: usize, candidates: impl Iterator<Item = u8>, run_dir: &Path, taken: impl Fn(u8) -> bool) -> Result<u8, BackendError> {
+    std::fs::create_dir_all(run_dir).map_err(|e| BackendError::io(run_dir, e))?;
+    match claim(backend, candidates, run_dir, taken) {
+        Ok(Some(n)) => Ok(n),
+        other => {
+            let _ = std::fs::remove_dir(run_dir);
+            other?;
+            Err(BackendError::Setup(format!(
+                "all {count} {backend} run numbers are in use on this machine; `firedrill down --all` takes down this state directory's runs, `firedrill sweep` lists what no run records"
+            )))
+        }
+    }
+}
+
 fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, BackendError> {
     std::fs::create_dir_all(dir).map_err(|e| BackendError::io(dir, e))?;
     let lock_path = dir.join("lock");

@@ -506,18 +506,10 @@ fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
     let used: Vec<u8> = std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok()).filter_map(|e| reserved_number(&e.path())).collect();
     let networks = run("docker", &["network", "ls", "--format", "{{.Name}}"]).unwrap_or_default();
     let dir = runs_dir().join(id);
-    std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
     // Machine-wide: a run of another state directory holds its number too.
-    let claimed = super::numbers::claim("kind", addresses::KIND_RUNS.clone().filter(|n| !used.contains(n)), &dir, |n| {
+    let free = super::numbers::reserve("kind", addresses::KIND_RUNS.count(), addresses::KIND_RUNS.filter(|n| !used.contains(n)), &dir, |n| {
         networks.lines().any(|l| l == format!("fd-kind-{n}"))
-    });
-    let Some(free) = claimed.inspect_err(|_| drop(std::fs::remove_dir(&dir)))? else {
-        let _ = std::fs::remove_dir(&dir);
-        return Err(BackendError::Setup(format!(
-            "all {} kind run numbers are in use on this machine; `firedrill down --all` takes down this state directory's runs, `firedrill sweep` lists what no run records",
-            addresses::KIND_RUNS.count()
-        )));
-    };
+    })?;
     let placeholder = serde_json::json!({ "id": id, "number": free, "reserved": true });
     let path = dir.join("kind-run.json");
     crate::files::write_atomic(&path, placeholder.to_string().as_bytes(), 0o644).map_err(|e| BackendError::io(&path, e))?;
@@ -627,7 +619,7 @@ pub fn strays() -> Vec<super::Stray> {
     for cluster in listing.lines().filter(|c| is_firedrill_cluster(c)) {
         let number = cluster[PREFIX.len()..].split_once('-').and_then(|(n, _)| n.parse().ok());
         if !clusters.iter().any(|c| c == cluster) && !number.is_some_and(ours) && seen.insert(cluster.to_string()) {
-            out.push(super::Stray { kind: "kind cluster", name: cluster.to_string() });
+            out.push(super::Stray { kind: super::StrayKind::KindCluster, name: cluster.to_string() });
         }
     }
     let hosts = run(
@@ -637,13 +629,13 @@ pub fn strays() -> Vec<super::Stray> {
     .unwrap_or_default();
     for (name, number) in hosts.lines().filter_map(|l| l.split_once('\t')) {
         if !number.parse().is_ok_and(ours) {
-            out.push(super::Stray { kind: "host container", name: name.to_string() });
+            out.push(super::Stray { kind: super::StrayKind::HostContainer, name: name.to_string() });
         }
     }
     let networks = run("docker", &["network", "ls", "--filter", "label=firedrill.run", "--format", "{{.Name}}"]).unwrap_or_default();
     for name in networks.lines() {
         if name.strip_prefix("fd-kind-").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| !ours(n)) {
-            out.push(super::Stray { kind: "docker network", name: name.to_string() });
+            out.push(super::Stray { kind: super::StrayKind::DockerNetwork, name: name.to_string() });
         }
     }
     out
@@ -651,17 +643,17 @@ pub fn strays() -> Vec<super::Stray> {
 
 /// Remove what [`strays`] listed: clusters and containers (with their volumes), then networks.
 pub async fn remove_strays(strays: &[super::Stray]) -> Result<(), BackendError> {
-    let clusters: Vec<&str> = strays.iter().filter(|s| s.kind == "kind cluster").map(|s| s.name.as_str()).collect();
+    let clusters: Vec<&str> = strays.iter().filter(|s| s.kind == super::StrayKind::KindCluster).map(|s| s.name.as_str()).collect();
     if !clusters.is_empty() {
         remove_clusters(|name| clusters.contains(&name)).await?;
     }
-    let containers: Vec<String> = strays.iter().filter(|s| s.kind == "host container").map(|s| s.name.clone()).collect();
+    let containers: Vec<String> = strays.iter().filter(|s| s.kind == super::StrayKind::HostContainer).map(|s| s.name.clone()).collect();
     if !containers.is_empty() {
         let mut args = vec!["rm".to_string(), "--force".into(), "--volumes".into()];
         args.extend(containers);
         run_async("docker", args, vec![]).await?;
     }
-    for s in strays.iter().filter(|s| s.kind == "docker network") {
+    for s in strays.iter().filter(|s| s.kind == super::StrayKind::DockerNetwork) {
         remove_network(&s.name)?;
     }
     Ok(())

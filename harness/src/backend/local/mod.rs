@@ -227,12 +227,13 @@ pub fn strays() -> Vec<super::Stray> {
         recorded.extend(state::Ledger::at(&dir).entries().into_iter().map(|e| e.name));
     }
     let (netns, links) = net::firedrill_names();
-    let mut out: Vec<super::Stray> = netns.into_iter().filter(|n| !recorded.contains(n)).map(|name| super::Stray { kind: "namespace", name }).collect();
-    out.extend(links.into_iter().filter(|n| !recorded.contains(n)).map(|name| super::Stray { kind: "link", name }));
+    let mut out: Vec<super::Stray> =
+        netns.into_iter().filter(|n| !recorded.contains(n)).map(|name| super::Stray { kind: super::StrayKind::Namespace, name }).collect();
+    out.extend(links.into_iter().filter(|n| !recorded.contains(n)).map(|name| super::Stray { kind: super::StrayKind::Link, name }));
     if let Ok(root) = process::cgroup_root() {
         for group in std::fs::read_dir(&root).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
             if !recorded.iter().any(|r| Path::new(r).starts_with(&group)) {
-                out.push(super::Stray { kind: "process group", name: group.display().to_string() });
+                out.push(super::Stray { kind: super::StrayKind::ProcessGroup, name: group.display().to_string() });
             }
         }
     }
@@ -241,15 +242,17 @@ pub fn strays() -> Vec<super::Stray> {
 
 /// Remove what [`strays`] listed: the processes of a group first, then namespaces, links.
 pub async fn remove_strays(strays: &[super::Stray]) -> Result<(), BackendError> {
-    for s in strays.iter().filter(|s| s.kind == "process group") {
+    use super::StrayKind;
+    for s in strays.iter().filter(|s| s.kind == StrayKind::ProcessGroup) {
         process::kill_cgroup(Path::new(&s.name)).await;
         process::remove_cgroup(Path::new(&s.name)).await;
     }
     for s in strays {
         match s.kind {
-            "namespace" => net::delete_netns(&s.name)?,
-            "link" => net::delete_link(&s.name)?,
-            _ => {}
+            StrayKind::Namespace => net::delete_netns(&s.name)?,
+            StrayKind::Link => net::delete_link(&s.name)?,
+            StrayKind::ProcessGroup => {}
+            other => return Err(BackendError::Setup(format!("the local backend does not remove a {other} ({})", s.name))),
         }
     }
     Ok(())

@@ -228,18 +228,10 @@ pub fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
     let used: Vec<u8> = all_runs().iter().filter_map(|d| RunInfo::load(d).ok()).map(|r| r.subnet).collect();
     let runs = crate::backend::addresses::LOCAL_RUNS;
     let dir = runs_dir().join(id);
-    std::fs::create_dir_all(&dir).map_err(|e| BackendError::io(&dir, e))?;
     // Machine-wide: a run of another state directory holds its number too.
-    let claimed = crate::backend::numbers::claim("local", runs.clone().filter(|i| !used.contains(i)), &dir, |i| {
+    let free = crate::backend::numbers::reserve("local", runs.clone().count(), runs.filter(|i| !used.contains(i)), &dir, |i| {
         super::net::link_exists(&Subnet { index: i }.bridge_name())
-    });
-    let Some(free) = claimed.inspect_err(|_| drop(std::fs::remove_dir(&dir)))? else {
-        let _ = std::fs::remove_dir(&dir);
-        return Err(BackendError::Setup(format!(
-            "all {} local run numbers are in use on this machine; `firedrill down --all` takes down this state directory's runs, `firedrill sweep` lists what no run records",
-            runs.end()
-        )));
-    };
+    })?;
     // Reserve the number until the real run.json replaces this.
     let placeholder = serde_json::json!({ "id": id, "subnet": free, "reserved": true });
     super::pki::write_public(&dir.join("run.json"), &placeholder.to_string())?;
