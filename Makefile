@@ -14,7 +14,7 @@ help:
 	@echo "make review  review snapshot changes (cargo insta review)"
 	@echo "make bench   every benchmark figure against its target (bring-up local and kind, MTTR accuracy, overhead, Chaos Toolkit, whole drill)"
 	@echo "make fuzz    fuzz the suite loader for 10 minutes (nightly toolchain, cargo-fuzz)"
-	@echo "make down    tear down every run of the state directory (firedrill down --all)"
+	@echo "make down    tear down every run of the state directory (firedrill down --all), then stop firedrill's own Docker engine"
 	@echo "make clean   make down, then cargo clean"
 
 # $(call beside,PART,CARGO-BUILDS): ci/setup.sh's PART (empty: all of it) and Cargo's builds
@@ -26,7 +26,7 @@ beside = ci/setup.sh $(1) >/dev/null & setup=$$!; \
   wait $$setup; exit $$status
 
 # Debian packages and the pinned upstream builds; then a Docker engine (ci/docker.sh: the
-# one already running, or dockerd started with the address plan's configuration); then the
+# one already running, or firedrill's own, on its own socket and paths); then the
 # kind backend's node image, built offline (ci/kind-image.sh; cached by a hash of its inputs).
 setup:
 	$(call beside,,CARGO=$(CARGO) ci/cargo-cache.sh restore && $(CARGO) build -q -p firedrill --bin firedrill)
@@ -90,7 +90,7 @@ review:
 	$(CARGO) insta review --workspace
 
 down:
-	@if [[ -x $(FIREDRILL) ]]; then $(FIREDRILL) down --all; fi
+	@if [[ -x $(FIREDRILL) ]]; then $(FIREDRILL) down --all && ci/docker.sh --stop $(FIREDRILL); fi
 
 clean: down
 	$(CARGO) clean

@@ -27,6 +27,7 @@ bin=$cache/bin
 log() { printf 'kind-image: %s\n' "$*" >&2; }
 # shellcheck source=lib.sh
 . "$root/ci/lib.sh"
+use_engine
 
 # The node's Debian packages: kind's base-image list, less what only rootless, NFS or iSCSI
 # nodes use, plus runc (kind builds its own; containerd 2.x drives Debian's 1.1 the same way).

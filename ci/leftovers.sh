@@ -11,12 +11,18 @@
 # theirs, not the tests': `--since` names them without failing.
 set -u
 mode=${1:-} baseline=${2:-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+use_engine
 found=()
 while read -r ns _; do [[ $ns == fd* ]] && found+=("netns $ns"); done < <(ip netns list 2>/dev/null)
 while read -r link; do found+=("link $link"); done < <(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E '^fd[0-9]')
 while read -r t; do found+=("nft $t"); done < <(nft list tables 2>/dev/null | grep -i firedrill)
 while read -r r; do found+=("nft rule $r"); done < <(nft list chain ip filter FORWARD 2>/dev/null | grep -o 'comment "firedrill [^"]*"')
-while read -r m; do found+=("mount $m"); done < <(awk '$5 ~ /firedrill|\/run\/netns\/fd/ {print $5}' /proc/self/mountinfo)
+# firedrill's own Docker engine (ci/docker.sh) mounts its data root on itself while it
+# runs: the engine stays up between runs, as the machine's own would; its containers'
+# mounts come and go with the containers, which are checked below.
+while read -r m; do found+=("mount $m"); done < <(awk '$5 ~ /firedrill|\/run\/netns\/fd/ && $5 !~ /^\/var\/lib\/firedrill\/docker\/root($|\/)|^\/run\/firedrill\/docker\// {print $5}' /proc/self/mountinfo)
 while read -r cg; do
   procs=$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | wc -l)
   found+=("cgroup $cg ($procs processes)")

@@ -30,3 +30,15 @@ apt_install() {
       done
   )
 }
+
+# use_engine: the Docker engine firedrill's scripts and tests talk to, as the kind backend
+# chooses it (harness/src/backend/kind/engine.rs): the one the Docker CLI reaches
+# (DOCKER_HOST, a context, the machine's socket) when it answers, else firedrill's own
+# (ci/docker.sh), then exported as DOCKER_HOST for everything started after.
+use_engine() {
+  local own=unix:///run/firedrill/docker.sock
+  [[ -z ${DOCKER_HOST:-} ]] || return 0
+  docker info >/dev/null 2>&1 && return 0
+  if DOCKER_HOST=$own docker info >/dev/null 2>&1; then export DOCKER_HOST=$own; fi
+  return 0
+}

@@ -11,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo=${CARGO:-cargo}
 firedrill=target/debug/firedrill
+# shellcheck source=lib.sh
+. ci/lib.sh
+# The engine ci/docker.sh provided, for the tests that call docker and kind themselves.
+use_engine
 
 # One live scenario per suite, and resilience's second so that sampling carried from one
 # scenario to the next runs live too. Every scenario's verdict is judged from its

@@ -8,8 +8,9 @@
 //! An engine whose chain already drops is used as it is. An engine that does not forward
 //! (the one `make setup` starts has `ip-forward: false`, so its FORWARD policy stays
 //! accept) gets the drop policy for the test's duration and its own policy back after.
-//! An identity scenario must then match its table, and afterwards no rule of the run is
-//! left in that chain. The scenario (harness/tests/data/coexistence) is seed 000's ldap-down
+//! br_netfilter is loaded (or `bridge-nf-call-iptables` set) only where it was not, and
+//! unloaded (or set back) after. An identity scenario must then match its table, and
+//! afterwards no rule of the run is left in that chain. The scenario (harness/tests/data/coexistence) is seed 000's ldap-down
 //! with a 15 s window and the rows whose traffic crosses the bridge; the full drill runs in
 //! tests/drills.rs.
 
@@ -83,18 +84,64 @@ impl Drop for DockerLikeForwardPolicy {
     }
 }
 
+const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+/// The kernel passing bridged frames to iptables, as an engine makes it (br_netfilter
+/// loaded, `bridge-nf-call-iptables` = 1): where it does not, the test makes it so for its
+/// duration and undoes that after — the module unloaded, or the setting put back — noted
+/// first, like the policy, so that the next run undoes a killed run's change.
+struct BridgedFramesFiltered {
+    loaded: bool,
+    set: bool,
+}
+
+fn br_journal() -> PathBuf {
+    firedrill::backend::numbers::machine_dir().join("coexistence-br-netfilter")
+}
+
+fn bridged() -> bool {
+    std::fs::read_to_string(BRIDGE_NF).map(|v| v.trim() == "1").unwrap_or(false)
+}
+
+impl BridgedFramesFiltered {
+    fn ensure() -> BridgedFramesFiltered {
+        if let Ok(what) = std::fs::read_to_string(br_journal()) {
+            drop(BridgedFramesFiltered { loaded: what == "loaded", set: what == "set" });
+        }
+        let note = |what: &str| {
+            std::fs::create_dir_all(firedrill::backend::numbers::machine_dir()).unwrap();
+            std::fs::write(br_journal(), what).unwrap();
+        };
+        let mut changed = BridgedFramesFiltered { loaded: false, set: false };
+        if !Path::new(BRIDGE_NF).exists() {
+            note("loaded");
+            changed.loaded = true;
+            let _ = Command::new("modprobe").arg("br_netfilter").status();
+        }
+        if !bridged() {
+            note(if changed.loaded { "loaded" } else { "set" });
+            changed.set = !changed.loaded;
+            let _ = std::fs::write(BRIDGE_NF, "1");
+        }
+        assert!(bridged(), "br_netfilter must pass bridged frames to iptables for this test to mean anything");
+        changed
+    }
+}
+
+impl Drop for BridgedFramesFiltered {
+    fn drop(&mut self) {
+        if self.loaded {
+            let _ = Command::new("modprobe").args(["-r", "br_netfilter"]).status();
+        } else if self.set {
+            let _ = std::fs::write(BRIDGE_NF, "0");
+        }
+        let _ = std::fs::remove_file(br_journal());
+    }
+}
+
 #[test]
 fn a_drill_passes_next_to_a_forward_drop_policy_and_leaves_no_rule() {
-    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").map(|v| v.trim() == "1").unwrap_or(false);
-    if !bridged {
-        // Without br_netfilter the FORWARD chain never sees bridged frames: load it, as the
-        // engine does.
-        let _ = Command::new("modprobe").arg("br_netfilter").status();
-    }
-    assert!(
-        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").map(|v| v.trim() == "1").unwrap_or(false),
-        "br_netfilter must pass bridged frames to iptables for this test to mean anything"
-    );
+    let _bridged = BridgedFramesFiltered::ensure();
     let _policy = DockerLikeForwardPolicy::ensure();
     let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))

@@ -37,7 +37,7 @@ mod common;
 static TURN: Mutex<()> = Mutex::new(());
 
 fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker").args(args).output().expect("the docker CLI runs (make setup installs an engine)");
+    let o = firedrill::backend::kind::engine::command("docker").args(args).output().expect("the docker CLI runs (make setup installs an engine)");
     assert!(o.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

@@ -44,7 +44,10 @@ fn nightly_sh() -> Command {
 
 /// The containers of kind runs on the engine (nodes and hosts are all named `fd-k…`).
 fn kind_containers() -> Vec<String> {
-    let o = Command::new("docker").args(["ps", "-a", "--format", "{{.Names}}"]).output().expect("the docker CLI runs (make setup installs an engine)");
+    let o = firedrill::backend::kind::engine::command("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()
+        .expect("the docker CLI runs (make setup installs an engine)");
     String::from_utf8_lossy(&o.stdout).lines().filter(|n| n.starts_with("fd-k")).map(String::from).collect()
 }
 

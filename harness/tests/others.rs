@@ -35,7 +35,7 @@ fn text(o: &Output) -> String {
 }
 
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("the docker CLI runs (make setup installs an engine)")
+    firedrill::backend::kind::engine::command("docker").args(args).output().expect("the docker CLI runs (make setup installs an engine)")
 }
 
 const USERS_CLUSTER: &str = "fd-keycloak";
@@ -165,4 +165,34 @@ fn recover_tries_every_undo_and_marks_reverted_only_what_it_reverted() {
     assert!(!nft(&["list", "table", "inet", table]), "the older fault is still in place: {out}");
     let pending: Vec<u64> = journal.pending().unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(pending, vec![newer], "only #{older} is marked reverted: {out}");
+}
+
+/// A kind run is on the Docker engine it was made on: with another engine in effect (a
+/// user's started since, or another DOCKER_HOST), `down` would look for the run's clusters
+/// and network where they are not, and could remove what carries the same names there.
+/// It refuses, names the engine to use, and keeps the run's directory.
+#[test]
+fn a_kind_run_is_not_taken_down_on_another_engine() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("kind-runs/single-elsewhere");
+    std::fs::create_dir_all(&dir).unwrap();
+    let elsewhere = "unix:///run/firedrill/no-such-engine.sock";
+    let plan = serde_json::json!({ "id": "single-elsewhere", "number": 5, "reserved": true, "engine": elsewhere });
+    std::fs::write(dir.join("kind-run.json"), plan.to_string()).unwrap();
+    for args in [vec!["down".to_string(), dir.display().to_string()], vec!["down".into(), "--all".into()]] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = firedrill(state.path(), &args);
+        assert!(!o.status.success(), "firedrill {args:?} acted on another engine: {}", text(&o));
+        assert!(text(&o).contains(&format!("DOCKER_HOST={elsewhere}")), "{}", text(&o));
+        assert!(dir.join("kind-run.json").is_file(), "the run's plan was removed");
+    }
+    let o = Command::new(common::firedrill())
+        .args(["down", &dir.display().to_string()])
+        .env("FIREDRILL_STATE", state.path())
+        .env("DOCKER_HOST", elsewhere)
+        .output()
+        .unwrap();
+    // On its own engine down goes ahead, to that engine (which does not answer here).
+    assert!(!text(&o).contains("was made on"), "{}", text(&o));
+    assert!(text(&o).contains("no-such-engine.sock"), "down asked another engine: {}", text(&o));
 }

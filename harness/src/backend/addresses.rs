@@ -143,7 +143,7 @@ pub fn plan() -> Vec<(String, Block)> {
 /// reach each other bridged, and the host on the bridge address); `runtime`, when given,
 /// as the default OCI runtime (the capability-bounding wrapper, see `fixtures/docker/`).
 pub fn docker_daemon_config(runtime: Option<&std::path::Path>) -> serde_json::Value {
-    let bip = Block { base: Ipv4Addr::from(DOCKER_BRIDGE.first() + 1), prefix: DOCKER_BRIDGE.prefix };
+    let bip = own_bridge_address();
     let mut config = serde_json::json!({
         "bip": bip.to_string(),
         "default-address-pools": [{ "base": DOCKER_POOLS.to_string(), "size": 24 }],
@@ -157,6 +157,28 @@ pub fn docker_daemon_config(runtime: Option<&std::path::Path>) -> serde_json::Va
         config["default-runtime"] = "firedrill-runc".into();
     }
     config
+}
+
+/// The configuration of firedrill's own engine (`ci/docker.sh` starts it only where no
+/// engine runs): [`docker_daemon_config`] on paths, a socket and a bridge of its own
+/// (`kind::engine`), so that an engine of the machine's, installed but stopped, keeps its
+/// data, its socket and its `docker0` as they were. The bridge carries the plan's address.
+pub fn own_engine_config(runtime: Option<&std::path::Path>) -> serde_json::Value {
+    use super::kind::engine;
+    let mut config = docker_daemon_config(runtime);
+    let object = config.as_object_mut().expect("the configuration is an object");
+    object.remove("bip");
+    object.insert("bridge".into(), engine::OWN_BRIDGE.into());
+    object.insert("data-root".into(), engine::OWN_DATA_ROOT.into());
+    object.insert("exec-root".into(), engine::OWN_EXEC_ROOT.into());
+    object.insert("pidfile".into(), engine::OWN_PIDFILE.into());
+    object.insert("hosts".into(), serde_json::json!([engine::own_host()]));
+    config
+}
+
+/// The address of firedrill's own engine's bridge, with its prefix.
+pub fn own_bridge_address() -> Block {
+    Block { base: Ipv4Addr::from(DOCKER_BRIDGE.first() + 1), prefix: DOCKER_BRIDGE.prefix }
 }
 
 /// The plan as a table, for `firedrill addresses`.
@@ -199,6 +221,19 @@ mod tests {
         let w = docker_daemon_config(Some(std::path::Path::new("/x/runc-capbnd")));
         assert_eq!(w["default-runtime"], "firedrill-runc");
         assert_eq!(w["runtimes"]["firedrill-runc"]["path"], "/x/runc-capbnd");
+    }
+
+    #[test]
+    fn firedrills_own_engine_has_its_own_socket_paths_and_bridge() {
+        let c = own_engine_config(None);
+        assert!(c.get("bip").is_none(), "a bip re-addresses the bridge the engine is given");
+        assert_eq!(c["bridge"], "fd-docker0");
+        assert_eq!(c["hosts"], serde_json::json!(["unix:///run/firedrill/docker.sock"]));
+        for key in ["data-root", "exec-root", "pidfile"] {
+            let p = c[key].as_str().unwrap();
+            assert!(!p.starts_with("/var/lib/docker") && !p.starts_with("/var/run/docker") && !p.starts_with("/run/docker"), "{key}: {p}");
+        }
+        assert_eq!(c["default-address-pools"], docker_daemon_config(None)["default-address-pools"]);
     }
 
     #[test]

@@ -182,6 +182,13 @@ pub enum Command {
         /// With --docker-daemon-json: the OCI runtime wrapper to make the default.
         #[arg(long, requires = "docker_daemon_json")]
         runtime: Option<PathBuf>,
+        /// With --docker-daemon-json: the configuration of firedrill's own engine (its own
+        /// socket, data and exec roots, bridge), which `ci/docker.sh` starts.
+        #[arg(long, requires = "docker_daemon_json")]
+        own_engine: bool,
+        /// Print the address of firedrill's own engine's bridge (`ci/docker.sh` creates it).
+        #[arg(long, conflicts_with = "docker_daemon_json")]
+        own_bridge: bool,
     },
     #[command(name = "__daemon", hide = true)]
     Daemon { run_dir: PathBuf },
@@ -217,10 +224,14 @@ pub fn main() -> ExitCode {
             print!("{}", crate::suite::schema::json());
             ExitCode::from(EXIT_MATCH)
         }
-        Command::Addresses { docker_daemon_json, runtime } => {
+        Command::Addresses { docker_daemon_json, runtime, own_engine, own_bridge } => {
             use crate::backend::addresses;
-            if docker_daemon_json {
+            if own_engine {
+                println!("{:#}", addresses::own_engine_config(runtime.as_deref()));
+            } else if docker_daemon_json {
                 println!("{:#}", addresses::docker_daemon_config(runtime.as_deref()));
+            } else if own_bridge {
+                println!("{}", addresses::own_bridge_address());
             } else {
                 print!("{}", addresses::describe());
             }
@@ -423,17 +434,18 @@ async fn down(run_dir: Option<PathBuf>, all: bool) -> ExitCode {
             }
         }
         let local = local::down_all().await;
-        let kind = kind::down_all().await;
+        let (kind_done, kind_failed) = kind::down_all().await;
+        failed.extend(kind_failed);
         local.and_then(|mut more| {
             dirs.append(&mut more);
-            dirs.extend(kind?);
+            dirs.extend(kind_done);
             for d in &dirs {
                 println!("down: {}", d.display());
             }
             if dirs.is_empty() && failed.is_empty() {
                 println!("down: no run");
             }
-            if failed.is_empty() { Ok(()) } else { Err(crate::backend::BackendError::Setup(format!("existing runs not removed:\n  {}", failed.join("\n  ")))) }
+            if failed.is_empty() { Ok(()) } else { Err(crate::backend::BackendError::Setup(format!("runs not removed:\n  {}", failed.join("\n  ")))) }
         })
     } else {
         let dir = match only_run(run_dir) {

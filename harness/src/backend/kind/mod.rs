@@ -17,6 +17,7 @@
 //! API server reads and reloads, so components that bring an issuer can set it.
 
 pub mod apiserver;
+pub mod engine;
 mod freezer;
 pub mod hosts;
 pub mod images;
@@ -69,6 +70,10 @@ pub struct KindRunInfo {
     pub network: String,
     pub subnet: String,
     pub image: String,
+    /// The Docker engine the run is on (`DOCKER_HOST`; null: the CLI's default). Absent in
+    /// plans from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Option<String>>,
     pub clusters: Vec<KindCluster>,
     /// Hosts outside the clusters ([`hosts`]).
     #[serde(default)]
@@ -121,7 +126,8 @@ pub fn preflight(paths: &Paths) -> Result<Tools, BackendError> {
         Ok(_) => {}
         Err(BackendError::Command { stderr, .. }) => {
             return Err(BackendError::Unsupported(format!(
-                "the kind backend needs a running Docker engine (`make setup` starts one); `docker info`: {stderr}"
+                "the kind backend needs a running Docker engine (`make setup` starts one); `docker info` against {}: {stderr}",
+                engine::describe(engine::in_effect().as_deref())
             )));
         }
         Err(e) => return Err(e),
@@ -151,6 +157,9 @@ fn run(program: &str, args: &[&str]) -> Result<String, BackendError> {
 
 fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String, BackendError> {
     let mut cmd = duct::cmd(program, args).stdout_capture().stderr_capture().unchecked();
+    if let Some(h) = engine::selected() {
+        cmd = cmd.env("DOCKER_HOST", h);
+    }
     for (k, v) in env {
         cmd = cmd.env(k, v);
     }
@@ -260,6 +269,7 @@ pub fn plan(id: &str, dir: &Path, number: u8, topology: &Topology, hosts: &[Stri
         network: format!("fd-kind-{number}"),
         subnet: addresses::kind_network(number).to_string(),
         image: image.to_string(),
+        engine: Some(engine::in_effect()),
         clusters,
         hosts: hosts
             .iter()
@@ -337,6 +347,7 @@ impl KindRun {
     /// before the error returns (with the end of the control-plane node's log in it).
     pub async fn up(paths: &Paths, topology: &Topology, hosts: &[String], firedrill: &Path) -> Result<KindRun, BackendError> {
         let tools = preflight(paths)?;
+        tracing::info!("kind: Docker engine: {}", engine::describe(engine::in_effect().as_deref()));
         let v = Versions::load(&paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
         let binaries = Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
         let image_map = crate::backend::images::ImageMap::load(&paths.fixtures, &binaries, firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
@@ -441,7 +452,9 @@ impl KindRun {
 
     /// The run in `dir`, as `up` left it.
     pub fn attach(dir: &Path) -> Result<KindRun, BackendError> {
-        Ok(KindRun { info: KindRunInfo::load(dir)? })
+        let info = KindRunInfo::load(dir)?;
+        engine::check(&info.id, info.engine.clone())?;
+        Ok(KindRun { info })
     }
 
     /// Whether every node container of the run still exists.
@@ -510,15 +523,23 @@ fn allocate(id: &str) -> Result<(PathBuf, u8), BackendError> {
     let free = super::numbers::reserve("kind", addresses::KIND_RUNS.count(), addresses::KIND_RUNS.filter(|n| !used.contains(n)), &dir, |n| {
         networks.lines().any(|l| l == format!("fd-kind-{n}"))
     })?;
-    let placeholder = serde_json::json!({ "id": id, "number": free, "reserved": true });
+    let placeholder = serde_json::json!({ "id": id, "number": free, "reserved": true, "engine": engine::in_effect() });
     let path = dir.join("kind-run.json");
     crate::files::write_atomic(&path, placeholder.to_string().as_bytes(), 0o644).map_err(|e| BackendError::io(&path, e))?;
     Ok((dir, free))
 }
 
 fn reserved_number(dir: &Path) -> Option<u8> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("kind-run.json")).ok()?).ok()?;
-    v.get("number")?.as_u64().and_then(|n| u8::try_from(n).ok())
+    plan_json(dir)?.get("number")?.as_u64().and_then(|n| u8::try_from(n).ok())
+}
+
+/// The engine a plan, or a placeholder plan, records; None when it records none.
+fn recorded_engine(dir: &Path) -> Option<Option<String>> {
+    plan_json(dir)?.get("engine").map(|e| e.as_str().map(str::to_string))
+}
+
+fn plan_json(dir: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("kind-run.json")).ok()?).ok()
 }
 
 /// Tear down the kind run in `dir`: every cluster of its plan (`kind delete`, then any
@@ -528,6 +549,8 @@ pub async fn down(dir: &Path) -> Result<(), BackendError> {
     if !dir.exists() {
         return Ok(());
     }
+    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    engine::check(&id, recorded_engine(dir))?;
     let number = reserved_number(dir);
     let clusters: Vec<String> = match KindRunInfo::load(dir) {
         Ok(info) => info.clusters.iter().map(|c| c.kind_name.clone()).collect(),
@@ -576,17 +599,20 @@ fn remove_network(name: &str) -> Result<(), BackendError> {
 
 /// Tear down every kind run this state directory records, reservations included. Nothing
 /// else: a kind cluster, container or network of another state directory's run, or of
-/// the user's, is theirs; `sweep` lists what carries firedrill's names.
-pub async fn down_all() -> Result<Vec<PathBuf>, BackendError> {
-    let mut done = Vec::new();
+/// the user's, is theirs; `sweep` lists what carries firedrill's names. A run that cannot
+/// be taken down (on another engine, an engine that does not answer) is reported with its
+/// reason, and the others are taken down all the same.
+pub async fn down_all() -> (Vec<PathBuf>, Vec<String>) {
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
     for dir in std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
         let recorded = is_run(&dir);
-        down(&dir).await?;
-        if recorded {
-            done.push(dir);
+        match down(&dir).await {
+            Ok(()) if recorded => done.push(dir),
+            Ok(()) => {}
+            Err(e) => failed.push(format!("{}: {e}", dir.display())),
         }
     }
-    Ok(done)
+    (done, failed)
 }
 
 /// Whether a kind cluster's name is one firedrill gives (`fd-k<N>-<cluster>`).
