@@ -12,7 +12,8 @@
 #   4. the images a node runs, made from the same builds and preloaded into the node's
 #      containerd under the names `kubeadm config images list` gives (kube-apiserver,
 #      kube-controller-manager, kube-scheduler, kube-proxy, etcd, pause) plus firedrill's
-#      pod network (fixtures/kind/cni/, kind's kindnetd not being on the module proxy).
+#      pod network (fixtures/kind/cni/, kind's kindnetd not being on the module proxy) and
+#      its NetworkPolicy engine (fixtures/kind/netpol/, kube-network-policies).
 #
 # The image is named by a hash of every input and is built only when it is not in the
 # Docker engine's store yet. Prints its name on the last line; also writes it to
@@ -36,7 +37,7 @@ node_debs=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,
 for b in kubernetes-node-$KUBERNETES_VERSION/kubeadm kubernetes-node-$KUBERNETES_VERSION/kubelet kubernetes-node-$KUBERNETES_VERSION/kube-proxy \
   kubernetes-$KUBERNETES_VERSION/kube-apiserver kubernetes-$KUBERNETES_VERSION/kubectl \
   etcd-$ETCD_VERSION/etcd containerd-$CONTAINERD_VERSION/containerd crictl-$CRICTL_VERSION/crictl \
-  cni-plugins-$CNI_PLUGINS_VERSION/ptp pause-$KUBERNETES_VERSION/pause; do
+  cni-plugins-$CNI_PLUGINS_VERSION/ptp pause-$KUBERNETES_VERSION/pause kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION/netpol; do
   [[ -x $bin/$b ]] || { log "$bin/$b is missing: run ci/setup.sh first"; exit 1; }
 done
 docker info >/dev/null 2>&1 || { log "no Docker engine answers: run ci/docker.sh first"; exit 1; }
@@ -52,7 +53,7 @@ base_files=$kind_src/images/base/files
 hash=$( {
   cat "$0" "$root/fixtures/versions.env"
   find "$root/fixtures/kind" -type f | sort | xargs cat
-  cat "$bin"/{kubernetes-$KUBERNETES_VERSION,kubernetes-node-$KUBERNETES_VERSION,etcd-$ETCD_VERSION,containerd-$CONTAINERD_VERSION,crictl-$CRICTL_VERSION,cni-plugins-$CNI_PLUGINS_VERSION,pause-$KUBERNETES_VERSION}/.stamp
+  cat "$bin"/{kubernetes-$KUBERNETES_VERSION,kubernetes-node-$KUBERNETES_VERSION,etcd-$ETCD_VERSION,containerd-$CONTAINERD_VERSION,crictl-$CRICTL_VERSION,cni-plugins-$CNI_PLUGINS_VERSION,pause-$KUBERNETES_VERSION,kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION}/.stamp
   find "$base_files" -type f | sort | xargs cat
   dpkg-query -W busybox-static
 } | sha256sum | cut -c1-12)
@@ -124,7 +125,11 @@ install -m 0755 "$bin/kubernetes-node-$KUBERNETES_VERSION"/{kubeadm,kubelet} "$b
   jq '.hooks.createContainer[.hooks.createContainer|length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' |
   jq 'del(.process.rlimits)' >"$rootfs/etc/containerd/cri-base.json"
 echo "$KUBERNETES_VERSION" >"$rootfs/kind/version"
-cp "$root/fixtures/kind/cni/manifest.yaml" "$rootfs/kind/manifests/default-cni.yaml"
+{
+  cat "$root/fixtures/kind/cni/manifest.yaml"
+  echo ---
+  sed "s/NETPOL_VERSION/$KUBE_NETWORK_POLICIES_VERSION/" "$root/fixtures/kind/netpol/manifest.yaml"
+} >"$rootfs/kind/manifests/default-cni.yaml"
 
 tar -C "$rootfs" -c . | docker import \
   --change 'ENV container=docker' --change 'ENTRYPOINT ["/usr/local/bin/entrypoint","/sbin/init"]' \
@@ -189,6 +194,9 @@ for t in sh cat printf mv sleep ip echo; do ln -sf busybox "$d/bin/$t"; done
 cp "$bin/kubernetes-$KUBERNETES_VERSION/kubectl" "$d/bin/kubectl"
 install -m 0755 "$root/fixtures/kind/cni/firedrill-cni" "$d/bin/firedrill-cni"
 image firedrill.local/cni:1 -- "$d" '["/bin/firedrill-cni"]'
+d=$work/images/netpol && mkdir -p "$d/bin"
+cp "$bin/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION/netpol" "$d/bin/netpol"
+image "firedrill.local/netpol:$KUBE_NETWORK_POLICIES_VERSION" -- "$d" '["/bin/netpol"]'
 
 # --- 5. Preload them into the node's containerd, as kind's build does ------------------
 # (Docker warns that IPv4 forwarding is off: the address plan keeps it off, and this

@@ -47,6 +47,7 @@ debs=(
   curl:curl
   procps:pgrep
   jq:jq
+  patch:patch
   busybox-static:busybox
   shellcheck:shellcheck
   'chromium:chromium|chromium-browser|google-chrome'
@@ -190,6 +191,15 @@ if want kind; then
     sh -c 'm=github.com/containernetworking/plugins/plugins; GOBIN="$out" GOFLAGS=$nodwarf go install -trimpath -ldflags "-s -w" \
       "$m/main/ptp@$CNI_PLUGINS_VERSION" "$m/main/loopback@$CNI_PLUGINS_VERSION" \
       "$m/ipam/host-local@$CNI_PLUGINS_VERSION" "$m/meta/portmap@$CNI_PLUGINS_VERSION"'
+
+  # The NetworkPolicy engine: the module's source from the proxy, patched to queue through
+  # the xtables NFQUEUE target (kernels without nft_queue; see the patch's header).
+  export KUBE_NETWORK_POLICIES_VERSION
+  build kube-network-policies "$KUBE_NETWORK_POLICIES_VERSION" kube-network-policies netpol -- \
+    sh -c 'src=$(GOFLAGS= go mod download -json "sigs.k8s.io/kube-network-policies@$KUBE_NETWORK_POLICIES_VERSION" | jq -r .Dir) &&
+      w=$(mktemp -d) && cp -r "$src/." "$w" && chmod -R u+w "$w" &&
+      patch -s -p1 -d "$w" <nfqueue-target.patch &&
+      (cd "$w" && GOFLAGS="-mod=readonly $nodwarf" go build -trimpath -ldflags "-s -w" -o "$out/netpol" ./cmd); s=$?; rm -rf "$w"; exit $s'
 fi
 
 echo "$cache"

@@ -8,8 +8,9 @@
 //!
 //! With `CONNECT=host:port,host:port…` (at most 7) it serves nothing: it opens one TCP
 //! connection to each address (3 s each), prints what happened, and exits with a bit mask of
-//! the addresses it could not reach (bit 0 for the first), 0 when it reached them all. The
-//! existing backend's partition proof runs it as a pod on each side.
+//! the addresses it could not reach (bit 0 for the first), 0 when it reached them all, after
+//! waiting `CONNECT_DELAY` seconds (default 0). The existing backend's partition proof runs
+//! it as a pod on each side.
 
 use axum::{Router, routing::get};
 use tokio::signal::unix::{SignalKind, signal};
@@ -43,6 +44,8 @@ async fn connect(targets: &str) -> i32 {
         eprintln!("CONNECT: expected 1 to 7 comma-separated host:port, got {}", targets.len());
         return 128;
     }
+    let delay: u64 = std::env::var("CONNECT_DELAY").ok().and_then(|d| d.parse().ok()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(delay)).await;
     let mut code = 0;
     for (i, t) in targets.iter().enumerate() {
         match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(t)).await {

@@ -3,7 +3,8 @@
 //! to and from anywhere except the other side (its nodes' addresses, its pod ranges, its
 //! API server). A policy is only a request: a CNI that does not enforce NetworkPolicy
 //! ignores it. So the proof is a canary pod on each side (the workload image with
-//! `CONNECT`), which must reach its own API server and must not reach the other side's;
+//! `CONNECT`), which must reach its own API server and must not reach the other side's,
+//! each at the address pods reach it at (the `kubernetes` Service's endpoint);
 //! where the CNI does not enforce, the canary gets through and the scenario ends "fault not
 //! in effect", never with a table.
 
@@ -30,6 +31,12 @@ const CANARY_LABEL: &str = "firedrill.dev/canary";
 const CANARY_IMAGE: &str = "firedrill.local/workload:dev";
 /// How long a canary pod may take from creation to its exit.
 const CANARY_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long a canary waits after it starts before it connects. A network plugin learns a
+/// new pod's address as the pod starts: a connection opened in that moment can leave
+/// before any policy applies to the pod, and the connection tracking then lets the rest of
+/// it through (seen with kube-network-policies on kind: every canary that connected at
+/// once reached the other side, a pod that connected seconds later was cut off).
+const CANARY_DELAY_SECONDS: u32 = 3;
 
 fn policy_name(tag: &str) -> String {
     let clean: String = tag.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
@@ -81,6 +88,34 @@ fn api_address(c: &ClusterHandle) -> Result<(String, u16), String> {
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
+/// Where pods of `c` reach its API servers: the `default/kubernetes` Service's endpoints
+/// (the address each API server advertises), as `ip:port`. The kubeconfig's server is
+/// where the harness reaches it, which a pod may not (kind's is a port published on the
+/// machine's loopback); it is the fallback only where the cluster lists no endpoint.
+async fn api_endpoints(c: &ClusterHandle) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slices = Api::<EndpointSlice>::namespaced(c.client.clone(), "default")
+        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await
+        .map_err(|e| format!("listing the API server's endpoints of cluster {}: {}", c.name, crate::error::kube_message(&e)))?;
+    let mut out = Vec::new();
+    for slice in slices.items {
+        let port = slice.ports.unwrap_or_default().iter().find(|p| p.name.as_deref() == Some("https")).and_then(|p| p.port);
+        let Some(port) = port else { continue };
+        for e in slice.endpoints.iter().flatten() {
+            for a in &e.addresses {
+                out.push(if a.contains(':') { format!("[{a}]:{port}") } else { format!("{a}:{port}") });
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(api_address(c).map(|(h, p)| format!("{h}:{p}"))?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// What the other side's pods, nodes and API server are reached at: the addresses a
 /// side's policy excepts.
 async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
@@ -99,6 +134,13 @@ async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
                 Ok(std::net::IpAddr::V6(ip)) => out.push(format!("{ip}/128")),
                 Err(_) => {}
             }
+        }
+    }
+    for endpoint in api_endpoints(c).await.map_err(FaultError::Invalid)? {
+        if let Some((ip, _)) = endpoint.rsplit_once(':')
+            && let Ok(ip) = ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>()
+        {
+            out.push(if ip.is_ipv4() { format!("{ip}/32") } else { format!("{ip}/128") });
         }
     }
     let (host, port) = api_address(c).map_err(FaultError::Invalid)?;
@@ -203,7 +245,7 @@ async fn canary(env: &Env, c: &ClusterHandle, targets: &[String]) -> Result<i32,
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 0,
-            "containers": [{ "name": "canary", "image": env.image(CANARY_IMAGE), "env": [{ "name": "CONNECT", "value": targets.join(",") }] }]
+            "containers": [{ "name": "canary", "image": env.image(CANARY_IMAGE), "env": [{ "name": "CONNECT", "value": targets.join(",") }, { "name": "CONNECT_DELAY", "value": CANARY_DELAY_SECONDS.to_string() }] }]
         }
     }))
     .expect("a canary pod");
@@ -235,8 +277,8 @@ pub async fn check(env: &Env, between: &[String], expect: Expect) -> Result<(), 
     let (a, b) = sides(env, between).map_err(|e| e.to_string())?;
     let mut wrong = Vec::new();
     for (side, other) in [(a, b), (b, a)] {
-        let own = api_address(side).map(|(h, p)| format!("{h}:{p}"))?;
-        let peer = api_address(other).map(|(h, p)| format!("{h}:{p}"))?;
+        let own = api_endpoints(side).await?.remove(0);
+        let peer = api_endpoints(other).await?.remove(0);
         let code = canary(env, side, &[own.clone(), peer.clone()]).await?;
         if code & 1 != 0 {
             return Err(format!(
