@@ -3,12 +3,13 @@
 # what `make test` runs in a bounded form (tests/nightly.rs), so the nightly path is
 # exercised on every change.
 #
-#   ci/nightly.sh [--backend kind|local | --on RUN_DIR] [--repeat N] [--report DIR] [--bounded] [FILTER...]
+#   ci/nightly.sh [--backend kind|local | --on RUN_DIR] [--suite SUITE] [--repeat N] [--report DIR] [--bounded] [FILTER...]
 #
 # Sets everything up through the project's own setup (`make build`: Debian packages, the
 # pinned builds, the Docker engine, the kind node image), then runs every suite whose
 # `suite::scenario` matches a FILTER (all by default) on BACKEND (default kind), N rounds
-# (default 1), writing the report directory (default reports/nightly). With
+# (default 1), writing the report directory (default reports/nightly); --suite runs that
+# suite alone (suites/SUITE.yaml), one job of the nightly workflow's matrix. With
 # GITHUB_STEP_SUMMARY set, firedrill appends the tables, the mismatches and the stability
 # figures to that file. --bounded runs identity::single-instance-fails once, whatever the
 # filters and --repeat say. --on runs on a run already up (`firedrill up`) instead of a
@@ -19,16 +20,17 @@
 # from its document, 2 the harness failed (set-up included), 3 bad arguments.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-backend=kind repeat=1 report=$root/reports/nightly bounded=0 filters=() on=
+backend=kind repeat=1 report=$root/reports/nightly bounded=0 filters=() on='' suite=''
 while (($#)); do
   case $1 in
-    --backend|--repeat|--report|--on)
+    --backend|--repeat|--report|--on|--suite)
       (($# >= 2)) || { echo "nightly: $1 needs a value (see --help)" >&2; exit 3; }
       case $1 in
         --backend) backend=$2 ;;
         --repeat) repeat=$2 ;;
         --report) report=$(realpath -m -- "$2") ;;
         --on) on=$(realpath -m -- "$2") ;;
+        --suite) suite=$2 ;;
       esac
       shift 2 ;;
     --bounded) bounded=1; shift ;;
@@ -40,6 +42,10 @@ done
 case $backend in kind|local) ;; *) echo "nightly: --backend must be kind or local, not '$backend'" >&2; exit 3 ;; esac
 [[ $repeat =~ ^[1-9][0-9]*$ ]] || { echo "nightly: --repeat must be a positive number, not '$repeat'" >&2; exit 3; }
 ((bounded)) && filters=(identity::single-instance-fails) repeat=1
+if [[ -n $suite && ! -f $root/suites/$suite.yaml ]]; then
+  echo "nightly: --suite $suite: no suites/$suite.yaml" >&2
+  exit 3
+fi
 
 cd "$root" || exit 2
 echo "nightly: set-up (make build)" >&2
@@ -50,6 +56,12 @@ if ! make -s build >&2; then
 fi
 where=(--backend "$backend")
 [[ -n $on ]] && where=(--on "$on")
+if [[ -n $suite ]]; then
+  only=$(mktemp -d)
+  trap 'rm -rf "$only"' EXIT
+  ln -s "$root/suites/$suite.yaml" "$only/"
+  where+=(--suites "$only")
+fi
 echo "nightly: firedrill run ${where[*]} --repeat $repeat --report $report ${filters[*]}" >&2
 target/debug/firedrill run "${where[@]}" --repeat "$repeat" --report "$report" "${filters[@]}"
 status=$?

@@ -253,3 +253,71 @@ fn a_wrong_document_exits_1_and_nothing_leaks_a_secret() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A report directory per suite, as the nightly workflow's jobs leave them: `firedrill
+/// check` of the suite's real recordings (recordings/local/), with its reports.
+fn part_of(suite: &str, under: &Path) -> PathBuf {
+    let recordings = under.join(format!("{suite}-recordings/local"));
+    std::fs::create_dir_all(&recordings).unwrap();
+    for e in std::fs::read_dir(root().join("recordings/local")).unwrap().map(|e| e.unwrap().path()) {
+        if e.file_name().unwrap().to_string_lossy().starts_with(&format!("{suite}__")) {
+            std::fs::copy(&e, recordings.join(e.file_name().unwrap())).unwrap();
+        }
+    }
+    let part = under.join(format!("part-{suite}"));
+    let o = firedrill(&["check", recordings.to_str().unwrap(), "--report", part.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    part
+}
+
+fn results(dir: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+}
+
+/// `firedrill merge` of two suites' report directories: one report whose results are every
+/// part's as recorded, verdicts equal to the parts', one job summary, and `firedrill check`
+/// of the merged directory agrees. A scenario in two parts, or a part whose evidence gives
+/// another verdict with the suites and snapshots merged against, is refused and nothing is
+/// written.
+#[test]
+fn merge_makes_one_report_of_the_parts_and_refuses_what_does_not_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, management) = (part_of("identity", dir.path()), part_of("management", dir.path()));
+    let merged = dir.path().join("merged");
+    let summary = dir.path().join("summary.md");
+    let o = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["merge", identity.to_str().unwrap(), management.to_str().unwrap(), "--report", merged.to_str().unwrap()])
+        .current_dir(root())
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut parts = results(&identity);
+    parts.extend(results(&management));
+    assert_eq!(results(&merged), parts, "the merged results are the parts' as they recorded them");
+    let verdicts = |v: &[serde_json::Value]| v.iter().map(|r| (r["scenario"].to_string(), r["verdict"]["verdict"].to_string())).collect::<Vec<_>>();
+    assert_eq!(verdicts(&results(&merged)).len(), 14);
+    let html = std::fs::read_to_string(merged.join("report.html")).unwrap();
+    let md = std::fs::read_to_string(&summary).unwrap();
+    for r in &parts {
+        let title = r["title"].as_str().unwrap();
+        assert!(html.contains(&title.replace('\'', "&#39;")) || html.contains(title), "report.html lacks {title}");
+        assert!(md.contains(r["scenario"].as_str().unwrap()), "the job summary lacks {}", r["scenario"]);
+    }
+    let o = firedrill(&["check", merged.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("14 of 14 scenarios match") && text(&o).contains("0 verdict(s) differ from the live run's"), "{}", text(&o));
+
+    let twice = dir.path().join("twice");
+    let o = firedrill(&["merge", identity.to_str().unwrap(), identity.to_str().unwrap(), "--report", twice.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is in both"), "{}", text(&o));
+    assert!(!twice.exists(), "nothing written");
+
+    let empty = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    let o = firedrill(&["merge", identity.to_str().unwrap(), "--snapshots", empty.path().to_str().unwrap(), "--report", elsewhere.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("recorded `match`, but its evidence gives `mismatch`"), "{}", text(&o));
+    assert!(!elsewhere.exists(), "nothing written");
+}

@@ -265,7 +265,7 @@ fn load_recordings(dir: &Path) -> Result<Vec<Recorded>, String> {
 }
 
 /// The recorded verdict of a scenario that is not judged again, as a result for a report.
-fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
+pub(super) fn as_recorded(r: &Recorded, suites: &[Suite]) -> Option<ScenarioResult> {
     let suite = suites.iter().find(|s| s.id() == r.suite)?;
     let sc = suite.spec.scenarios.iter().find(|s| s.id.value == r.scenario)?;
     let why = r.verdict.why().unwrap_or_default().to_string();

@@ -10,6 +10,7 @@ use crate::fixtures::Paths;
 
 mod check;
 mod docs;
+mod merge;
 mod record;
 mod run;
 mod select;
@@ -149,6 +150,23 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
     },
+    /// Merge the report directories of runs that each ran part of a drill (the nightly
+    /// workflow's jobs) into one report directory: every scenario as its part recorded it,
+    /// one report.html, report.md, junit.xml and results.json, the stability over rounds,
+    /// and the job summary where GITHUB_STEP_SUMMARY names a file. Exit status as `run`'s.
+    Merge {
+        #[arg(value_name = "REPORT_DIR", required = true)]
+        parts: Vec<PathBuf>,
+        /// Where to write the merged report.
+        #[arg(long, value_name = "DIR")]
+        report: PathBuf,
+        /// Directory of suite files (default: the repository's suites/).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Directory of snapshots (default: the repository's snapshots/).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
+    },
     /// Keep each scenario of live runs as a recording (recordings/BACKEND/SUITE__SCENARIO.json),
     /// which `firedrill check recordings` and `make test` judge again: only a scenario whose
     /// live run matched, and which judged again still does; of a repeated run, the last
@@ -265,6 +283,7 @@ pub fn main() -> ExitCode {
         Command::Recover { run_dir } => block_on(run::recover(paths, run_dir)),
         Command::Sweep { yes } => block_on(sweep(yes)),
         Command::Check { recorded, suite, suites, snapshots, report } => check::check(paths, check::CheckArgs { recorded, suite, suites, snapshots }, report),
+        Command::Merge { parts, report, suites, snapshots } => merge::merge(paths, merge::MergeArgs { parts, report, suites, snapshots }),
         Command::Record { reports, into } => record::record(paths, record::RecordArgs { reports, into }),
         Command::Docs { report, out } => docs::docs(paths, docs::DocsArgs { report, out }),
         Command::Daemon { run_dir } => block_on(async move {
