@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../fixtures/versions.env
 . "$root/fixtures/versions.env"
 up="$root/fixtures/upstream"
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export GOFLAGS=-mod=mod GOTOOLCHAIN=$GO_TOOLCHAIN
 # The checksum database has no entry for this pseudo-version of dex's api/v2 submodule;
 # its hash is recorded in fixtures/upstream/dex/go.sum from the proxy's copy instead, and
 # builds verify against go.sum.
