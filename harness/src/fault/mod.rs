@@ -97,6 +97,13 @@ pub enum Undo {
         /// The pod that was killed.
         pod: String,
         uid: String,
+        /// Its node and containers as the API listed them at planning
+        /// ([`pod::Container`]): the proof that the kill is in effect is their processes
+        /// stopped, not only the API object gone. Absent in older journals.
+        #[serde(default)]
+        node: String,
+        #[serde(default)]
+        containers: Vec<pod::Container>,
     },
     /// Restore every etcd member of the cluster from the DR exercise's backup in `dir`, or
     /// put back the data the fault moved aside (see [`etcddata`]).
@@ -358,8 +365,8 @@ impl FaultSpec {
             }
             (FaultSpec::LoseNode { cluster, node }, _) => node::check(env, cluster, node, expect).await,
             (FaultSpec::StopCluster { cluster }, _) => cluster::check(env, cluster, expect).await,
-            (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, deployment, replicas, pod, uid }) => match expect {
-                Expect::InEffect => pod::gone(env, cluster, namespace, pod, uid).await,
+            (FaultSpec::KillPod { .. }, Undo::AwaitReplicas { cluster, namespace, deployment, replicas, pod, uid, node, containers }) => match expect {
+                Expect::InEffect => pod::gone(env, cluster, namespace, pod, uid, node, containers).await,
                 Expect::Reverted => scale::at_least_ready(env, cluster, namespace, deployment, *replicas).await,
             },
             (FaultSpec::LoseEtcdData { cluster, .. }, _) => etcddata::check(env, cluster, expect).await,

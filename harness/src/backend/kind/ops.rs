@@ -180,6 +180,17 @@ pub fn has_netns(container: &str) -> Result<bool, BackendError> {
     }
 }
 
+/// Whether a pod's container (`id`, containerd's, without its `containerd://`) still runs
+/// in node container `node`: crictl's state of it, and not found is not running. A node
+/// that cannot be asked is an error, never taken for "stopped".
+pub fn pod_container_running(node: &str, id: &str) -> Result<bool, BackendError> {
+    match run("docker", &["exec", node, "crictl", "inspect", "-o", "go-template", "--template", "{{.status.state}}", id]) {
+        Ok(state) => Ok(state.trim() == "CONTAINER_RUNNING"),
+        Err(BackendError::Command { stderr, .. }) if stderr.contains("NotFound") || stderr.contains("not found") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Docker's answer to `inspect` of a container that does not exist.
 pub fn is_no_such_container(stderr: &str) -> bool {
     stderr.contains("No such container") || stderr.contains("No such object")

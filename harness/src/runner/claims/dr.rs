@@ -6,9 +6,10 @@
 //!   (a write that survived proves the data did not come from the snapshot). States the
 //!   RTO (data lost → API healthy and workloads Ready) and the RPO (writes after the
 //!   snapshot lost, by kind), with object counts per kind before and after.
-//! - `backup-refused`: etcdutl refused the corrupt backup with an error, and no member was
-//!   restored from it: the data moved aside is back, every write after the snapshot and
-//!   every object of the snapshot present.
+//! - `backup-refused`: etcdutl refused the corrupt backup with one of its integrity errors
+//!   (any other failure — a timeout, a bad flag, a missing file — is not the backup being
+//!   refused), and no member was restored from it: the data moved aside is back, every
+//!   write after the snapshot and every object of the snapshot present.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -212,10 +213,32 @@ fn ready_words(r: &Recorded, not_ready: &[String]) -> String {
     format!("{} of the {n} Deployment(s) Ready at the snapshot Ready again when checked", n - not_ready.len())
 }
 
+/// The integrity checks of `etcdutl snapshot restore` (etcdutl/snapshot/v3_snapshot.go of
+/// the pinned etcd): the snapshot's length leaves no room for its sha256 (a truncated
+/// copy), the sha256 does not match the content (a corrupted one), bbolt's consistency
+/// check of the database failed.
+const INTEGRITY_ERRORS: [&str; 3] = ["snapshot missing hash but --skip-hash-check=false", "expected sha256 ", "snapshot file integrity check failed"];
+
+/// Which of etcdutl's integrity errors `message` carries, if any.
+fn integrity_error(message: &str) -> Option<&'static str> {
+    INTEGRITY_ERRORS.into_iter().find(|e| message.contains(e))
+}
+
 pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> {
     let r = recorded(cx, "backup-refused")?;
     if r.restore.outcome != "refused" || r.restore.message.trim().is_empty() {
         return Ok((false, format!("{} was not refused: the restore's outcome is `{}` {}", r.backup.words(), r.restore.outcome, r.restore.message)));
+    }
+    if integrity_error(&r.restore.message).is_none() {
+        return Ok((
+            false,
+            format!(
+                "etcdutl failed on {}, but not with an integrity error of the backup (one of: {}): {}",
+                r.backup.words(),
+                INTEGRITY_ERRORS.map(|e| format!("`{}`", e.trim())).join(", "),
+                r.restore.message
+            ),
+        ));
     }
     let (after, not_ready) = after(cx, &r).await?;
     let d = diff(&r, &after);
@@ -278,6 +301,25 @@ mod tests {
     /// old revision is different; one rewritten since (revision above the snapshot's) is
     /// not compared; absent ones are missing; writes after the snapshot are lost or, when
     /// present, survived.
+    /// Before, any failure of etcdutl counted as the backup refused.
+    #[test]
+    fn only_an_integrity_error_is_a_refusal_of_the_backup() {
+        let truncated = "member control-plane-1: etcdutl snapshot restore failed (exit status: 1): Error: snapshot missing hash but --skip-hash-check=false";
+        let garbled = "member control-plane-1: etcdutl snapshot restore failed (exit status: 1): Error: expected sha256 [173 231], got [10 26]";
+        let bolt = "Error: snapshot file integrity check failed. 2 errors found.\npage 7: unreachable unfreed";
+        for m in [truncated, garbled, bolt] {
+            assert!(integrity_error(m).is_some(), "{m}");
+        }
+        for m in [
+            "member control-plane-1: etcdutl timed out after 60 s",
+            "Error: unknown flag: --bump-revisionx",
+            "Error: open /x/backup.db: no such file or directory",
+            "",
+        ] {
+            assert_eq!(integrity_error(m), None, "{m}");
+        }
+    }
+
     #[test]
     fn diff_sorts_every_object() {
         let obj = |data: &str, rv: &str| serde_json::json!({"metadata": {"name": "x", "resourceVersion": rv}, "data": {"k": data}});
