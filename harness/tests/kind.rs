@@ -17,19 +17,16 @@
 //!   table matches) and reports stopping etcd not runnable, and runs the identity suite's
 //!   `instances-down` with the identity component's hosts as pods (the API server's rows
 //!   not observed, nothing left after); `down` leaves no container,
-//!   network or volume of the run behind;
-//! - on a `multi` run of its own, the existing backend's partition (NetworkPolicies, which
-//!   the node image's kube-network-policies enforces) is proven in effect, then undone,
-//!   and its scenario matches its table.
+//!   network or volume of the run behind.
 //!
 //! Under `make test` the second test works on the kind run `ci/test.sh` brings up for the
 //! kind tests to share (`FIREDRILL_KIND_RUN`, hosts ldap, lb and spare; tests/nightly.rs
 //! runs its drill there after it): `ci/test.sh` takes it down, and its leftover check
 //! fails on anything left. Alone (`cargo test --test kind`) it brings up a run of its own.
 //!
-//! They share the engine and the machine's two cores, so they take turns.
+//! The two share the engine and the machine's two cores, so they take turns.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,52 +36,7 @@ mod common;
 
 static TURN: Mutex<()> = Mutex::new(());
 
-fn docker(args: &[&str]) -> String {
-    let o = firedrill::backend::kind::engine::command("docker").args(args).output().expect("the docker CLI runs (make setup installs an engine)");
-    assert!(o.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-fn firedrill(state: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(common::firedrill()).args(args).env("FIREDRILL_STATE", state).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// Names of node containers of kind clusters whose name starts with `prefix`.
-fn containers(prefix: &str) -> Vec<String> {
-    containers_in(prefix, &["-a"])
-}
-
-fn containers_in(prefix: &str, filter: &[&str]) -> Vec<String> {
-    let mut args = vec!["ps", "--filter", "label=io.x-k8s.kind.cluster", "--format", "{{.Names}}\t{{.Label \"io.x-k8s.kind.cluster\"}}"];
-    args.extend(filter);
-    docker(&args).lines().filter_map(|l| l.split_once('\t')).filter(|(_, c)| c.starts_with(prefix)).map(|(n, _)| n.to_string()).collect()
-}
-
-fn networks() -> Vec<String> {
-    docker(&["network", "ls", "--format", "{{.Name}}"]).lines().filter(|n| n.starts_with("fd-kind-")).map(String::from).collect()
-}
-
-fn volumes() -> Vec<String> {
-    docker(&["volume", "ls", "-q"]).lines().map(String::from).collect()
-}
-
-/// The containers of kind run `number`'s hosts.
-fn host_containers(number: u8) -> Vec<String> {
-    docker(&["ps", "-a", "--filter", &format!("label=firedrill.kind-run={number}"), "--format", "{{.Names}}"]).lines().map(String::from).collect()
-}
-
-/// Nothing of kind run `number` is on the engine; the volumes are those there before.
-fn assert_nothing_left(number: u8, before: &[String]) {
-    assert_eq!(containers(&format!("fd-k{number}-")), Vec::<String>::new(), "node containers left");
-    assert_eq!(host_containers(number), Vec::<String>::new(), "host containers left");
-    assert!(!networks().contains(&format!("fd-kind-{number}")), "network fd-kind-{number} left");
-    let new: Vec<String> = volumes().into_iter().filter(|v| !before.contains(v)).collect();
-    assert_eq!(new, Vec::<String>::new(), "volumes left");
-}
+use common::kind::{assert_nothing_left, containers, containers_in, docker, firedrill, networks, text, volumes};
 
 #[test]
 fn an_up_killed_while_kind_creates_nodes_is_removed_by_down() {
@@ -465,72 +417,4 @@ async fn accepts(ip: std::net::Ipv4Addr, port: u16) {
         Ok(Err(e)) => panic!("{ip}:{port} refuses connections: {e}"),
         Err(_) => panic!("{ip}:{port} does not answer within 1 s"),
     }
-}
-
-/// The existing backend's partition (NetworkPolicies in every namespace of both sides) on
-/// clusters whose network enforces them: the node image's kube-network-policies. Through a
-/// kubeconfig with a context per cluster of a kind `multi` run, `east-west-partitioned`
-/// matches its table, which it reaches only with the fault proven in effect (a canary pod
-/// on each side reaches its own API server and not the other's) and, after the window,
-/// proven undone (each reaches both). No policy or canary is left. Before, the partition
-/// had only ever been seen not in effect (tests/existing.rs, on the local backend).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_network_policy_partition_is_in_effect_then_undone_on_kind() {
-    use k8s_openapi::api::core::v1::Pod;
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = tempfile::tempdir().unwrap();
-    let before = volumes();
-    let up = tokio::task::spawn_blocking({
-        let state = state.path().to_path_buf();
-        move || firedrill(&state, &["up", "--backend", "kind", "--topology", "multi"])
-    })
-    .await
-    .unwrap();
-    assert!(up.status.success(), "firedrill up: {}", text(&up));
-    let dir = text(&up).lines().find_map(|l| l.strip_prefix("tear down with: firedrill down ")).expect("up names its run directory").trim().to_string();
-    let run = firedrill::backend::kind::KindRun::attach(std::path::Path::new(&dir)).unwrap();
-    let outcome = async {
-        let kubeconfig = state.path().join("lab.kubeconfig");
-        let files: Vec<(String, std::path::PathBuf)> =
-            ["directory", "east", "west"].iter().map(|r| (format!("lab-{r}"), run.info.cluster(r).unwrap().kubeconfig.clone())).collect();
-        let pairs: Vec<(&str, &std::path::Path)> = files.iter().map(|(c, f)| (c.as_str(), f.as_path())).collect();
-        common::kubeconfig_with_contexts(&pairs, &kubeconfig);
-        let report = state.path().join("report");
-        let mut args: Vec<String> = ["run", "--backend", "existing", "--kubeconfig", &kubeconfig.display().to_string()].map(String::from).to_vec();
-        for r in ["directory", "east", "west"] {
-            args.extend(["--context".into(), format!("{r}=lab-{r}")]);
-        }
-        args.extend(
-            ["--suites", "harness/tests/data/existing", "--snapshots", "harness/tests/data/snapshots", "--report", &report.display().to_string()]
-                .map(String::from),
-        );
-        args.push("existing-multi::east-west-partitioned".into());
-        let o = common::firedrill_in(state.path(), args).await;
-        let v = common::verdicts(&report);
-        assert_eq!(v["existing-multi::east-west-partitioned"].0, "match", "{v:?}\n{}", text(&o));
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        for c in ["east", "west"] {
-            let client = firedrill::backend::kube_client(&run.info.cluster(c).unwrap().kubeconfig).await.unwrap();
-            let policies = kube::Api::<NetworkPolicy>::all(client.clone()).list(&Default::default()).await.unwrap();
-            let left: Vec<String> = policies.items.into_iter().filter_map(|p| p.metadata.name).filter(|n| n.starts_with("firedrill-")).collect();
-            assert_eq!(left, Vec::<String>::new(), "policies left in {c}");
-            let canaries = kube::Api::<Pod>::all(client).list(&kube::api::ListParams::default().labels("firedrill.dev/canary")).await.unwrap();
-            assert!(canaries.items.is_empty(), "canary pods left in {c}");
-        }
-    };
-    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-    let number = run.info.number;
-    let down = tokio::task::spawn_blocking({
-        let state = state.path().to_path_buf();
-        move || firedrill(&state, &["down", &dir])
-    })
-    .await
-    .unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    assert!(down.status.success(), "firedrill down: {}", text(&down));
-    assert_nothing_left(number, &before);
 }

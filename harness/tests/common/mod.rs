@@ -1,6 +1,8 @@
 //! Shared by the integration tests that bring up local runs.
 #![allow(dead_code)]
 
+pub mod kind;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

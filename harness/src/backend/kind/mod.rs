@@ -150,6 +150,27 @@ pub fn preflight(paths: &Paths) -> Result<Tools, BackendError> {
     Ok(Tools { kind: b.kind, kubectl: b.kubectl, image })
 }
 
+/// About how many inotify instances a kind node's systemd, kubelet and containerd hold
+/// (measured here: with `fs.inotify.max_user_instances` at 128, the ninth node of the
+/// engine failed to start, its systemd "Too many open files").
+const INOTIFY_PER_NODE: usize = 15;
+
+/// Warn, before creating anything, when this run's nodes and the engine's running kind
+/// nodes need more inotify instances than the machine allows its root user (kind's known
+/// issue); the setting is the machine's, left as it is.
+fn warn_inotify(new_nodes: usize) {
+    let Some(limit) = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances").ok().and_then(|v| v.trim().parse::<usize>().ok()) else {
+        return;
+    };
+    let running = run("docker", &["ps", "-q", "--filter", &format!("label={CLUSTER_LABEL}")]).map(|o| o.lines().count()).unwrap_or(0);
+    if (running + new_nodes) * INOTIFY_PER_NODE > limit {
+        tracing::warn!(
+            "kind: this run adds {new_nodes} node(s) to {running} kind node(s) running on the engine; fs.inotify.max_user_instances is {limit}, about {} nodes' worth: a node beyond that fails to start (\"Too many open files\"). Raise it (sysctl fs.inotify.max_user_instances=512, as kind's known issues say) or take down other runs",
+            limit / INOTIFY_PER_NODE
+        );
+    }
+}
+
 /// Run a command to its end; its stdout, or an error carrying its output.
 fn run(program: &str, args: &[&str]) -> Result<String, BackendError> {
     run_env(program, args, &[])
@@ -348,6 +369,7 @@ impl KindRun {
     pub async fn up(paths: &Paths, topology: &Topology, hosts: &[String], firedrill: &Path) -> Result<KindRun, BackendError> {
         let tools = preflight(paths)?;
         tracing::info!("kind: Docker engine: {}", engine::describe(engine::in_effect().as_deref()));
+        warn_inotify(topology.clusters.iter().map(|c| c.nodes.len()).sum());
         let v = Versions::load(&paths.fixtures).map_err(|e| BackendError::Setup(e.to_string()))?;
         let binaries = Binaries::in_cache(&crate::fixtures::cache_dir(), &v);
         let image_map = crate::backend::images::ImageMap::load(&paths.fixtures, &binaries, firedrill).map_err(|e| BackendError::Setup(e.to_string()))?;
