@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::check::{self, CheckArgs, Recorded, Source};
-use super::select::{EXIT_HARNESS, EXIT_MATCH, EXIT_MISMATCH};
+use super::select::EXIT_HARNESS;
 use crate::fixtures::Paths;
 use crate::runner::{ScenarioResult, Verdict};
 
@@ -32,13 +32,7 @@ pub fn merge(paths: Paths, args: MergeArgs) -> ExitCode {
                 println!("=> {}: {}", crate::report::label(r, &results), word(&r.verdict));
             }
             println!("merged {} scenarios of {} report directories into {}", results.len(), args.parts.len(), args.report.display());
-            if results.iter().any(|r| matches!(r.verdict, Verdict::HarnessError { .. } | Verdict::NotRunnable { .. })) {
-                ExitCode::from(EXIT_HARNESS)
-            } else if results.iter().any(|r| matches!(r.verdict, Verdict::Mismatch { .. })) {
-                ExitCode::from(EXIT_MISMATCH)
-            } else {
-                ExitCode::from(EXIT_MATCH)
-            }
+            super::run::exit_code(&results)
         }
         Err(e) => {
             eprintln!("error: {e}");
