@@ -70,6 +70,15 @@ pub fn command(program: &str) -> std::process::Command {
     cmd
 }
 
+/// [`command`] as a `duct` expression, for the backend's own commands and pipes.
+pub fn expression<A: Into<std::ffi::OsString>>(program: &str, args: impl IntoIterator<Item = A>) -> duct::Expression {
+    let cmd = duct::cmd(program, args);
+    match selected() {
+        Some(h) => cmd.env("DOCKER_HOST", h),
+        None => cmd,
+    }
+}
+
 /// Whether something accepts connections on the Unix socket at `path`.
 fn answers(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
@@ -83,6 +92,12 @@ fn has_current_context() -> bool {
         .ok()
         .and_then(|v| v.get("currentContext").and_then(|c| c.as_str()).map(|c| !c.is_empty() && c != "default"))
         .unwrap_or(false)
+}
+
+/// A plan's `engine` field as it was written: absent is `None` (a plan from before engines
+/// were recorded), `null` is `Some(None)` (the CLI's default engine), else the host.
+pub fn deserialize_recorded<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// Refuse to act on a run recorded on another engine than the one in effect. `recorded` is

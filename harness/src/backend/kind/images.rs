@@ -124,7 +124,7 @@ fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
     std::fs::create_dir_all(&tmp).map_err(|e| BackendError::io(&tmp, e))?;
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).map_err(|e| BackendError::io(&tmp, e))?;
     let entrypoint = serde_json::to_string(&[&image.path]).expect("a path serialises");
-    let mut docker_import = duct::cmd(
+    let docker_import = super::engine::expression(
         "docker",
         [
             "import".to_string(),
@@ -136,9 +136,6 @@ fn build(name: &str, image: &Image) -> Result<bool, BackendError> {
             name.to_string(),
         ],
     );
-    if let Some(h) = super::engine::selected() {
-        docker_import = docker_import.env("DOCKER_HOST", h);
-    }
     let import = duct::cmd("tar", ["-C".into(), dir.path().display().to_string(), "-c".into(), ".".into()])
         .pipe(docker_import)
         .stdout_null()

@@ -72,7 +72,7 @@ pub struct KindRunInfo {
     pub image: String,
     /// The Docker engine the run is on (`DOCKER_HOST`; null: the CLI's default). Absent in
     /// plans from before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "engine::deserialize_recorded", skip_serializing_if = "Option::is_none")]
     pub engine: Option<Option<String>>,
     pub clusters: Vec<KindCluster>,
     /// Hosts outside the clusters ([`hosts`]).
@@ -177,10 +177,7 @@ fn run(program: &str, args: &[&str]) -> Result<String, BackendError> {
 }
 
 fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String, BackendError> {
-    let mut cmd = duct::cmd(program, args).stdout_capture().stderr_capture().unchecked();
-    if let Some(h) = engine::selected() {
-        cmd = cmd.env("DOCKER_HOST", h);
-    }
+    let mut cmd = engine::expression(program, args).stdout_capture().stderr_capture().unchecked();
     for (k, v) in env {
         cmd = cmd.env(k, v);
     }
@@ -713,6 +710,22 @@ mod tests {
 
     fn topology(yaml: &str) -> Topology {
         serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    /// Before, a plan made on the CLI's default engine (`"engine": null`) read back as a
+    /// plan that records no engine, and attaching to it checked nothing.
+    #[test]
+    fn a_plan_reads_back_the_engine_it_recorded_the_default_one_included() {
+        let t = topology("topology: t\nclusters:\n  - name: a\n    nodes: [{name: cp, role: control-plane}]\n");
+        let mut p = plan("r", Path::new("/tmp/r"), 0, &t, &[], "img").unwrap();
+        for recorded in [None, Some("unix:///x.sock".to_string())] {
+            p.engine = Some(recorded.clone());
+            let back: KindRunInfo = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+            assert_eq!(back.engine, Some(recorded));
+        }
+        let mut old = serde_json::to_value(&p).unwrap();
+        old.as_object_mut().unwrap().remove("engine");
+        assert_eq!(serde_json::from_value::<KindRunInfo>(old).unwrap().engine, None, "a plan from before engines were recorded");
     }
 
     #[test]
