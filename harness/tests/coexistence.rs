@@ -10,9 +10,9 @@
 //! accept) gets the drop policy for the test's duration and its own policy back after.
 //! br_netfilter is loaded (or `bridge-nf-call-iptables` set) only where it was not, and
 //! unloaded (or set back) after. An identity scenario must then match its table, and
-//! afterwards no rule of the run is left in that chain. The scenario (harness/tests/data/coexistence) is seed 000's ldap-down
-//! with a 15 s window and the rows whose traffic crosses the bridge; the full drill runs in
-//! tests/drills.rs.
+//! afterwards no rule of the run is left in that chain. The scenario
+//! (harness/tests/data/coexistence) is seed 000's ldap-down with a 15 s window and the rows
+//! whose traffic crosses the bridge; the full drill runs in tests/drills.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,21 +31,33 @@ struct DockerLikeForwardPolicy {
     set_drop: bool,
 }
 
-fn journal() -> PathBuf {
-    firedrill::backend::numbers::machine_dir().join("coexistence-forward-policy")
+/// A change to the machine noted, before it is made, in `/run/firedrill/NAME`; what a
+/// killed run noted; the note removed once the change is undone.
+fn note(name: &str, what: &str) {
+    let dir = firedrill::backend::numbers::machine_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), what).unwrap();
 }
+
+fn noted(name: &str) -> Option<String> {
+    std::fs::read_to_string(firedrill::backend::numbers::machine_dir().join(name)).ok()
+}
+
+fn forget(name: &str) {
+    let _ = std::fs::remove_file(firedrill::backend::numbers::machine_dir().join(name));
+}
+
+const POLICY_NOTE: &str = "coexistence-forward-policy";
 
 impl DockerLikeForwardPolicy {
     fn note(self) -> DockerLikeForwardPolicy {
-        let dir = firedrill::backend::numbers::machine_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(journal(), if self.created { "created" } else { "set-drop" }).unwrap();
+        note(POLICY_NOTE, if self.created { "created" } else { "set-drop" });
         self
     }
 
     /// Undo what a killed run of this test left, from its note.
     fn undo_left() {
-        if let Ok(what) = std::fs::read_to_string(journal()) {
+        if let Some(what) = noted(POLICY_NOTE) {
             drop(DockerLikeForwardPolicy { created: what == "created", set_drop: what == "set-drop" });
         }
     }
@@ -80,7 +92,7 @@ impl Drop for DockerLikeForwardPolicy {
         if self.set_drop {
             let _ = nft(&["chain", "ip", "filter", "FORWARD", "{ policy accept; }"]);
         }
-        let _ = std::fs::remove_file(journal());
+        forget(POLICY_NOTE);
     }
 }
 
@@ -95,9 +107,7 @@ struct BridgedFramesFiltered {
     set: bool,
 }
 
-fn br_journal() -> PathBuf {
-    firedrill::backend::numbers::machine_dir().join("coexistence-br-netfilter")
-}
+const BRIDGE_NF_NOTE: &str = "coexistence-br-netfilter";
 
 fn bridged() -> bool {
     std::fs::read_to_string(BRIDGE_NF).map(|v| v.trim() == "1").unwrap_or(false)
@@ -105,21 +115,17 @@ fn bridged() -> bool {
 
 impl BridgedFramesFiltered {
     fn ensure() -> BridgedFramesFiltered {
-        if let Ok(what) = std::fs::read_to_string(br_journal()) {
+        if let Some(what) = noted(BRIDGE_NF_NOTE) {
             drop(BridgedFramesFiltered { loaded: what == "loaded", set: what == "set" });
         }
-        let note = |what: &str| {
-            std::fs::create_dir_all(firedrill::backend::numbers::machine_dir()).unwrap();
-            std::fs::write(br_journal(), what).unwrap();
-        };
         let mut changed = BridgedFramesFiltered { loaded: false, set: false };
         if !Path::new(BRIDGE_NF).exists() {
-            note("loaded");
+            note(BRIDGE_NF_NOTE, "loaded");
             changed.loaded = true;
             let _ = Command::new("modprobe").arg("br_netfilter").status();
         }
         if !bridged() {
-            note(if changed.loaded { "loaded" } else { "set" });
+            note(BRIDGE_NF_NOTE, if changed.loaded { "loaded" } else { "set" });
             changed.set = !changed.loaded;
             let _ = std::fs::write(BRIDGE_NF, "1");
         }
@@ -135,7 +141,7 @@ impl Drop for BridgedFramesFiltered {
         } else if self.set {
             let _ = std::fs::write(BRIDGE_NF, "0");
         }
-        let _ = std::fs::remove_file(br_journal());
+        forget(BRIDGE_NF_NOTE);
     }
 }
 

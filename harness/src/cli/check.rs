@@ -180,10 +180,11 @@ pub struct CheckArgs {
     pub snapshots: Option<PathBuf>,
 }
 
-pub(super) fn load_suites(paths: &Paths, args: &CheckArgs) -> Result<Vec<Suite>, String> {
-    let dir = args.suites.clone().unwrap_or_else(|| paths.suites.clone());
-    let mut suites = crate::suite::load_dir(&dir, &paths.fixtures).map_err(|e| e.to_string())?;
-    if let Some(file) = &args.suite {
+/// The suites of `suites` (default: the repository's), `suite` replacing the one of its name.
+pub(super) fn load_suites(paths: &Paths, suites: Option<&Path>, suite: Option<&Path>) -> Result<Vec<Suite>, String> {
+    let dir = suites.unwrap_or(&paths.suites);
+    let mut suites = crate::suite::load_dir(dir, &paths.fixtures).map_err(|e| e.to_string())?;
+    if let Some(file) = suite {
         let s = crate::suite::load_file(file, &paths.fixtures).map_err(|e| e.to_string())?;
         match suites.iter_mut().find(|x| x.id() == s.id()) {
             Some(slot) => *slot = s,
@@ -297,7 +298,7 @@ pub fn check(paths: Paths, args: CheckArgs, report: Option<PathBuf>) -> ExitCode
             return ExitCode::from(EXIT_HARNESS);
         }
     };
-    let suites = match load_suites(&paths, &args) {
+    let suites = match load_suites(&paths, args.suites.as_deref(), args.suite.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::check::{self, CheckArgs, Recorded};
+use super::check::{self, Recorded};
 use super::select::{EXIT_HARNESS, EXIT_MATCH};
 use crate::fixtures::Paths;
 use crate::model::table;
@@ -34,8 +34,7 @@ struct Seen<'a> {
 pub fn docs(paths: Paths, args: DocsArgs) -> ExitCode {
     let report = args.report.unwrap_or_else(|| paths.root.join("reports/latest"));
     let out = args.out.unwrap_or_else(|| paths.root.join("docs/failure-domains.md"));
-    let check_args = CheckArgs { recorded: report.clone(), suite: None, suites: None, snapshots: None };
-    let suites = match check::load_suites(&paths, &check_args) {
+    let suites = match check::load_suites(&paths, None, None) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::check::{self, CheckArgs, Recorded, Source};
+use super::check::{self, Recorded};
 use super::select::EXIT_HARNESS;
 use crate::fixtures::Paths;
-use crate::runner::{ScenarioResult, Verdict};
+use crate::runner::ScenarioResult;
 
 pub struct MergeArgs {
     pub parts: Vec<PathBuf>,
@@ -27,9 +27,8 @@ pub struct MergeArgs {
 pub fn merge(paths: Paths, args: MergeArgs) -> ExitCode {
     match run(&paths, &args) {
         Ok(results) => {
-            let word = |v: &Verdict| crate::report::markdown::verdict_word(v);
             for r in &results {
-                println!("=> {}: {}", crate::report::label(r, &results), word(&r.verdict));
+                println!("=> {}: {}", crate::report::label(r, &results), crate::report::markdown::verdict_word(&r.verdict));
             }
             println!("merged {} scenarios of {} report directories into {}", results.len(), args.parts.len(), args.report.display());
             super::run::exit_code(&results)
@@ -51,8 +50,7 @@ fn run(paths: &Paths, args: &MergeArgs) -> Result<Vec<ScenarioResult>, String> {
             return Err(format!("--report {}: that is a part's own report directory; name another", out.display()));
         }
     }
-    let suites =
-        check::load_suites(paths, &CheckArgs { recorded: PathBuf::new(), suite: None, suites: args.suites.clone(), snapshots: args.snapshots.clone() })?;
+    let suites = check::load_suites(paths, args.suites.as_deref(), None)?;
     let snapshots = args.snapshots.clone().unwrap_or_else(|| paths.snapshots.clone());
     let mut seen: BTreeMap<(String, String, u32), &Path> = BTreeMap::new();
     let mut raw: Vec<serde_json::Value> = Vec::new();
@@ -103,7 +101,6 @@ fn run(paths: &Paths, args: &MergeArgs) -> Result<Vec<ScenarioResult>, String> {
 
 /// A part's scenario as a result for the merged report, with the verdict its part recorded.
 fn rebuilt(r: &Recorded, part: &Path, suites: &[crate::suite::Suite], snapshots: &Path) -> Result<ScenarioResult, String> {
-    debug_assert!(matches!(r.source, Source::Report));
     let name = format!("{}::{} in {}", r.suite, r.scenario, part.display());
     let result = match check::rejudge(r, suites, snapshots).map_err(|e| format!("{name}: {e}"))? {
         Some(result) => result,

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::check::{self, CheckArgs, Recorded};
+use super::check::{self, Recorded};
 use super::select::{EXIT_HARNESS, EXIT_MATCH};
 use crate::fixtures::Paths;
 
@@ -22,8 +22,7 @@ pub struct RecordArgs {
 
 pub fn record(paths: Paths, args: RecordArgs) -> ExitCode {
     let into = args.into.clone().unwrap_or_else(|| paths.recordings.clone());
-    let check_args = CheckArgs { recorded: PathBuf::new(), suite: None, suites: None, snapshots: None };
-    let suites = match check::load_suites(&paths, &check_args) {
+    let suites = match check::load_suites(&paths, None, None) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -89,10 +89,10 @@ fn api_address(c: &ClusterHandle) -> Result<(String, u16), String> {
 }
 
 /// Where pods of `c` reach its API servers: the `default/kubernetes` Service's endpoints
-/// (the address each API server advertises), as `ip:port`. The kubeconfig's server is
-/// where the harness reaches it, which a pod may not (kind's is a port published on the
-/// machine's loopback); it is the fallback only where the cluster lists no endpoint.
-async fn api_endpoints(c: &ClusterHandle) -> Result<Vec<String>, String> {
+/// (the address each API server advertises). The kubeconfig's server is where the harness
+/// reaches it, which a pod may not (kind's is a port published on the machine's
+/// loopback); it is the fallback only where the cluster lists no endpoint.
+async fn api_endpoints(c: &ClusterHandle) -> Result<Vec<(String, u16)>, String> {
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let slices = Api::<EndpointSlice>::namespaced(c.client.clone(), "default")
         .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
@@ -101,15 +101,13 @@ async fn api_endpoints(c: &ClusterHandle) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for slice in slices.items {
         let port = slice.ports.unwrap_or_default().iter().find(|p| p.name.as_deref() == Some("https")).and_then(|p| p.port);
-        let Some(port) = port else { continue };
+        let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else { continue };
         for e in slice.endpoints.iter().flatten() {
-            for a in &e.addresses {
-                out.push(if a.contains(':') { format!("[{a}]:{port}") } else { format!("{a}:{port}") });
-            }
+            out.extend(e.addresses.iter().map(|a| (a.clone(), port)));
         }
     }
     if out.is_empty() {
-        out.push(api_address(c).map(|(h, p)| format!("{h}:{p}"))?);
+        out.push(api_address(c)?);
     }
     out.sort();
     out.dedup();
@@ -128,21 +126,9 @@ async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
                 out.push(cidr);
             }
         }
-        for a in n.status.and_then(|s| s.addresses).unwrap_or_default() {
-            match a.address.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(ip)) => out.push(format!("{ip}/32")),
-                Ok(std::net::IpAddr::V6(ip)) => out.push(format!("{ip}/128")),
-                Err(_) => {}
-            }
-        }
+        out.extend(n.status.and_then(|s| s.addresses).unwrap_or_default().iter().filter_map(|a| host_block(&a.address)));
     }
-    for endpoint in api_endpoints(c).await.map_err(FaultError::Invalid)? {
-        if let Some((ip, _)) = endpoint.rsplit_once(':')
-            && let Ok(ip) = ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>()
-        {
-            out.push(if ip.is_ipv4() { format!("{ip}/32") } else { format!("{ip}/128") });
-        }
-    }
+    out.extend(api_endpoints(c).await.map_err(FaultError::Invalid)?.iter().filter_map(|(host, _)| host_block(host)));
     let (host, port) = api_address(c).map_err(FaultError::Invalid)?;
     let ips: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![ip],
@@ -152,16 +138,21 @@ async fn addresses(c: &ClusterHandle) -> Result<Vec<String>, FaultError> {
             .map(|a| a.ip())
             .collect(),
     };
-    out.extend(ips.iter().map(|ip| match ip {
-        std::net::IpAddr::V4(ip) => format!("{ip}/32"),
-        std::net::IpAddr::V6(ip) => format!("{ip}/128"),
-    }));
+    out.extend(ips.iter().filter_map(|ip| host_block(&ip.to_string())));
     out.sort();
     out.dedup();
     if out.is_empty() {
         return Err(FaultError::Invalid(format!("partition: cluster {} has no address to cut off", c.name)));
     }
     Ok(out)
+}
+
+/// The one-address range of `address` (`/32`, `/128`); None when it is not an address.
+fn host_block(address: &str) -> Option<String> {
+    match address.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(ip) => Some(format!("{ip}/32")),
+        std::net::IpAddr::V6(ip) => Some(format!("{ip}/128")),
+    }
 }
 
 /// Whether `s` is an address range `ip/n` of either family.
@@ -277,8 +268,9 @@ pub async fn check(env: &Env, between: &[String], expect: Expect) -> Result<(), 
     let (a, b) = sides(env, between).map_err(|e| e.to_string())?;
     let mut wrong = Vec::new();
     for (side, other) in [(a, b), (b, a)] {
-        let own = api_endpoints(side).await?.remove(0);
-        let peer = api_endpoints(other).await?.remove(0);
+        let dial = |(host, port): (String, u16)| if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let own = dial(api_endpoints(side).await?.remove(0));
+        let peer = dial(api_endpoints(other).await?.remove(0));
         let code = canary(env, side, &[own.clone(), peer.clone()]).await?;
         if code & 1 != 0 {
             return Err(format!(
@@ -307,6 +299,9 @@ mod tests {
     fn ranges_of_both_families_are_cut_off_and_nothing_else() {
         assert!(is_cidr("198.19.128.0/24") && is_cidr("fd00::/64"));
         assert!(!is_cidr("198.19.128.0/33") && !is_cidr("198.19.128.0") && !is_cidr("fd00::/129"));
+        assert_eq!(host_block("198.18.224.7").as_deref(), Some("198.18.224.7/32"));
+        assert_eq!(host_block("fd00::5").as_deref(), Some("fd00::5/128"));
+        assert_eq!(host_block("fd-k0-east-control-plane"), None);
     }
 
     #[test]

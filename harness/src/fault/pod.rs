@@ -106,13 +106,12 @@ pub async fn gone(env: &Env, cluster: &str, namespace: &str, pod: &str, uid: &st
         Ok(_) => {}
         Err(e) => return Err(format!("reading pod {namespace}/{pod}: {}", crate::error::kube_message(&e))),
     }
-    let running: Vec<String> = containers
-        .iter()
-        .map(|k| still_running(env.backend, node, k).map(|r| r.then(|| k.id.clone())))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut running = Vec::new();
+    for k in containers {
+        if still_running(env.backend, node, k)? {
+            running.push(k.id.as_str());
+        }
+    }
     if running.is_empty() { Ok(()) } else { Err(format!("pod {namespace}/{pod} is gone from the API, but its container {} still runs", running.join(", "))) }
 }
 

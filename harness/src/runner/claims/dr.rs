@@ -219,9 +219,9 @@ fn ready_words(r: &Recorded, not_ready: &[String]) -> String {
 /// check of the database failed.
 const INTEGRITY_ERRORS: [&str; 3] = ["snapshot missing hash but --skip-hash-check=false", "expected sha256 ", "snapshot file integrity check failed"];
 
-/// Which of etcdutl's integrity errors `message` carries, if any.
-fn integrity_error(message: &str) -> Option<&'static str> {
-    INTEGRITY_ERRORS.into_iter().find(|e| message.contains(e))
+/// Whether `message` carries one of etcdutl's integrity errors.
+fn is_integrity_error(message: &str) -> bool {
+    INTEGRITY_ERRORS.iter().any(|e| message.contains(e))
 }
 
 pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> {
@@ -229,7 +229,7 @@ pub async fn backup_refused(cx: &Context<'_>) -> Result<(bool, String), String> 
     if r.restore.outcome != "refused" || r.restore.message.trim().is_empty() {
         return Ok((false, format!("{} was not refused: the restore's outcome is `{}` {}", r.backup.words(), r.restore.outcome, r.restore.message)));
     }
-    if integrity_error(&r.restore.message).is_none() {
+    if !is_integrity_error(&r.restore.message) {
         return Ok((
             false,
             format!(
@@ -296,11 +296,6 @@ mod tests {
         }
     }
 
-    /// The checker's rules, on made-up listings (a unit test of pure logic): a restored
-    /// object equal but for its resource version is back; one with other content and an
-    /// old revision is different; one rewritten since (revision above the snapshot's) is
-    /// not compared; absent ones are missing; writes after the snapshot are lost or, when
-    /// present, survived.
     /// Before, any failure of etcdutl counted as the backup refused.
     #[test]
     fn only_an_integrity_error_is_a_refusal_of_the_backup() {
@@ -308,7 +303,7 @@ mod tests {
         let garbled = "member control-plane-1: etcdutl snapshot restore failed (exit status: 1): Error: expected sha256 [173 231], got [10 26]";
         let bolt = "Error: snapshot file integrity check failed. 2 errors found.\npage 7: unreachable unfreed";
         for m in [truncated, garbled, bolt] {
-            assert!(integrity_error(m).is_some(), "{m}");
+            assert!(is_integrity_error(m), "{m}");
         }
         for m in [
             "member control-plane-1: etcdutl timed out after 60 s",
@@ -316,10 +311,15 @@ mod tests {
             "Error: open /x/backup.db: no such file or directory",
             "",
         ] {
-            assert_eq!(integrity_error(m), None, "{m}");
+            assert!(!is_integrity_error(m), "{m}");
         }
     }
 
+    /// The checker's rules, on made-up listings (a unit test of pure logic): a restored
+    /// object equal but for its resource version is back; one with other content and an
+    /// old revision is different; one rewritten since (revision above the snapshot's) is
+    /// not compared; absent ones are missing; writes after the snapshot are lost or, when
+    /// present, survived.
     #[test]
     fn diff_sorts_every_object() {
         let obj = |data: &str, rv: &str| serde_json::json!({"metadata": {"name": "x", "resourceVersion": rv}, "data": {"k": data}});
